@@ -1,0 +1,41 @@
+"""ProxmoxWP's control plane: the API that Paymenter calls, its database and its job engine."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask
+
+from api.config import Settings, load_settings
+from api.errors import register_error_handlers
+from api.lifecycle import Lifecycle
+from api.runtime import Runtime
+
+
+class Extension:
+    """What the views reach through `current_app.extensions["proxmoxwp"]`."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.settings = runtime.settings
+        self.inventory = runtime.inventory
+        self.tokens = runtime.tokens
+        self.lifecycle = Lifecycle(runtime)
+
+
+def create_app(settings: Settings | None = None, *, check: bool = True) -> Flask:
+    """The application factory: settings from the environment unless given."""
+    from api.routes import actions, jobs, meta, sites
+
+    runtime = Runtime(settings or load_settings())
+    if check:
+        runtime.check(need_tokens=True)
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = 64 * 1024
+    app.json.sort_keys = False
+    app.extensions["proxmoxwp"] = Extension(runtime)
+    register_error_handlers(app)
+    for blueprint in (meta.bp, sites.bp, actions.bp, jobs.bp):
+        app.register_blueprint(blueprint)
+    logging.getLogger("api").setLevel(logging.INFO)
+    return app

@@ -1,0 +1,235 @@
+"""The `proxmoxwp` command: serve the API, run a worker, upgrade the database, look at jobs."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import threading
+
+import click
+from sqlalchemy import select
+
+from api.config import ConfigError, load_settings
+from api.runtime import Runtime
+
+
+def _runtime() -> Runtime:
+    return Runtime(load_settings())
+
+
+class _Group(click.Group):
+    """Turns configuration errors into one line on stderr and exit status 2."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except ConfigError as exc:
+            click.echo(f"proxmoxwp: configuration error: {exc}", err=True)
+            sys.exit(2)
+
+
+@click.group(cls=_Group)
+def main() -> None:
+    """ProxmoxWP control plane."""
+
+
+@main.command()
+@click.option("--bind", default="127.0.0.1:8080", show_default=True, help="Address and port to listen on.")
+@click.option("--workers", default=2, show_default=True, help="gunicorn worker processes.")
+@click.option("--threads", default=8, show_default=True, help="Threads per worker process.")
+def serve(bind: str, workers: int, threads: int) -> None:
+    """Serve the API with gunicorn."""
+    from gunicorn.app.base import BaseApplication
+
+    from api import create_app
+
+    settings = load_settings()
+    Runtime(settings).check(need_tokens=True)
+
+    class _Gunicorn(BaseApplication):
+        def load_config(self) -> None:
+            for key, value in {
+                "bind": bind,
+                "workers": workers,
+                "threads": threads,
+                "worker_class": "gthread",
+                "accesslog": "-",
+                "errorlog": "-",
+                "timeout": 700,
+                "graceful_timeout": 30,
+                "access_log_format": '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(M)sms',
+            }.items():
+                self.cfg.set(key, value)
+
+        def load(self):
+            return create_app(settings, check=False)
+
+    _Gunicorn().run()
+
+
+@main.command()
+@click.option(
+    "--concurrency",
+    type=int,
+    default=None,
+    help="Jobs run at once by this worker (default: PROXMOXWP_WORKERS).",
+)
+def worker(concurrency: int | None) -> None:
+    """Run jobs from the queue until stopped."""
+    from api.jobs import engine
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    runtime = _runtime()
+    runtime.check()
+    Runtime.put_tools_on_path()
+    runtime.queue.serve(lambda job_id: engine.execute(runtime, job_id))
+    stop = threading.Event()
+
+    def reaper() -> None:
+        while True:
+            try:
+                engine.reap(runtime)
+            except Exception:
+                logging.getLogger("api.reaper").exception("reaper pass failed")
+            if stop.wait(runtime.settings.reaper_seconds):
+                return
+
+    threading.Thread(target=reaper, name="reaper", daemon=True).start()
+    consumer = runtime.queue.huey.create_consumer(
+        workers=concurrency or runtime.settings.workers,
+        worker_type="thread",
+        periodic=False,
+        initial_delay=0.05,
+        backoff=1.5,
+        max_delay=0.5,
+        check_worker_health=True,
+    )
+    try:
+        consumer.run()
+    finally:
+        stop.set()
+
+
+@main.group()
+def db() -> None:
+    """The database schema."""
+
+
+@db.command()
+def upgrade() -> None:
+    """Create or migrate the database schema to the newest version."""
+    from api.migrate import upgrade as run_upgrade
+
+    runtime = _runtime()
+    runtime.check(need_schema=False)
+    try:
+        revision = run_upgrade(runtime.db)
+    except Exception as exc:
+        raise ConfigError(
+            f"PROXMOXWP_DATABASE_URL: {str(getattr(exc, 'orig', exc)).splitlines()[0]}"
+        ) from None
+    click.echo(f"database at revision {revision}")
+
+
+@main.group()
+def jobs() -> None:
+    """Jobs and their results."""
+
+
+@jobs.command("list")
+@click.option("--service-id", type=int, default=None)
+@click.option("--state", type=click.Choice(["queued", "running", "succeeded", "failed", "cancelled"]))
+@click.option("--limit", type=int, default=30, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+def list_jobs(service_id: int | None, state: str | None, limit: int, as_json: bool) -> None:
+    """The newest jobs."""
+    from api.models import Job
+    from api.presenters import job_view
+
+    runtime = _runtime()
+    runtime.check()
+    with runtime.db.session() as session:
+        query = select(Job).order_by(Job.id.desc()).limit(limit)
+        if service_id is not None:
+            query = query.where(Job.service_id == service_id)
+        if state:
+            query = query.where(Job.state == state)
+        rows = [job_view(job) for job in session.scalars(query)]
+    if as_json:
+        for row in rows:
+            click.echo(json.dumps(row))
+        return
+    click.echo(
+        f"{'ID':>6}  {'SERVICE':>12}  {'KIND':<13} {'STATE':<10} {'PROGRESS':<9} {'CREATED':<20} MESSAGE"
+    )
+    for row in rows:
+        progress = f"{row['progress']['done']}/{row['progress']['total'] or '?'}"
+        click.echo(
+            f"{row['id']:>6}  {row['service_id']:>12}  {row['kind']:<13} {row['state']:<10} {progress:<9} "
+            f"{row['created_at'][:19]:<20} {(row['message'] or '')[:60]}"
+        )
+
+
+@jobs.command("show")
+@click.argument("job_id", type=int)
+@click.option(
+    "--events", type=int, default=20, show_default=True, help="How many of the last events to show."
+)
+def show_job(job_id: int, events: int) -> None:
+    """One job with its result and its last events."""
+    from api.models import Job, JobEvent
+    from api.presenters import job_view
+
+    runtime = _runtime()
+    runtime.check()
+    with runtime.db.session() as session:
+        job = session.get(Job, job_id)
+        if job is None:
+            click.echo(f"proxmoxwp: there is no job {job_id}", err=True)
+            sys.exit(1)
+        view = job_view(job)
+        tail = session.scalars(
+            select(JobEvent).where(JobEvent.job_id == job_id).order_by(JobEvent.seq.desc()).limit(events)
+        ).all()
+    click.echo(json.dumps(view, indent=2))
+    if tail:
+        click.echo("events:")
+    for event in reversed(tail):
+        message = (event.data or {}).get("msg", "")
+        click.echo(
+            f"  {event.seq:>4} {event.event:<24} {event.host or '':<16} {event.task or ''} {message}".rstrip()
+        )
+
+
+@jobs.command("cancel")
+@click.argument("job_id", type=int)
+def cancel_job(job_id: int) -> None:
+    """Cancel a queued job, or ask the worker to stop a running one."""
+    from api.jobs import engine
+    from api.models import Job, JobState
+
+    runtime = _runtime()
+    runtime.check()
+
+    def work(session):
+        job = session.get(Job, job_id)
+        if job is None:
+            return "missing"
+        if job.state == JobState.RUNNING:
+            job.cancel_requested = True
+            return "requested"
+        return "queued" if job.state == JobState.QUEUED else job.state
+
+    outcome = runtime.db.write(work)
+    if outcome == "missing":
+        click.echo(f"proxmoxwp: there is no job {job_id}", err=True)
+        sys.exit(1)
+    if outcome == "queued":
+        engine.finish(runtime, job_id, JobState.CANCELLED, message="Cancelled by an operator.")
+        engine.wake_next(runtime, job_id)
+        click.echo(f"job {job_id} cancelled")
+    elif outcome == "requested":
+        click.echo(f"job {job_id} is running; the worker will stop it")
+    else:
+        click.echo(f"job {job_id} has already ended ({outcome})")

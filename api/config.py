@@ -1,0 +1,124 @@
+"""Settings read from the environment (PROXMOXWP_*), checked once at start."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+
+
+class ConfigError(Exception):
+    """A setting is missing or wrong; the message is one line an operator can act on."""
+
+
+def _default_data_dir() -> Path:
+    if os.geteuid() == 0:
+        return Path("/var/lib/proxmoxwp")
+    return Path.home() / ".local/share/proxmoxwp"
+
+
+def _split_csv(value: object) -> object:
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PROXMOXWP_", extra="ignore")
+
+    data_dir: Path = Field(default_factory=_default_data_dir)
+    api_tokens: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    api_tokens_file: Path | None = None
+    database_url: str = ""
+    queue_url: str = ""
+    inventory: Path = PROJECT_DIR / "inventory" / "lab"
+    project_dir: Path = PROJECT_DIR
+    playbook_dir: Path = PROJECT_DIR / "playbooks"
+    public_ips: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    workers: int = Field(default=4, ge=1, le=64)
+    job_timeouts: Annotated[dict[str, int], NoDecode] = Field(default_factory=dict)
+    job_max_attempts: int = Field(default=2, ge=1, le=10)
+    heartbeat_seconds: float = Field(default=5.0, gt=0, le=300)
+    stale_after_seconds: float = Field(default=60.0, gt=0, le=3600)
+    reaper_seconds: float = Field(default=10.0, gt=0, le=3600)
+    max_events_per_job: int = Field(default=500, ge=10, le=100_000)
+    secret_key: str | None = None
+    max_wait_seconds: int = Field(default=60, ge=0, le=600)
+
+    @field_validator("api_tokens", "public_ips", mode="before")
+    @classmethod
+    def _csv(cls, value: object) -> object:
+        return _split_csv(value)
+
+    @field_validator("api_tokens")
+    @classmethod
+    def _tokens_are_long(cls, tokens: list[str]) -> list[str]:
+        for token in tokens:
+            if len(token) < 16:
+                raise ValueError("every API token must be at least 16 characters long")
+        return tokens
+
+    @field_validator("public_ips")
+    @classmethod
+    def _networks(cls, values: list[str]) -> list[str]:
+        for value in values:
+            try:
+                ipaddress.ip_network(value, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"{value!r} is not an IP address or network") from exc
+        return values
+
+    @field_validator("job_timeouts", mode="before")
+    @classmethod
+    def _timeouts(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        timeouts: dict[str, int] = {}
+        for item in _split_csv(value):  # type: ignore[union-attr]
+            kind, sep, seconds = item.partition("=")
+            if not sep or not seconds.strip().isdigit():
+                raise ValueError(f"{item!r} is not KIND=SECONDS")
+            timeouts[kind.strip()] = int(seconds)
+        return timeouts
+
+    @model_validator(mode="after")
+    def _defaults_under_data_dir(self) -> Settings:
+        if not self.database_url:
+            self.database_url = f"sqlite:///{self.data_dir / 'proxmoxwp.sqlite3'}"
+        if not self.queue_url:
+            self.queue_url = f"sqlite:///{self.data_dir / 'queue.sqlite3'}"
+        if self.database_url.startswith(("postgresql://", "postgres://")):
+            self.database_url = "postgresql+psycopg://" + self.database_url.split("://", 1)[1]
+        if not self.database_url.startswith(("sqlite:///", "postgresql+psycopg://")):
+            raise ValueError("PROXMOXWP_DATABASE_URL must be sqlite:///PATH or postgresql://…")
+        if not self.queue_url.startswith(("sqlite:///", "redis://", "rediss://")):
+            raise ValueError("PROXMOXWP_QUEUE_URL must be sqlite:///PATH or redis://…")
+        return self
+
+    def tokens(self) -> list[str]:
+        """Configured bearer tokens: the variable and, if set, one token per line of the file."""
+        tokens = list(self.api_tokens)
+        if self.api_tokens_file is not None:
+            try:
+                lines = self.api_tokens_file.read_text().splitlines()
+            except OSError as exc:
+                raise ConfigError(f"PROXMOXWP_API_TOKENS_FILE cannot be read: {exc.strerror}") from None
+            tokens += [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+        return tokens
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the settings, turning any validation problem into one ConfigError line."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        field = ".".join(str(part) for part in error["loc"]) or "settings"
+        message = str(error["msg"]).removeprefix("Value error, ")
+        raise ConfigError(f"PROXMOXWP_{field.upper()}: {message}" if error["loc"] else message) from None

@@ -1,0 +1,424 @@
+"""Claiming, running and finishing jobs; finding jobs whose worker died.
+
+The database row is the truth. A job runs only when it is the oldest unfinished job of its service, so jobs
+of one service run strictly in order; the claim is one conditional UPDATE, so two workers never run the same
+job. A finished job wakes the next one of its service.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import and_, exists, func, select, update
+from sqlalchemy.orm import Session, aliased
+
+from api.jobs.kinds import KINDS, SERVICE_STATS
+from api.jobs.runner import PlaybookRun, count_tasks
+from api.jobs.secrets import scrub
+from api.models import UNFINISHED, Job, JobEvent, JobState, Service, ServiceState
+from api.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+HOSTNAME = socket.gethostname()
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def worker_id() -> str:
+    return f"{HOSTNAME}:{os.getpid()}:{threading.get_ident()}"
+
+
+def _head_condition(job_id: int):
+    earlier = aliased(Job)
+    return and_(
+        Job.id == job_id,
+        Job.state == JobState.QUEUED,
+        ~exists(
+            select(earlier.id).where(
+                earlier.service_id == Job.service_id, earlier.id < Job.id, earlier.state.in_(UNFINISHED)
+            )
+        ),
+    )
+
+
+def claim(runtime: Runtime, job_id: int) -> bool:
+    """Mark the job running if it is the head of its service's queue and nobody else took it."""
+
+    def work(session: Session) -> bool:
+        result = session.execute(
+            update(Job)
+            .where(_head_condition(job_id))
+            .values(
+                state=JobState.RUNNING,
+                attempts=Job.attempts + 1,
+                started_at=now(),
+                heartbeat_at=now(),
+                worker=worker_id(),
+                cancel_requested=False,
+            )
+            .execution_options(synchronize_session=False)
+        )
+        if result.rowcount != 1:
+            return False
+        job = session.get(Job, job_id)
+        kind = KINDS[job.kind]
+        service = session.get(Service, job.service_id)
+        if kind.running_state and service.state != kind.running_state:
+            if service.state != ServiceState.FAILED:
+                service.settled_state = service.state
+            service.state = kind.running_state
+        service.last_job_id = job.id
+        return True
+
+    return runtime.db.write(work)
+
+
+def execute(runtime: Runtime, job_id: int) -> None:
+    """The queue task: run the job if it can run now; otherwise its predecessor will wake it."""
+    if not claim(runtime, job_id):
+        return
+    try:
+        _run_claimed(runtime, job_id)
+    finally:
+        wake_next(runtime, job_id)
+
+
+def _run_claimed(runtime: Runtime, job_id: int) -> None:
+    with runtime.db.session() as session:
+        job = session.get(Job, job_id)
+        kind = KINDS[job.kind]
+        params, attempt, timeout = dict(job.params), job.attempts, job.timeout_seconds
+        secrets = runtime.secret_box.open(job.sealed_secrets)
+    playbook = runtime.settings.playbook_dir / kind.playbook
+    if not playbook.is_file():
+        finish(runtime, job_id, JobState.FAILED, message=f"The playbook {kind.playbook} is not installed.")
+        return
+
+    events = EventSink(runtime, job_id, attempt)
+    stop_heartbeat = threading.Event()
+    heartbeat = threading.Thread(target=_heartbeat, args=(runtime, job_id, stop_heartbeat), daemon=True)
+    heartbeat.start()
+    counter = threading.Thread(
+        target=events.set_total,
+        args=(count_tasks, runtime.settings.project_dir, playbook, runtime.settings.inventory, params),
+        daemon=True,
+    )
+    counter.start()
+    run = PlaybookRun(
+        project_dir=runtime.settings.project_dir,
+        playbook=playbook,
+        inventory=runtime.settings.inventory,
+        runs_dir=runtime.settings.data_dir / "runs",
+        variables={**params, "proxmoxwp_job_id": job_id},
+        secrets=secrets,
+        timeout=timeout,
+        ident=f"job{job_id}-{attempt}",
+        on_event=events.add,
+        cancelled=CancelCheck(runtime, job_id),
+    )
+    try:
+        result = run.run()
+    except Exception as exc:  # an error of the runner itself, not of the playbook
+        log.exception("job %s: ansible-runner failed", job_id)
+        finish(runtime, job_id, JobState.FAILED, message=f"The job runner failed: {type(exc).__name__}.")
+        return
+    finally:
+        stop_heartbeat.set()
+        heartbeat.join()
+        events.flush()
+    if result.status == "successful":
+        finish(
+            runtime,
+            job_id,
+            JobState.SUCCEEDED,
+            rc=result.rc,
+            stats=result.stats,
+            tasks_done=result.tasks_done,
+        )
+    else:
+        state = JobState.CANCELLED if result.status == "canceled" else JobState.FAILED
+        finish(
+            runtime,
+            job_id,
+            state,
+            rc=result.rc,
+            stats=result.stats,
+            failed_task=result.failed_task,
+            failed_host=result.failed_host,
+            message=result.message,
+        )
+
+
+def _heartbeat(runtime: Runtime, job_id: int, stop: threading.Event) -> None:
+    while not stop.wait(runtime.settings.heartbeat_seconds):
+        try:
+            with runtime.db.session(write=True) as session:
+                session.execute(
+                    update(Job)
+                    .where(Job.id == job_id, Job.state == JobState.RUNNING)
+                    .values(heartbeat_at=now())
+                )
+        except Exception:
+            log.warning("job %s: heartbeat not written", job_id, exc_info=True)
+
+
+class CancelCheck:
+    """ansible-runner's cancel_callback: asks the database at most once a second."""
+
+    def __init__(self, runtime: Runtime, job_id: int) -> None:
+        self.runtime, self.job_id = runtime, job_id
+        self._checked = 0.0
+        self._cancel = False
+
+    def __call__(self) -> bool:
+        if not self._cancel and time.monotonic() - self._checked >= 1.0:
+            self._checked = time.monotonic()
+            with self.runtime.db.session() as session:
+                self._cancel = bool(session.scalar(select(Job.cancel_requested).where(Job.id == self.job_id)))
+        return self._cancel
+
+
+class EventSink:
+    """Stores a bounded number of events per job and keeps the progress counters current."""
+
+    FLUSH_EVERY = 1.0
+
+    def __init__(self, runtime: Runtime, job_id: int, attempt: int) -> None:
+        self.runtime, self.job_id, self.attempt = runtime, job_id, attempt
+        self.limit = runtime.settings.max_events_per_job
+        self._pending: list[dict] = []
+        self._lock = threading.Lock()
+        self._flushed = time.monotonic()
+        self._done = 0
+        with runtime.db.session() as session:
+            self._seq = (
+                session.scalar(
+                    select(func.coalesce(func.max(JobEvent.seq), 0)).where(JobEvent.job_id == job_id)
+                )
+                or 0
+            )
+            self._stored = session.scalar(select(Job.events_stored).where(Job.id == job_id)) or 0
+
+    def add(self, record: dict) -> None:
+        with self._lock:
+            self._done = max(self._done, record.pop("tasks_done", 0))
+            keep = self._stored + len(self._pending) < self.limit or record["event"] in (
+                "runner_on_failed",
+                "runner_on_unreachable",
+                "playbook_on_stats",
+            )
+            if keep and record["event"] != "verbose":
+                self._seq += 1
+                self._pending.append({**record, "seq": self._seq})
+            due = time.monotonic() - self._flushed >= self.FLUSH_EVERY
+        if due:
+            self.flush()
+
+    def set_total(self, counter, *args) -> None:
+        total = counter(*args)
+        if total is not None:
+            with self.runtime.db.session(write=True) as session:
+                session.execute(update(Job).where(Job.id == self.job_id).values(progress_total=total))
+
+    def flush(self) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, []
+            done = self._done
+            self._flushed = time.monotonic()
+        with self.runtime.db.session(write=True) as session:
+            for record in pending:
+                session.add(
+                    JobEvent(
+                        job_id=self.job_id,
+                        seq=record["seq"],
+                        attempt=self.attempt,
+                        event=record["event"],
+                        task=record["task"],
+                        host=record["host"],
+                        data=record["data"],
+                    )
+                )
+            self._stored += len(pending)
+            session.execute(
+                update(Job)
+                .where(Job.id == self.job_id)
+                .values(progress_done=done, events_stored=self._stored)
+            )
+
+
+def finish(
+    runtime: Runtime,
+    job_id: int,
+    state: JobState,
+    *,
+    rc: int | None = None,
+    stats: dict | None = None,
+    failed_task: str | None = None,
+    failed_host: str | None = None,
+    message: str | None = None,
+    tasks_done: int | None = None,
+) -> None:
+    """Record the job's end and let its outcome move the service."""
+
+    def work(session: Session) -> None:
+        job = session.get(Job, job_id)
+        if job.state not in UNFINISHED:
+            return
+        secrets = list(runtime.secret_box.open(job.sealed_secrets).values())
+        job.state = state
+        job.finished_at = now()
+        job.rc = rc
+        job.stats = scrub(stats, secrets) if stats else stats
+        job.failed_task = failed_task
+        job.failed_host = failed_host
+        job.message = scrub(message, secrets)
+        job.sealed_secrets = None
+        if tasks_done is not None:
+            job.progress_done = tasks_done
+            job.progress_total = max(job.progress_total or 0, tasks_done)
+        service = session.get(Service, job.service_id)
+        service.last_job_id = job.id
+        if state == JobState.SUCCEEDED:
+            _succeeded(session, service, job)
+        elif state == JobState.CANCELLED and job.started_at is None:
+            KINDS[job.kind].on_failure(session, service, job)  # never ran: the service itself is unchanged
+        else:
+            _failed(session, service, job)
+
+    runtime.db.write(work)
+
+
+def _succeeded(session: Session, service: Service, job: Job) -> None:
+    for key, cast in SERVICE_STATS.items():
+        if job.stats and key in job.stats and job.stats[key] is not None:
+            setattr(service, key, cast(job.stats[key]))
+    KINDS[job.kind].on_success(session, service, job)
+    if job.heading_to:
+        service.state = job.heading_to
+    elif service.state in (ServiceState.FAILED, KINDS[job.kind].running_state):
+        service.state = service.settled_state or ServiceState.ACTIVE
+    if service.state != ServiceState.FAILED:
+        service.settled_state = service.state
+        service.failure_reason = None
+
+
+def _failed(session: Session, service: Service, job: Job) -> None:
+    KINDS[job.kind].on_failure(session, service, job)
+    if service.state not in (ServiceState.FAILED, KINDS[job.kind].running_state):
+        service.settled_state = service.state
+    service.state = ServiceState.FAILED
+    service.failure_reason = describe_failure(job)
+
+
+def describe_failure(job: Job) -> str:
+    what = job.message or "the job failed"
+    if job.failed_task:
+        where = f" on {job.failed_host}" if job.failed_host else ""
+        return f"Task '{job.failed_task}' failed{where}: {what}"
+    return what
+
+
+def wake_next(runtime: Runtime, job_id: int) -> None:
+    """Enqueue the next unfinished job of the same service, if any."""
+    with runtime.db.session() as session:
+        service_id = session.scalar(select(Job.service_id).where(Job.id == job_id))
+        next_id = session.scalar(
+            select(Job.id)
+            .where(Job.service_id == service_id, Job.state == JobState.QUEUED)
+            .order_by(Job.id)
+            .limit(1)
+        )
+    if next_id is not None:
+        runtime.queue.enqueue(next_id)
+
+
+def reap(runtime: Runtime) -> list[int]:
+    """Find running jobs whose worker is gone; retry them or fail them. Re-send queued heads nobody took."""
+    settings = runtime.settings
+    stale = now() - timedelta(seconds=settings.stale_after_seconds)
+    touched: list[int] = []
+    with runtime.db.session() as session:
+        running = session.execute(
+            select(Job.id, Job.worker, Job.heartbeat_at).where(Job.state == JobState.RUNNING)
+        ).all()
+    for job_id, worker, heartbeat in running:
+        if not _worker_gone(worker, heartbeat, stale):
+            continue
+        if _requeue_or_fail(runtime, job_id):
+            touched.append(job_id)
+    with runtime.db.session() as session:
+        earlier = aliased(Job)
+        heads = session.scalars(
+            select(Job.id).where(
+                Job.state == JobState.QUEUED,
+                Job.created_at < stale,
+                ~exists(
+                    select(earlier.id).where(
+                        earlier.service_id == Job.service_id,
+                        earlier.id < Job.id,
+                        earlier.state.in_(UNFINISHED),
+                    )
+                ),
+            )
+        ).all()
+    for job_id in heads:
+        runtime.queue.enqueue(job_id)
+    return touched
+
+
+def _worker_gone(worker: str | None, heartbeat: datetime | None, stale: datetime) -> bool:
+    if heartbeat is not None and heartbeat.tzinfo is None:
+        heartbeat = heartbeat.replace(tzinfo=UTC)
+    if heartbeat is None or heartbeat < stale:
+        return True
+    host, _, rest = (worker or "").partition(":")
+    if host != HOSTNAME:
+        return False
+    pid = int(rest.split(":", 1)[0] or 0)
+    if pid <= 0:
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def _requeue_or_fail(runtime: Runtime, job_id: int) -> bool:
+    def work(session: Session) -> str | None:
+        job = session.get(Job, job_id)
+        if job.state != JobState.RUNNING:
+            return None
+        if job.attempts < job.max_attempts:
+            job.state = JobState.QUEUED
+            job.message = (
+                f"The worker running attempt {job.attempts} stopped unexpectedly; the job is retried."
+            )
+            job.worker = None
+            job.heartbeat_at = None
+            return "retry"
+        return "fail"
+
+    decision = runtime.db.write(work)
+    if decision == "retry":
+        log.warning("job %s: worker lost, retrying", job_id)
+        runtime.queue.enqueue(job_id)
+    elif decision == "fail":
+        log.warning("job %s: worker lost, no attempts left", job_id)
+        finish(
+            runtime,
+            job_id,
+            JobState.FAILED,
+            message="The worker running this job stopped unexpectedly and no attempts are left.",
+        )
+    return decision is not None

@@ -1,0 +1,127 @@
+"""The playbook map: each API operation, the playbook that carries it out, and what its outcome does.
+
+The variable contract of each playbook (what comes in as extra vars, what `set_stats` gives back) is
+documented in docs/playbooks.md; keep the two in step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from sqlalchemy import delete
+from sqlalchemy.orm import Session
+
+from api.models import Backup, Domain, Job, Service, ServiceState
+
+# set_stats keys that update the service record; everything a playbook reports is kept in the job.
+SERVICE_STATS = {"vmid": int, "node": str, "ip": str, "proxy_enabled": bool}
+
+Outcome = Callable[[Session, Service, Job], None]
+
+
+def _nothing(_session: Session, _service: Service, _job: Job) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class Kind:
+    name: str
+    playbook: str
+    timeout: int
+    # State the service shows while this job runs (instead of its current one), if any.
+    running_state: str | None = None
+    on_success: Outcome = field(default=_nothing)
+    on_failure: Outcome = field(default=_nothing)
+
+
+def _created(_session: Session, service: Service, _job: Job) -> None:
+    service.proxy_enabled = service.proxy_enabled if service.proxy_enabled is not None else True
+
+
+def _deleted(session: Session, service: Service, _job: Job) -> None:
+    session.execute(delete(Domain).where(Domain.service_id == service.service_id))
+    session.execute(delete(Backup).where(Backup.service_id == service.service_id))
+    service.deleted_at = datetime.now(UTC)
+    service.vmid = service.node = service.ip = None
+
+
+def _backup(session: Session, job: Job) -> Backup | None:
+    return (
+        session.query(Backup).filter_by(service_id=job.service_id, name=job.params.get("bak")).one_or_none()
+    )
+
+
+def _domain(session: Session, job: Job) -> Domain | None:
+    return (
+        session.query(Domain)
+        .filter_by(service_id=job.service_id, domain=job.params.get("domain"))
+        .one_or_none()
+    )
+
+
+def _backup_made(session: Session, _service: Service, job: Job) -> None:
+    if backup := _backup(session, job):
+        backup.state = "present"
+
+
+def _backup_not_made(session: Session, _service: Service, job: Job) -> None:
+    if backup := _backup(session, job):
+        session.delete(backup)
+
+
+def _backup_deleted(session: Session, _service: Service, job: Job) -> None:
+    if backup := _backup(session, job):
+        session.delete(backup)
+
+
+def _backup_kept(session: Session, _service: Service, job: Job) -> None:
+    if backup := _backup(session, job):
+        backup.state = "present"
+
+
+def _upgraded(_session: Session, service: Service, job: Job) -> None:
+    service.plan = job.params["plan"]
+
+
+def _domain_added(session: Session, _service: Service, job: Job) -> None:
+    if domain := _domain(session, job):
+        domain.state = str((job.stats or {}).get("domain_state") or "active")
+        domain.message = None
+
+
+def _domain_failed(session: Session, _service: Service, job: Job) -> None:
+    if domain := _domain(session, job):
+        domain.state = "failed"
+        domain.message = job.message
+
+
+def _domain_removed(session: Session, _service: Service, job: Job) -> None:
+    if domain := _domain(session, job):
+        session.delete(domain)
+
+
+def _toggled(_session: Session, service: Service, job: Job) -> None:
+    service.proxy_enabled = bool(job.params["proxy_enabled"])
+
+
+KINDS: dict[str, Kind] = {
+    kind.name: kind
+    for kind in (
+        Kind("create", "site_create.yml", 1800, ServiceState.PROVISIONING, _created),
+        Kind("delete", "site_delete.yml", 900, ServiceState.DELETING, _deleted),
+        Kind("suspend", "site_suspend.yml", 600),
+        Kind("unsuspend", "site_unsuspend.yml", 600),
+        Kind("upgrade", "site_upgrade.yml", 1200, on_success=_upgraded),
+        Kind("power", "site_power.yml", 900),
+        Kind("mkbak", "backup_create.yml", 900, on_success=_backup_made, on_failure=_backup_not_made),
+        Kind("delbak", "backup_delete.yml", 900, on_success=_backup_deleted, on_failure=_backup_kept),
+        Kind("rollback", "backup_rollback.yml", 1800),
+        Kind("domain_add", "domain_add.yml", 900, on_success=_domain_added, on_failure=_domain_failed),
+        Kind(
+            "domain_remove", "domain_remove.yml", 600, on_success=_domain_removed, on_failure=_domain_failed
+        ),
+        Kind("toggle", "proxy_toggle.yml", 300, on_success=_toggled),
+    )
+}

@@ -1,0 +1,242 @@
+"""Running one playbook with ansible-runner: private data dir, !unsafe extra vars, events, stats, cancel."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import ansible_runner
+import yaml
+
+from api.jobs.secrets import scrub
+
+# runner events that end one task on one host
+TASK_RESULTS = {"runner_on_ok", "runner_on_failed", "runner_on_skipped", "runner_on_unreachable"}
+KEPT_RESULT_KEYS = ("msg", "rc", "stderr", "stdout", "changed", "failed", "skipped", "unreachable")
+TEXT_LIMIT = 2000
+VAR_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
+
+
+class _UnsafeDumper(yaml.SafeDumper):
+    """Dumps every string value as `!unsafe`, so Ansible never templates what a customer typed."""
+
+
+def _unsafe_string(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
+    return dumper.represent_scalar("!unsafe", value, style='"')
+
+
+def _plain_keys(dumper: yaml.SafeDumper, value: dict) -> yaml.Node:
+    pairs = []
+    for key, item in value.items():
+        if not isinstance(key, str) or not VAR_NAME.match(key):
+            raise ValueError(f"extra var name {key!r} is not a plain identifier")
+        pairs.append((yaml.ScalarNode("tag:yaml.org,2002:str", key), dumper.represent_data(item)))
+    return yaml.MappingNode("tag:yaml.org,2002:map", pairs)
+
+
+_UnsafeDumper.add_representer(str, _unsafe_string)
+_UnsafeDumper.add_representer(dict, _plain_keys)
+
+
+def unsafe_yaml(variables: dict) -> str:
+    return yaml.dump(
+        variables, Dumper=_UnsafeDumper, default_flow_style=False, allow_unicode=True, width=10**6
+    )
+
+
+@dataclass
+class RunResult:
+    status: str  # successful, failed, timeout, canceled, error
+    rc: int | None
+    stats: dict = field(default_factory=dict)
+    failed_task: str | None = None
+    failed_host: str | None = None
+    message: str | None = None
+    tasks_done: int = 0
+
+
+def _truncate(text: object) -> object:
+    if isinstance(text, str) and len(text) > TEXT_LIMIT:
+        return text[:TEXT_LIMIT] + "…"
+    return text
+
+
+def summarise_event(event: dict) -> dict:
+    """The part of a runner event worth keeping: names, outcome, message; never module arguments."""
+    data = event.get("event_data") or {}
+    res = data.get("res") if isinstance(data.get("res"), dict) else {}
+    summary = {key: _truncate(res[key]) for key in KEPT_RESULT_KEYS if key in res}
+    if data.get("ignore_errors"):
+        summary["ignore_errors"] = True
+    if event.get("event") == "playbook_on_stats":
+        summary["artifact_data"] = data.get("artifact_data") or {}
+        for key in ("ok", "changed", "failures", "dark", "skipped"):
+            summary[key] = data.get(key) or {}
+    if data.get("duration") is not None:
+        summary["duration"] = data["duration"]
+    return summary
+
+
+def failure_text(summary: dict) -> str:
+    for key in ("msg", "stderr", "stdout"):
+        value = summary.get(key)
+        if isinstance(value, str) and value.strip():
+            return value.strip()
+    return "the task failed without a message"
+
+
+class PlaybookRun:
+    """One run of one playbook. Callbacks get scrubbed event summaries; secrets never leave this object."""
+
+    def __init__(
+        self,
+        *,
+        project_dir: Path,
+        playbook: Path,
+        inventory: Path,
+        runs_dir: Path,
+        variables: dict,
+        secrets: dict[str, str],
+        timeout: int,
+        ident: str,
+        on_event: Callable[[dict], None] | None = None,
+        cancelled: Callable[[], bool] | None = None,
+    ) -> None:
+        self.project_dir, self.playbook, self.inventory = project_dir, playbook, inventory
+        self.runs_dir, self.variables, self.secrets = runs_dir, variables, secrets
+        self.timeout, self.ident = timeout, ident
+        self.on_event = on_event or (lambda _event: None)
+        self.cancelled = cancelled or (lambda: False)
+        self.secret_values = sorted((v for v in secrets.values() if v), key=len, reverse=True)
+        self._task_uuids: set[str] = set()
+        self._lock = threading.Lock()
+        self.result = RunResult(status="error", rc=None)
+
+    def _handle(self, event: dict) -> bool:
+        name = event.get("event", "")
+        data = event.get("event_data") or {}
+        summary = scrub(summarise_event(event), self.secret_values)
+        record = {
+            "event": name,
+            "task": scrub(data.get("task"), self.secret_values),
+            "host": data.get("host"),
+            "data": summary,
+        }
+        with self._lock:
+            if name in TASK_RESULTS and data.get("task_uuid"):
+                self._task_uuids.add(data["task_uuid"])
+                record["tasks_done"] = len(self._task_uuids)
+            first_failure = self.result.failed_task is None and not summary.get("ignore_errors")
+            if name in ("runner_on_failed", "runner_on_unreachable") and first_failure:
+                self.result.failed_task = record["task"]
+                self.result.failed_host = record["host"]
+                self.result.message = scrub(failure_text(summary), self.secret_values)
+            if name == "playbook_on_stats":
+                self.result.stats = summary.get("artifact_data") or {}
+        self.on_event(record)
+        return False  # nothing written to the artifacts directory
+
+    def run(self) -> RunResult:
+        self.runs_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        private = Path(tempfile.mkdtemp(prefix=f"{self.ident}-", dir=self.runs_dir))
+        try:
+            (private / "env").mkdir(mode=0o700)
+            extravars = private / "env" / "extravars"
+            fd = os.open(extravars, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(unsafe_yaml({**self.variables, **self.secrets}))
+            runner = ansible_runner.run(
+                private_data_dir=str(private),
+                project_dir=str(self.project_dir),
+                playbook=str(self.playbook),
+                inventory=str(self.inventory),
+                ident=self.ident,
+                envvars=self._environment(private),
+                event_handler=self._handle,
+                cancel_callback=self.cancelled,
+                timeout=self.timeout,
+                quiet=True,
+                settings={"suppress_ansible_output": True, "pexpect_use_poll": True},
+            )
+            self.result.status = runner.status
+            self.result.rc = runner.rc
+        finally:
+            shutil.rmtree(private, ignore_errors=True)
+        self.result.tasks_done = len(self._task_uuids)
+        if self.result.status == "timeout":
+            self.result.message = f"The playbook did not finish within {self.timeout} seconds."
+        elif self.result.status == "canceled":
+            self.result.message = "The job was cancelled."
+        elif self.result.status != "successful" and not self.result.message:
+            self.result.message = (
+                f"ansible-playbook ended with status {self.result.status} (rc {self.result.rc})."
+            )
+        return self.result
+
+    def _environment(self, private: Path) -> dict[str, str]:
+        return {
+            "ANSIBLE_CONFIG": str(self.project_dir / "ansible.cfg"),
+            "ANSIBLE_NOCOLOR": "1",
+            "ANSIBLE_RETRY_FILES_ENABLED": "0",
+            "ANSIBLE_LOCAL_TEMP": str(private / "tmp"),
+            "ANSIBLE_HOME": str(private / "ansible-home"),
+            "PYTHONUNBUFFERED": "1",
+        }
+
+
+_task_counts: dict[tuple[str, float], int] = {}
+
+
+def count_tasks(project_dir: Path, playbook: Path, inventory: Path, variables: dict) -> int | None:
+    """How many tasks the playbook lists (`--list-tasks`), cached while its files are unchanged."""
+    key = (str(playbook), _tree_mtime(project_dir))
+    if key in _task_counts:
+        return _task_counts[key]
+    with tempfile.TemporaryDirectory(prefix="proxmoxwp-list-") as scratch:
+        varfile = Path(scratch) / "vars.yml"
+        varfile.write_text(unsafe_yaml(variables))
+        env = dict(os.environ, ANSIBLE_CONFIG=str(project_dir / "ansible.cfg"), ANSIBLE_HOME=scratch)
+        try:
+            out = subprocess.run(
+                [
+                    shutil.which("ansible-playbook") or "ansible-playbook",
+                    "--list-tasks",
+                    "-i",
+                    str(inventory),
+                    "-e",
+                    f"@{varfile}",
+                    str(playbook),
+                ],
+                cwd=project_dir,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+    if out.returncode != 0:
+        return None
+    count = sum(
+        1 for line in out.stdout.splitlines() if "TAGS: [" in line and not line.lstrip().startswith("play #")
+    )
+    _task_counts[key] = count
+    return count
+
+
+def _tree_mtime(project_dir: Path) -> float:
+    latest = 0.0
+    for folder in ("playbooks", "roles", "tests/playbooks"):
+        root = project_dir / folder
+        if root.is_dir():
+            for path in root.rglob("*"):
+                latest = max(latest, path.stat().st_mtime)
+    return latest

@@ -1,0 +1,69 @@
+"""Sealing the secrets a job hands to its playbook (the WordPress admin password) until it has run."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import secrets
+from pathlib import Path
+
+from cryptography.fernet import Fernet, InvalidToken
+
+MASK = "********"
+
+
+class SecretBox:
+    """Fernet with a key from PROXMOXWP_SECRET_KEY, or a key file made once in the data directory."""
+
+    def __init__(self, secret_key: str | None, data_dir: Path) -> None:
+        self._secret_key = secret_key
+        self._key_file = data_dir / "secret.key"
+        self._fernet: Fernet | None = None
+
+    def _cipher(self) -> Fernet:
+        if self._fernet is None:
+            material = self._secret_key or self._load_or_create_key_file()
+            key = base64.urlsafe_b64encode(hashlib.sha256(material.encode()).digest())
+            self._fernet = Fernet(key)
+        return self._fernet
+
+    def _load_or_create_key_file(self) -> str:
+        if not self._key_file.exists():
+            self._key_file.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                fd = os.open(self._key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:
+                pass  # another process made it first
+            else:
+                with os.fdopen(fd, "w") as handle:
+                    handle.write(secrets.token_urlsafe(48))
+        return self._key_file.read_text().strip()
+
+    def seal(self, values: dict[str, str]) -> bytes:
+        return self._cipher().encrypt(json.dumps(values).encode())
+
+    def open(self, token: bytes | None) -> dict[str, str]:
+        if not token:
+            return {}
+        try:
+            return json.loads(self._cipher().decrypt(token))
+        except InvalidToken:
+            return {}
+
+
+def scrub(value, secret_values: list[str]):
+    """A copy of `value` (str, list, dict) with every secret replaced by a mask."""
+    if not secret_values:
+        return value
+    if isinstance(value, str):
+        for secret in secret_values:
+            if secret:
+                value = value.replace(secret, MASK)
+        return value
+    if isinstance(value, list | tuple):
+        return [scrub(item, secret_values) for item in value]
+    if isinstance(value, dict):
+        return {key: scrub(item, secret_values) for key, item in value.items()}
+    return value

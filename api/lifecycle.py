@@ -1,0 +1,525 @@
+"""What each API request does to the database: state rules, quotas, idempotency, and the job it queues.
+
+Every change runs in one write transaction that locks the service row (SQLite: the database write lock),
+so concurrent requests for one service are serialised. The job's outcome, not the request, moves the state.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from api import presenters, validation
+from api.errors import ApiError, bad_request, conflict, not_found, unprocessable
+from api.jobs.kinds import KINDS
+from api.models import UNFINISHED, Backup, Domain, Job, JobState, Service, ServiceState
+from api.runtime import Runtime
+from api.schemas import BackupRequest, ChangeRequest, CreateSite, DomainRequest, Power, ServiceRef, Upgrade
+
+POWER_HEADING = {
+    "start": ServiceState.ACTIVE,
+    "restart": ServiceState.ACTIVE,
+    "reset": ServiceState.ACTIVE,
+    "stop": ServiceState.STOPPED,
+}
+
+
+@dataclass
+class Answer:
+    body: dict
+    job_id: int | None = None
+    extra: dict = field(default_factory=dict)
+
+
+class Lifecycle:
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    # ---- helpers -----------------------------------------------------------------------------------
+
+    def _plan(self, name: str):
+        plan = self.runtime.inventory.plans.get(name)
+        if plan is None:
+            known = ", ".join(sorted(self.runtime.inventory.plans))
+            raise bad_request("unknown_plan", f"Plan '{name}' does not exist; known plans: {known}.")
+        return plan
+
+    @staticmethod
+    def _locked(session: Session, service_id: int) -> Service | None:
+        return session.get(Service, service_id, with_for_update=True)
+
+    @staticmethod
+    def _unfinished(session: Session, service_id: int) -> list[Job]:
+        return list(
+            session.scalars(
+                select(Job).where(Job.service_id == service_id, Job.state.in_(UNFINISHED)).order_by(Job.id)
+            )
+        )
+
+    def heading_to(self, session: Session, service: Service) -> str | None:
+        """The state the service will be in once its unfinished jobs succeed (None if none changes it)."""
+        targets = [job.heading_to for job in self._unfinished(session, service.service_id) if job.heading_to]
+        return targets[-1] if targets else None
+
+    def _projected(self, session: Session, service: Service) -> str:
+        return self.heading_to(session, service) or service.state
+
+    def _existing(self, session: Session, service_id: int) -> Service:
+        service = self._locked(session, service_id)
+        if service is None or service.state == ServiceState.DELETED:
+            raise not_found("unknown_service", f"There is no site for service {service_id}.")
+        return service
+
+    def _for_customer(self, session: Session, service_id: int) -> Service:
+        """A service on which the customer may act: it exists, is not suspended, created or deleted."""
+        service = self._existing(session, service_id)
+        projected = self._projected(session, service)
+        if projected in (ServiceState.DELETING, ServiceState.DELETED):
+            raise conflict("deleting", "This site is being deleted.")
+        if projected == ServiceState.SUSPENDED:
+            raise conflict("suspended", "This site is suspended; actions are not available.")
+        if service.state == ServiceState.PROVISIONING:
+            raise conflict("provisioning", "This site is still being created; try again in a moment.")
+        return service
+
+    def _for_billing(self, session: Session, service_id: int) -> Service:
+        service = self._existing(session, service_id)
+        if self._projected(session, service) in (ServiceState.DELETING, ServiceState.DELETED):
+            raise conflict("deleting", "This site is being deleted.")
+        return service
+
+    def _job(
+        self,
+        session: Session,
+        service: Service,
+        kind: str,
+        params: dict,
+        heading_to: str | None = None,
+        sealed: bytes | None = None,
+    ) -> Job:
+        settings = self.runtime.settings
+        session.flush()  # the service row first: the job refers to it
+        job = Job(
+            service_id=service.service_id,
+            kind=kind,
+            params={"service_id": service.service_id, **params},
+            heading_to=heading_to,
+            sealed_secrets=sealed,
+            state=JobState.QUEUED,
+            max_attempts=settings.job_max_attempts,
+            timeout_seconds=settings.job_timeouts.get(kind, KINDS[kind].timeout),
+        )
+        session.add(job)
+        session.flush()
+        return job
+
+    def _accepted(self, session: Session, service: Service, job: Job | None, **extra) -> Answer:
+        body = {
+            "success": True,
+            "service_id": service.service_id,
+            "state": service.state,
+            "heading_to": self.heading_to(session, service),
+            "job_id": job.id if job else None,
+            **extra,
+        }
+        return Answer(body, job.id if job and job.state == JobState.QUEUED else None)
+
+    # ---- site ------------------------------------------------------------------------------------------
+
+    def create_site(self, data: CreateSite) -> Answer:
+        self._plan(data.plan)
+        inventory = self.runtime.inventory
+
+        def work(session: Session) -> Answer:
+            service = self._locked(session, data.service_id)
+            password = None
+            if service is None:
+                service = Service(service_id=data.service_id, subdomain=inventory.subdomain(data.service_id))
+                session.add(service)
+            elif service.state != ServiceState.DELETED:
+                pending = [
+                    job for job in self._unfinished(session, service.service_id) if job.kind == "create"
+                ]
+                if pending:
+                    password = self.runtime.secret_box.open(pending[0].sealed_secrets).get("admin_password")
+                    return self._site_answer(session, service, pending[0], password)
+                if not (
+                    service.state == ServiceState.FAILED
+                    and service.settled_state == ServiceState.PROVISIONING
+                ):
+                    if (service.email, service.public_ip) != (data.email, data.public_ip):
+                        raise conflict(
+                            "already_exists",
+                            f"Service {data.service_id} already has a site with other settings.",
+                        )
+                    return self._site_answer(session, service, None, None)
+            # a new site, a deleted one made again, or a creation that failed and is tried again
+            service.email, service.plan, service.public_ip = data.email, data.plan, data.public_ip
+            service.admin_user = inventory.naming.admin_user
+            service.state = ServiceState.PROVISIONING
+            service.settled_state, service.failure_reason, service.deleted_at = None, None, None
+            service.proxy_enabled = True
+            password = secrets.token_urlsafe(18)
+            job = self._job(
+                session,
+                service,
+                "create",
+                {
+                    "email": data.email,
+                    "plan": data.plan,
+                    "public_ip": data.public_ip,
+                    "subdomain": service.subdomain,
+                    "admin_user": service.admin_user,
+                },
+                heading_to=ServiceState.ACTIVE,
+                sealed=self.runtime.secret_box.seal({"admin_password": password}),
+            )
+            return self._site_answer(session, service, job, password)
+
+        return self.runtime.db.write(work)
+
+    def _site_answer(
+        self, session: Session, service: Service, job: Job | None, password: str | None
+    ) -> Answer:
+        url = presenters.site_url(service)
+        return self._accepted(
+            session,
+            service,
+            job,
+            subdomain=service.subdomain,
+            site_url=url,
+            admin_url=url + "wp-admin/",
+            admin_user=service.admin_user,
+            admin_password=password,
+        )
+
+    def delete_site(self, data: ChangeRequest) -> Answer:
+        def work(session: Session) -> Answer:
+            service = self._locked(session, data.service_id)
+            if service is None:
+                return Answer(
+                    {
+                        "success": True,
+                        "service_id": data.service_id,
+                        "state": ServiceState.DELETED,
+                        "heading_to": None,
+                        "job_id": None,
+                    }
+                )
+            if service.state == ServiceState.DELETED:
+                return self._accepted(session, service, None)
+            unfinished = self._unfinished(session, service.service_id)
+            pending = [job for job in unfinished if job.kind == "delete"]
+            if pending:
+                return self._accepted(session, service, pending[0])
+            for job in unfinished:
+                if job.state == JobState.QUEUED:
+                    self._cancel_queued(session, service, job, "Cancelled: the site is being deleted.")
+            domains = [domain.domain for domain in service.domains]
+            job = self._job(
+                session,
+                service,
+                "delete",
+                {"subdomain": service.subdomain, "domains": domains},
+                heading_to=ServiceState.DELETED,
+            )
+            return self._accepted(session, service, job)
+
+        return self.runtime.db.write(work)
+
+    @staticmethod
+    def _cancel_queued(session: Session, service: Service, job: Job, message: str) -> None:
+        job.state = JobState.CANCELLED
+        job.message = message
+        job.finished_at = datetime.now(UTC)
+        job.sealed_secrets = None
+        KINDS[job.kind].on_failure(session, service, job)
+
+    def suspend_site(self, data: ChangeRequest) -> Answer:
+        def work(session: Session) -> Answer:
+            service = self._for_billing(session, data.service_id)
+            if self._projected(session, service) == ServiceState.SUSPENDED:
+                return self._accepted(session, service, None)
+            job = self._job(session, service, "suspend", {}, heading_to=ServiceState.SUSPENDED)
+            return self._accepted(session, service, job)
+
+        return self.runtime.db.write(work)
+
+    def unsuspend_site(self, data: ChangeRequest) -> Answer:
+        def work(session: Session) -> Answer:
+            service = self._for_billing(session, data.service_id)
+            if self._projected(session, service) != ServiceState.SUSPENDED:
+                return self._accepted(session, service, None)
+            job = self._job(session, service, "unsuspend", {}, heading_to=ServiceState.ACTIVE)
+            return self._accepted(session, service, job)
+
+        return self.runtime.db.write(work)
+
+    def upgrade(self, data: Upgrade) -> Answer:
+        self._plan(data.plan)
+
+        def work(session: Session) -> Answer:
+            service = self._for_billing(session, data.service_id)
+            pending = [job for job in self._unfinished(session, service.service_id) if job.kind == "upgrade"]
+            target = pending[-1].params["plan"] if pending else service.plan
+            if target == data.plan and service.state != ServiceState.FAILED:
+                return self._accepted(session, service, pending[-1] if pending else None, plan=data.plan)
+            job = self._job(session, service, "upgrade", {"plan": data.plan, "previous_plan": service.plan})
+            return self._accepted(session, service, job, plan=data.plan)
+
+        return self.runtime.db.write(work)
+
+    def power(self, data: Power) -> Answer:
+        def work(session: Session) -> Answer:
+            service = self._for_customer(session, data.service_id)
+            params = {"power_action": data.action}
+            if data.status is not None:
+                params["paymenter_status"] = data.status
+            job = self._job(session, service, "power", params, heading_to=POWER_HEADING[data.action])
+            return self._accepted(session, service, job, action=data.action)
+
+        return self.runtime.db.write(work)
+
+    # ---- backups -------------------------------------------------------------------------------------
+
+    def make_backup(self, data: ChangeRequest) -> Answer:
+        def work(session: Session) -> Answer:
+            service = self._for_customer(session, data.service_id)
+            plan = self._plan(service.plan)
+            if len(service.backups) >= plan.backups:
+                raise unprocessable(
+                    "backup_quota",
+                    f"The plan allows {plan.backups} backups and all are used; delete one first.",
+                )
+            name = self._next_backup_name(session, service)
+            session.add(Backup(service_id=service.service_id, name=name, state="pending"))
+            job = self._job(session, service, "mkbak", {"bak": name})
+            return self._accepted(session, service, job, bak=name)
+
+        return self.runtime.db.write(work)
+
+    @staticmethod
+    def _next_backup_name(session: Session, service: Service) -> str:
+        prefix = "BAK" + datetime.now(UTC).strftime("%d%m%Y") + "-"
+        names = session.scalars(
+            select(Backup.name).where(Backup.service_id == service.service_id, Backup.name.startswith(prefix))
+        ).all()
+        numbers = [int(m.group(1)) for n in names if (m := re.fullmatch(re.escape(prefix) + r"(\d+)", n))]
+        return f"{prefix}{max(numbers, default=0) + 1}"
+
+    def _backup(self, session: Session, service: Service, name: str) -> Backup:
+        backup = session.scalar(
+            select(Backup).where(Backup.service_id == service.service_id, Backup.name == name)
+        )
+        if backup is None:
+            raise not_found("unknown_backup", f"This site has no backup named {name}.")
+        return backup
+
+    def delete_backup(self, data: BackupRequest) -> Answer:
+        def work(session: Session) -> Answer:
+            service = self._for_customer(session, data.service_id)
+            backup = self._backup(session, service, data.bak)
+            if backup.state == "deleting":
+                return self._accepted(
+                    session, service, self._pending_job(session, service, "delbak", data.bak), bak=data.bak
+                )
+            if backup.state != "present":
+                raise conflict("backup_busy", f"Backup {data.bak} is still being made.")
+            backup.state = "deleting"
+            job = self._job(session, service, "delbak", {"bak": data.bak})
+            return self._accepted(session, service, job, bak=data.bak)
+
+        return self.runtime.db.write(work)
+
+    def rollback(self, data: BackupRequest) -> Answer:
+        def work(session: Session) -> Answer:
+            service = self._for_customer(session, data.service_id)
+            backup = self._backup(session, service, data.bak)
+            if backup.state != "present":
+                raise conflict("backup_busy", f"Backup {data.bak} is not available ({backup.state}).")
+            job = self._job(session, service, "rollback", {"bak": data.bak}, heading_to=ServiceState.ACTIVE)
+            return self._accepted(session, service, job, bak=data.bak)
+
+        return self.runtime.db.write(work)
+
+    def _pending_job(self, session: Session, service: Service, kind: str, key: str) -> Job | None:
+        for job in reversed(self._unfinished(session, service.service_id)):
+            if job.kind == kind and key in job.params.values():
+                return job
+        return None
+
+    def backups(self, data: ServiceRef) -> dict:
+        with self.runtime.db.session() as session:
+            service = self._existing(session, data.service_id)
+            plan = self.runtime.inventory.plans.get(service.plan)
+            return {
+                "success": True,
+                "service_id": service.service_id,
+                "backups": [presenters.backup_view(b) for b in service.backups],
+                "quota": presenters.quota(plan.backups if plan else 0, len(service.backups)),
+            }
+
+    # ---- domains -------------------------------------------------------------------------------------
+
+    def set_domain(self, data: DomainRequest) -> Answer:
+        def work(session: Session) -> Answer:
+            service = self._for_customer(session, data.service_id)
+            domain = session.scalar(select(Domain).where(Domain.domain == data.domain))
+            if domain is not None and domain.service_id != service.service_id:
+                raise conflict("domain_taken", f"{data.domain} is already attached to another site.")
+            if domain is not None and domain.state != "failed":
+                return self._domain_answer(
+                    session, service, domain, self._pending_job(session, service, "domain_add", data.domain)
+                )
+            if domain is None:
+                plan = self._plan(service.plan)
+                if len(service.domains) >= plan.domains:
+                    raise unprocessable(
+                        "domain_quota",
+                        f"The plan allows {plan.domains} custom domains and all are used; remove one first.",
+                    )
+                domain = Domain(service_id=service.service_id, domain=data.domain)
+                session.add(domain)
+            domain.state, domain.message = "pending", None
+            job = self._job(
+                session,
+                service,
+                "domain_add",
+                {"domain": data.domain, "subdomain": service.subdomain, "public_ip": service.public_ip},
+            )
+            return self._domain_answer(session, service, domain, job)
+
+        return self.runtime.db.write(work)
+
+    def _domain_answer(self, session: Session, service: Service, domain: Domain, job: Job | None) -> Answer:
+        return self._accepted(
+            session,
+            service,
+            job,
+            domain=domain.domain,
+            domain_unicode=validation.unicode_domain(domain.domain),
+            domain_state=domain.state,
+        )
+
+    def delete_domain(self, data: DomainRequest) -> Answer:
+        def work(session: Session) -> Answer:
+            service = self._for_customer(session, data.service_id)
+            domain = session.scalar(
+                select(Domain).where(Domain.domain == data.domain, Domain.service_id == service.service_id)
+            )
+            if domain is None:
+                raise not_found("unknown_domain", f"{data.domain} is not attached to this site.")
+            if domain.state == "removing":
+                return self._domain_answer(
+                    session,
+                    service,
+                    domain,
+                    self._pending_job(session, service, "domain_remove", data.domain),
+                )
+            domain.state = "removing"
+            job = self._job(session, service, "domain_remove", {"domain": data.domain})
+            return self._domain_answer(session, service, domain, job)
+
+        return self.runtime.db.write(work)
+
+    def domains(self, data: ServiceRef) -> dict:
+        with self.runtime.db.session() as session:
+            service = self._existing(session, data.service_id)
+            plan = self.runtime.inventory.plans.get(service.plan)
+            return {
+                "success": True,
+                "service_id": service.service_id,
+                "domains": [presenters.domain_view(d) for d in service.domains],
+                "quota": presenters.quota(plan.domains if plan else 0, len(service.domains)),
+            }
+
+    # ---- proxy -----------------------------------------------------------------------------------------
+
+    def toggle(self, data: ChangeRequest) -> Answer:
+        def work(session: Session) -> Answer:
+            service = self._for_customer(session, data.service_id)
+            toggles = [job for job in self._unfinished(session, service.service_id) if job.kind == "toggle"]
+            current = toggles[-1].params["proxy_enabled"] if toggles else service.proxy_enabled
+            job = self._job(
+                session, service, "toggle", {"proxy_enabled": not current, "subdomain": service.subdomain}
+            )
+            return self._accepted(session, service, job, proxy_enabled=not current)
+
+        return self.runtime.db.write(work)
+
+    # ---- reads -----------------------------------------------------------------------------------------
+
+    def status(self, data: ServiceRef) -> dict:
+        with self.runtime.db.session() as session:
+            service = session.get(Service, data.service_id)
+            if service is None:
+                raise not_found("unknown_service", f"There is no site for service {data.service_id}.")
+            last = session.get(Job, service.last_job_id) if service.last_job_id else None
+            if last is None:
+                last = session.scalar(
+                    select(Job).where(Job.service_id == service.service_id).order_by(Job.id.desc()).limit(1)
+                )
+            return presenters.status_view(
+                service,
+                self.runtime.inventory.plans.get(service.plan),
+                self.heading_to(session, service),
+                last,
+            )
+
+    def job(self, job_id: int) -> dict:
+        with self.runtime.db.session() as session:
+            job = session.get(Job, job_id)
+            if job is None:
+                raise not_found("unknown_job", f"There is no job {job_id}.")
+            return presenters.job_view(job)
+
+    def jobs(self, service_id: int, limit: int) -> list[dict]:
+        with self.runtime.db.session() as session:
+            if (
+                session.scalar(
+                    select(func.count()).select_from(Service).where(Service.service_id == service_id)
+                )
+                == 0
+            ):
+                raise not_found("unknown_service", f"There is no site for service {service_id}.")
+            jobs = session.scalars(
+                select(Job).where(Job.service_id == service_id).order_by(Job.id.desc()).limit(limit)
+            ).all()
+            return [presenters.job_view(job) for job in jobs]
+
+    # ---- after the transaction -------------------------------------------------------------------------
+
+    def dispatch(self, answer: Answer, wait: int) -> tuple[dict, int]:
+        """Queue the answer's new job, optionally wait for it, and give the body and HTTP status."""
+        if answer.job_id is None and answer.body.get("job_id") is None:
+            return answer.body, 200
+        if answer.job_id is not None:
+            self.runtime.queue.enqueue(answer.job_id)
+        job_id = answer.body["job_id"]
+        if wait <= 0:
+            return answer.body, 202
+        deadline = time.monotonic() + wait
+        while True:
+            job = self.job(job_id)
+            if job["state"] not in UNFINISHED:
+                break
+            if time.monotonic() >= deadline:
+                return answer.body, 202
+            time.sleep(0.2)
+        body = dict(answer.body, job=job)
+        with self.runtime.db.session() as session:
+            service = session.get(Service, answer.body["service_id"])
+            body["state"] = service.state
+            body["heading_to"] = self.heading_to(session, service)
+        if job["state"] == JobState.SUCCEEDED:
+            return body, 200
+        reason = job["message"] or "The job failed."
+        if job["failed_task"]:
+            reason = f"Task '{job['failed_task']}' failed: {reason}"
+        raise ApiError(503, "job_failed", reason, job_id=job_id)

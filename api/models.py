@@ -1,0 +1,160 @@
+"""The database: services, their domains and backups, jobs and job events."""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: DateTime(timezone=True), dict: JSON, int: Integer}
+
+
+class ServiceState(enum.StrEnum):
+    PROVISIONING = "provisioning"
+    ACTIVE = "active"
+    STOPPED = "stopped"
+    SUSPENDED = "suspended"
+    DELETING = "deleting"
+    DELETED = "deleted"
+    FAILED = "failed"
+
+
+class JobState(enum.StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+UNFINISHED = (JobState.QUEUED, JobState.RUNNING)
+
+
+class Service(Base):
+    __tablename__ = "services"
+
+    service_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    email: Mapped[str] = mapped_column(String(254))
+    plan: Mapped[str] = mapped_column(String(32))
+    public_ip: Mapped[str] = mapped_column(String(45))
+    subdomain: Mapped[str] = mapped_column(String(253), unique=True)
+    admin_user: Mapped[str] = mapped_column(String(60))
+    state: Mapped[str] = mapped_column(String(16), default=ServiceState.PROVISIONING)
+    # The state to return to when a job that does not change power state succeeds after a failure.
+    settled_state: Mapped[str | None] = mapped_column(String(16))
+    failure_reason: Mapped[str | None] = mapped_column(Text)
+    vmid: Mapped[int | None]
+    node: Mapped[str | None] = mapped_column(String(64))
+    ip: Mapped[str | None] = mapped_column(String(45))
+    proxy_enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    last_job_id: Mapped[int | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    deleted_at: Mapped[datetime | None]
+
+    domains: Mapped[list[Domain]] = relationship(
+        back_populates="service", cascade="all, delete-orphan", order_by="Domain.id"
+    )
+    backups: Mapped[list[Backup]] = relationship(
+        back_populates="service", cascade="all, delete-orphan", order_by="Backup.id"
+    )
+
+
+class Domain(Base):
+    __tablename__ = "domains"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    service_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("services.service_id", ondelete="CASCADE"))
+    # A-label (punycode) form, lower case; one site at a time may hold a name.
+    domain: Mapped[str] = mapped_column(String(253), unique=True)
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    message: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    service: Mapped[Service] = relationship(back_populates="domains")
+
+
+class Backup(Base):
+    __tablename__ = "backups"
+    __table_args__ = (UniqueConstraint("service_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    service_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("services.service_id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(40))
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    service: Mapped[Service] = relationship(back_populates="backups")
+
+
+class Job(Base):
+    __tablename__ = "jobs"
+    __table_args__ = (Index("ix_jobs_service_state", "service_id", "state"), Index("ix_jobs_state", "state"))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    service_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("services.service_id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(32))
+    params: Mapped[dict] = mapped_column(default=dict)
+    # Fernet token of the secrets the playbook needs; erased as soon as the job has used them.
+    sealed_secrets: Mapped[bytes | None] = mapped_column(LargeBinary)
+    heading_to: Mapped[str | None] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(16), default=JobState.QUEUED)
+    attempts: Mapped[int] = mapped_column(default=0)
+    max_attempts: Mapped[int] = mapped_column(default=1)
+    timeout_seconds: Mapped[int] = mapped_column(default=600)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    worker: Mapped[str | None] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None]
+    heartbeat_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    rc: Mapped[int | None]
+    stats: Mapped[dict | None]
+    failed_task: Mapped[str | None] = mapped_column(Text)
+    failed_host: Mapped[str | None] = mapped_column(String(255))
+    message: Mapped[str | None] = mapped_column(Text)
+    progress_done: Mapped[int] = mapped_column(default=0)
+    progress_total: Mapped[int | None]
+    events_stored: Mapped[int] = mapped_column(default=0)
+
+    events: Mapped[list[JobEvent]] = relationship(
+        back_populates="job", cascade="all, delete-orphan", order_by="JobEvent.seq"
+    )
+
+
+class JobEvent(Base):
+    __tablename__ = "job_events"
+    __table_args__ = (UniqueConstraint("job_id", "seq"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    seq: Mapped[int]
+    attempt: Mapped[int] = mapped_column(default=1)
+    event: Mapped[str] = mapped_column(String(64))
+    task: Mapped[str | None] = mapped_column(Text)
+    host: Mapped[str | None] = mapped_column(String(255))
+    data: Mapped[dict | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    job: Mapped[Job] = relationship(back_populates="events")

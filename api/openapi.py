@@ -1,0 +1,200 @@
+"""Routes declared with their schemas: one declaration validates the request and documents it."""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from flask import Blueprint, current_app, request
+from pydantic import BaseModel
+
+from api.auth import require_token
+from api.errors import bad_request
+from api.schemas import ErrorAnswer
+
+ERROR_STATUSES = {
+    400: "Bad input",
+    401: "Missing or wrong bearer token",
+    404: "Unknown service, domain or backup",
+    409: "State conflict",
+    422: "Quota exceeded or DNS not pointing to us",
+    503: "Infrastructure or database unreachable, or the awaited job failed",
+}
+
+
+@dataclass
+class Operation:
+    paths: list[str]
+    method: str
+    summary: str
+    responses: dict[int, type[BaseModel]]
+    body: type[BaseModel] | None = None
+    query: type[BaseModel] | None = None
+    errors: list[int] = field(default_factory=list)
+    authenticated: bool = True
+    path_params: dict[str, dict] = field(default_factory=dict)
+
+
+OPERATIONS: list[Operation] = []
+
+
+def route(
+    blueprint: Blueprint,
+    paths: str | list[str],
+    method: str,
+    summary: str,
+    responses: dict[int, type[BaseModel]],
+    body: type[BaseModel] | None = None,
+    query: type[BaseModel] | None = None,
+    errors: tuple[int, ...] = (400, 404),
+    authenticated: bool = True,
+    path_params: dict[str, dict] | None = None,
+) -> Callable:
+    """Register a view; it receives the validated request model as `data` when a body or query is declared."""
+    paths = [paths] if isinstance(paths, str) else paths
+    all_errors = sorted({*errors, 503} | ({401} if authenticated else set()))
+    OPERATIONS.append(
+        Operation(
+            paths, method, summary, responses, body, query, all_errors, authenticated, path_params or {}
+        )
+    )
+
+    def decorate(view: Callable) -> Callable:
+        @functools.wraps(view)
+        def wrapper(**kwargs):
+            if authenticated:
+                require_token()
+            if body is not None:
+                kwargs["data"] = body.model_validate(_json_body(), context=_context())
+            elif query is not None:
+                kwargs["data"] = query.model_validate(request.args.to_dict(flat=True), context=_context())
+            return view(**kwargs)
+
+        for index, path in enumerate(paths):
+            endpoint = view.__name__ if index == 0 else f"{view.__name__}_{index}"
+            blueprint.add_url_rule(path, endpoint, wrapper, methods=[method], strict_slashes=True)
+        return wrapper
+
+    return decorate
+
+
+def _context() -> dict:
+    ctx = current_app.extensions["proxmoxwp"]
+    return {
+        "public_ips": ctx.settings.public_ips,
+        "base_zone": ctx.inventory.naming.base_zone,
+        "max_wait": ctx.settings.max_wait_seconds,
+    }
+
+
+def _json_body() -> dict:
+    raw = request.get_data(cache=True)
+    if not raw.strip():
+        return {}
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise bad_request("invalid_json", "The request body is not valid JSON.") from None
+    if not isinstance(data, dict):
+        raise bad_request("invalid_json", "The request body must be a JSON object.")
+    return data
+
+
+def document(plans: list[str]) -> dict:
+    """The OpenAPI 3.1 document of every registered operation."""
+    components: dict[str, dict] = {}
+
+    def ref(model: type[BaseModel]) -> dict:
+        schema = model.model_json_schema(ref_template="#/components/schemas/{model}", mode="serialization")
+        for name, sub in schema.pop("$defs", {}).items():
+            components[name] = sub
+        components[model.__name__] = schema
+        return {"$ref": f"#/components/schemas/{model.__name__}"}
+
+    def request_schema(model: type[BaseModel]) -> dict:
+        schema = model.model_json_schema(ref_template="#/components/schemas/{model}", mode="validation")
+        schema.pop("$defs", None)
+        if "plan" in schema.get("properties", {}):
+            schema["properties"]["plan"]["enum"] = plans
+        components[model.__name__ + "Request"] = schema
+        return {"$ref": f"#/components/schemas/{model.__name__}Request"}
+
+    paths: dict[str, dict] = {}
+    for op in OPERATIONS:
+        spec: dict = {"summary": op.summary, "operationId": _operation_id(op), "responses": {}}
+        for status, model in op.responses.items():
+            spec["responses"][str(status)] = {
+                "description": "Done" if status == 200 else "Accepted: a job carries out the change",
+                "content": {"application/json": {"schema": ref(model)}},
+            }
+        for status in op.errors:
+            spec["responses"][str(status)] = {
+                "description": ERROR_STATUSES[status],
+                "content": {"application/json": {"schema": ref(ErrorAnswer)}},
+            }
+        if op.body is not None:
+            spec["requestBody"] = {
+                "required": True,
+                "content": {"application/json": {"schema": request_schema(op.body)}},
+            }
+        parameters = [
+            {"name": name, "in": "path", "required": True, "schema": schema}
+            for name, schema in op.path_params.items()
+        ]
+        if op.query is not None:
+            schema = op.query.model_json_schema(mode="validation")
+            required = set(schema.get("required", []))
+            for name, prop in schema["properties"].items():
+                prop = _query_schema(prop)
+                parameters.append({"name": name, "in": "query", "required": name in required, "schema": prop})
+        if parameters:
+            spec["parameters"] = parameters
+        spec["security"] = [{"bearer": []}] if op.authenticated else []
+        for path in op.paths:
+            openapi_path = path.replace("<int:", "{").replace("<", "{").replace(">", "}")
+            paths.setdefault(openapi_path, {})[op.method.lower()] = dict(
+                spec,
+                operationId=spec["operationId"]
+                + ("_slash" if path.endswith("/") and len(op.paths) > 1 else ""),
+            )
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "ProxmoxWP API", "version": _version()},
+        "paths": paths,
+        "components": {
+            "schemas": components,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+    }
+
+
+def _query_schema(prop: dict) -> dict:
+    """Query strings are text: keep the string form of a field that also takes an integer."""
+    prop = {key: value for key, value in prop.items() if key != "title"}
+    if "anyOf" in prop:
+        strings = [option for option in prop["anyOf"] if option.get("type") == "string"]
+        if strings:
+            return strings[0]
+    return prop
+
+
+def _operation_id(op: Operation) -> str:
+    return (
+        op.method.lower()
+        + "_"
+        + op.paths[0]
+        .strip("/")
+        .replace("/", "_")
+        .replace("-", "_")
+        .replace("<", "")
+        .replace(">", "")
+        .replace("int:", "")
+    )
+
+
+def _version() -> str:
+    from importlib.metadata import version
+
+    return version("proxmoxwp")

@@ -1,0 +1,84 @@
+"""Turning rows into the answer shapes of api.schemas."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from api import validation
+from api.inventory import Plan
+from api.models import Backup, Domain, Job, Service
+
+
+def aware(moment: datetime | None) -> datetime | None:
+    if moment is not None and moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment
+
+
+def job_view(job: Job) -> dict:
+    started, finished = aware(job.started_at), aware(job.finished_at)
+    return {
+        "id": job.id,
+        "service_id": job.service_id,
+        "kind": job.kind,
+        "params": job.params,
+        "state": job.state,
+        "heading_to": job.heading_to,
+        "attempts": job.attempts,
+        "max_attempts": job.max_attempts,
+        "created_at": aware(job.created_at).isoformat(),
+        "started_at": started.isoformat() if started else None,
+        "finished_at": finished.isoformat() if finished else None,
+        "duration_seconds": round((finished - started).total_seconds(), 3) if started and finished else None,
+        "progress": {"done": job.progress_done, "total": job.progress_total},
+        "rc": job.rc,
+        "stats": job.stats,
+        "failed_task": job.failed_task,
+        "failed_host": job.failed_host,
+        "message": job.message,
+    }
+
+
+def quota(limit: int, used: int) -> dict:
+    return {"limit": limit, "used": used, "available": max(limit - used, 0)}
+
+
+def domain_view(domain: Domain) -> dict:
+    return {
+        "domain": domain.domain,
+        "domain_unicode": validation.unicode_domain(domain.domain),
+        "state": domain.state,
+        "message": domain.message,
+        "created_at": aware(domain.created_at).isoformat(),
+    }
+
+
+def backup_view(backup: Backup) -> dict:
+    return {"name": backup.name, "state": backup.state, "created_at": aware(backup.created_at).isoformat()}
+
+
+def site_url(service: Service) -> str:
+    return f"https://{service.subdomain}/"
+
+
+def status_view(service: Service, plan: Plan | None, heading_to: str | None, last_job: Job | None) -> dict:
+    return {
+        "success": True,
+        "service_id": service.service_id,
+        "subdomain": service.subdomain,
+        "site_url": site_url(service),
+        "state": service.state,
+        "heading_to": heading_to,
+        "failure_reason": service.failure_reason,
+        "plan": service.plan,
+        "email": service.email,
+        "vmid": service.vmid,
+        "node": service.node,
+        "ip": service.ip,
+        "proxy_enabled": service.proxy_enabled,
+        "quotas": {
+            "backups": quota(plan.backups if plan else 0, len(service.backups)),
+            "domains": quota(plan.domains if plan else 0, len(service.domains)),
+        },
+        "last_job": job_view(last_job) if last_job else None,
+    }

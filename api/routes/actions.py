@@ -1,0 +1,127 @@
+"""What the customer does from the client area: power, backups, custom domains, the proxy toggle."""
+
+from flask import Blueprint, current_app, jsonify
+
+from api import schemas
+from api.openapi import route
+
+bp = Blueprint("actions", __name__, url_prefix="/action")
+
+CHANGE_ERRORS = (400, 404, 409)
+
+
+def _lifecycle():
+    return current_app.extensions["proxmoxwp"].lifecycle
+
+
+def _reply(answer, data):
+    body, status = _lifecycle().dispatch(answer, data.wait)
+    return jsonify(body), status
+
+
+@route(
+    bp,
+    "/power",
+    "POST",
+    "Start, stop, restart, or reset to the installed state",
+    {202: schemas.Accepted},
+    body=schemas.Power,
+    errors=CHANGE_ERRORS,
+)
+def power(data: schemas.Power):
+    return _reply(_lifecycle().power(data), data)
+
+
+@route(bp, "/getbak", "GET", "List the site's backups", {200: schemas.BackupList}, query=schemas.ServiceRef)
+def getbak(data: schemas.ServiceRef):
+    return jsonify(_lifecycle().backups(data))
+
+
+@route(
+    bp,
+    "/mkbak",
+    "POST",
+    "Make a backup (snapshot)",
+    {202: schemas.BackupAccepted},
+    body=schemas.ChangeRequest,
+    errors=(400, 404, 409, 422),
+)
+def mkbak(data: schemas.ChangeRequest):
+    return _reply(_lifecycle().make_backup(data), data)
+
+
+@route(
+    bp,
+    "/delbak",
+    "POST",
+    "Delete a backup",
+    {200: schemas.BackupAccepted, 202: schemas.BackupAccepted},
+    body=schemas.BackupRequest,
+    errors=CHANGE_ERRORS,
+)
+def delbak(data: schemas.BackupRequest):
+    return _reply(_lifecycle().delete_backup(data), data)
+
+
+@route(
+    bp,
+    "/rollback",
+    "POST",
+    "Restore a backup",
+    {202: schemas.BackupAccepted},
+    body=schemas.BackupRequest,
+    errors=CHANGE_ERRORS,
+)
+def rollback(data: schemas.BackupRequest):
+    return _reply(_lifecycle().rollback(data), data)
+
+
+@route(
+    bp,
+    "/getdomain",
+    "GET",
+    "List the site's custom domains",
+    {200: schemas.DomainList},
+    query=schemas.ServiceRef,
+)
+def getdomain(data: schemas.ServiceRef):
+    return jsonify(_lifecycle().domains(data))
+
+
+@route(
+    bp,
+    "/setdomain",
+    "POST",
+    "Attach a custom domain",
+    {200: schemas.DomainAccepted, 202: schemas.DomainAccepted},
+    body=schemas.DomainRequest,
+    errors=(400, 404, 409, 422),
+)
+def setdomain(data: schemas.DomainRequest):
+    return _reply(_lifecycle().set_domain(data), data)
+
+
+@route(
+    bp,
+    "/deldomain",
+    "POST",
+    "Remove a custom domain",
+    {200: schemas.DomainAccepted, 202: schemas.DomainAccepted},
+    body=schemas.DomainRequest,
+    errors=CHANGE_ERRORS,
+)
+def deldomain(data: schemas.DomainRequest):
+    return _reply(_lifecycle().delete_domain(data), data)
+
+
+@route(
+    bp,
+    "/toggle",
+    "POST",
+    "Switch the site's proxy hosts on or off",
+    {202: schemas.ToggleAccepted},
+    body=schemas.ChangeRequest,
+    errors=CHANGE_ERRORS,
+)
+def toggle(data: schemas.ChangeRequest):
+    return _reply(_lifecycle().toggle(data), data)

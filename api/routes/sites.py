@@ -1,0 +1,94 @@
+"""The site's life as the billing panel drives it: create, delete, suspend, unsuspend, upgrade, status."""
+
+from flask import Blueprint, current_app, jsonify
+
+from api import schemas
+from api.openapi import route
+
+bp = Blueprint("sites", __name__)
+
+
+def _lifecycle():
+    return current_app.extensions["proxmoxwp"].lifecycle
+
+
+def _reply(answer, data):
+    body, status = _lifecycle().dispatch(answer, data.wait)
+    return jsonify(body), status
+
+
+@route(
+    bp,
+    "/create-site",
+    "POST",
+    "Create a WordPress site",
+    {200: schemas.SiteCreated, 202: schemas.SiteCreated},
+    body=schemas.CreateSite,
+    errors=(400, 409),
+)
+def create_site(data: schemas.CreateSite):
+    return _reply(_lifecycle().create_site(data), data)
+
+
+@route(
+    bp,
+    "/delete-site",
+    "POST",
+    "Delete a site and everything it has",
+    {200: schemas.Accepted, 202: schemas.Accepted},
+    body=schemas.ChangeRequest,
+    errors=(400,),
+)
+def delete_site(data: schemas.ChangeRequest):
+    return _reply(_lifecycle().delete_site(data), data)
+
+
+@route(
+    bp,
+    "/suspend-site",
+    "POST",
+    "Stop a site and keep it stopped",
+    {200: schemas.Accepted, 202: schemas.Accepted},
+    body=schemas.ChangeRequest,
+    errors=(400, 404, 409),
+)
+def suspend_site(data: schemas.ChangeRequest):
+    return _reply(_lifecycle().suspend_site(data), data)
+
+
+@route(
+    bp,
+    "/unsuspend-site",
+    "POST",
+    "Start a suspended site again",
+    {200: schemas.Accepted, 202: schemas.Accepted},
+    body=schemas.ChangeRequest,
+    errors=(400, 404, 409),
+)
+def unsuspend_site(data: schemas.ChangeRequest):
+    return _reply(_lifecycle().unsuspend_site(data), data)
+
+
+@route(
+    bp,
+    ["/wp/upgrade/", "/wp/upgrade"],
+    "POST",
+    "Move a site to another plan",
+    {200: schemas.Accepted, 202: schemas.Accepted},
+    body=schemas.Upgrade,
+    errors=(400, 404, 409),
+)
+def upgrade(data: schemas.Upgrade):
+    return _reply(_lifecycle().upgrade(data), data)
+
+
+@route(
+    bp,
+    "/status",
+    "GET",
+    "A site's state, plan, quotas and last job",
+    {200: schemas.StatusAnswer},
+    query=schemas.ServiceRef,
+)
+def status(data: schemas.ServiceRef):
+    return jsonify(_lifecycle().status(data))

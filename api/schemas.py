@@ -1,0 +1,224 @@
+"""Request and answer schemas. The same models validate requests and generate /openapi.json."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict, ValidationInfo, field_validator
+
+from api import validation
+
+ServiceIdIn = Annotated[
+    Annotated[int, Strict(), Field(ge=1, le=validation.SERVICE_ID_MAX)]
+    | Annotated[str, Strict(), Field(pattern=validation.SERVICE_ID_PATTERN)],
+    AfterValidator(validation.service_id),
+]
+Wait = Annotated[int, Strict(), Field(ge=0, le=600, description="Seconds to wait for the job to finish.")]
+BackupName = Annotated[str, Strict(), Field(pattern=validation.BACKUP_PATTERN, max_length=40)]
+PlanName = Annotated[str, Strict(), Field(min_length=1, max_length=32, pattern=r"^[a-z0-9][a-z0-9_-]*$")]
+
+
+class Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ServiceRef(Request):
+    service_id: ServiceIdIn
+
+
+class ChangeRequest(ServiceRef):
+    wait: Wait = 0
+
+    @field_validator("wait")
+    @classmethod
+    def _bounded_wait(cls, value: int, info: ValidationInfo) -> int:
+        limit = (info.context or {}).get("max_wait", 600)
+        if value > limit:
+            raise ValueError(f"must be at most {limit} seconds")
+        return value
+
+
+class CreateSite(ChangeRequest):
+    email: Annotated[str, Strict(), Field(min_length=3, max_length=254), AfterValidator(validation.email)]
+    plan: PlanName
+    public_ip: Annotated[
+        str,
+        Strict(),
+        Field(
+            min_length=2, max_length=45, json_schema_extra={"anyOf": [{"format": "ipv4"}, {"format": "ipv6"}]}
+        ),
+        AfterValidator(validation.public_ip),
+    ]
+
+    @field_validator("public_ip")
+    @classmethod
+    def _allowed_ip(cls, value: str, info: ValidationInfo) -> str:
+        if not validation.ip_allowed(value, (info.context or {}).get("public_ips", [])):
+            raise ValueError("is not one of this platform's public addresses")
+        return value
+
+
+class Upgrade(ChangeRequest):
+    plan: PlanName
+
+
+class Power(ChangeRequest):
+    action: Literal["start", "stop", "restart", "reset"]
+    status: Annotated[str, Strict(), Field(max_length=32)] | None = Field(
+        default=None, description="Paymenter's own status of the service, recorded with the job."
+    )
+
+
+class DomainRequest(ChangeRequest):
+    domain: Annotated[str, Strict(), Field(min_length=1, max_length=253)]
+
+    @field_validator("domain")
+    @classmethod
+    def _normalise(cls, value: str, info: ValidationInfo) -> str:
+        name = validation.domain(value)
+        zone = (info.context or {}).get("base_zone")
+        if zone and validation.within_zone(name, zone):
+            raise ValueError(f"cannot be inside this platform's own zone {zone}")
+        return name
+
+
+class BackupRequest(ChangeRequest):
+    bak: BackupName
+
+
+# ---- answers -------------------------------------------------------------------------------------------
+
+
+class ErrorAnswer(BaseModel):
+    success: Literal[False] = False
+    error: str = Field(description="One sentence a customer may read.")
+    code: str = Field(description="Machine-readable reason.")
+    job_id: int | None = None
+
+
+class JobView(BaseModel):
+    id: int
+    service_id: int
+    kind: str
+    params: dict
+    state: Literal["queued", "running", "succeeded", "failed", "cancelled"]
+    heading_to: str | None
+    attempts: int
+    max_attempts: int
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    duration_seconds: float | None
+    progress: dict = Field(description="{'done': tasks done, 'total': tasks expected or null}")
+    rc: int | None
+    stats: dict | None
+    failed_task: str | None
+    failed_host: str | None
+    message: str | None
+
+
+class Accepted(BaseModel):
+    success: Literal[True] = True
+    service_id: int
+    state: str = Field(description="The service's state now.")
+    heading_to: str | None = Field(description="The state the service is heading to when the job succeeds.")
+    job_id: int | None = Field(description="The job that carries out the change; null when nothing to do.")
+    job: JobView | None = Field(default=None, description="The job, when the caller waited for it.")
+
+
+class SiteCreated(Accepted):
+    subdomain: str
+    site_url: str
+    admin_url: str
+    admin_user: str
+    admin_password: str | None = Field(
+        description="Generated WordPress admin password; given until the job has used it, then null."
+    )
+
+
+class BackupAccepted(Accepted):
+    bak: str
+
+
+class DomainAccepted(Accepted):
+    domain: str
+    domain_unicode: str
+    domain_state: str
+
+
+class ToggleAccepted(Accepted):
+    proxy_enabled: bool
+
+
+class Quota(BaseModel):
+    limit: int
+    used: int
+    available: int
+
+
+class DomainView(BaseModel):
+    domain: str
+    domain_unicode: str
+    state: str
+    message: str | None
+    created_at: datetime
+
+
+class DomainList(BaseModel):
+    success: Literal[True] = True
+    service_id: int
+    domains: list[DomainView]
+    quota: Quota
+
+
+class BackupView(BaseModel):
+    name: str
+    state: str
+    created_at: datetime
+
+
+class BackupList(BaseModel):
+    success: Literal[True] = True
+    service_id: int
+    backups: list[BackupView]
+    quota: Quota
+
+
+class StatusAnswer(BaseModel):
+    success: Literal[True] = True
+    service_id: int
+    subdomain: str
+    site_url: str
+    state: str
+    heading_to: str | None
+    failure_reason: str | None
+    plan: str
+    email: str
+    vmid: int | None
+    node: str | None
+    ip: str | None
+    proxy_enabled: bool
+    quotas: dict[str, Quota]
+    last_job: JobView | None
+
+
+class JobAnswer(BaseModel):
+    success: Literal[True] = True
+    job: JobView
+
+
+class JobListQuery(Request):
+    service_id: ServiceIdIn
+    limit: Annotated[int, Field(ge=1, le=200)] = 50
+
+
+class JobList(BaseModel):
+    success: Literal[True] = True
+    jobs: list[JobView]
+
+
+class Health(BaseModel):
+    success: Literal[True] = True
+    status: Literal["ok"] = "ok"
+    version: str

@@ -1,0 +1,265 @@
+"""Shared fixtures: an isolated configuration per test, the app, a real worker process, a real server.
+
+The database and queue come from PROXMOXWP_TEST_DATABASE_URL / PROXMOXWP_TEST_QUEUE_URL when set (the test
+script sets them to a PostgreSQL server and a Redis server it started); otherwise SQLite files in tmp.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import requests
+from sqlalchemy import text
+
+from api import create_app
+from api.config import load_settings
+from api.db import Database
+from api.migrate import upgrade
+from api.models import Base
+
+ROOT = Path(__file__).resolve().parent.parent
+TESTS = ROOT / "tests"
+TOKEN = "test-token-0123456789abcdef"
+OTHER_TOKEN = "second-token-0123456789abcdef"
+BIN = Path(sys.executable).parent
+
+
+def wait_until(condition: Callable[[], object], timeout: float = 60.0, interval: float = 0.1, what: str = ""):
+    """Poll `condition` until it returns something truthy; fail the test with `what` after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout}s waiting for {what or condition}")
+        time.sleep(interval)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory) -> Iterator[str]:
+    url = os.environ.get("PROXMOXWP_TEST_DATABASE_URL")
+    if not url:
+        yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'proxmoxwp.sqlite3'}"
+        return
+    database = Database(load_settings(database_url=url, data_dir="/tmp").database_url)
+    Base.metadata.drop_all(database.engine)
+    with database.engine.begin() as connection:
+        connection.execute(text("DROP TABLE IF EXISTS alembic_version"))
+    database.dispose()
+    yield url
+
+
+@pytest.fixture
+def control_dir(tmp_path) -> Path:
+    path = tmp_path / "control"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def env(tmp_path, control_dir, database_url) -> dict[str, str]:
+    """The PROXMOXWP_* environment of one test: its own data dir, inventory copy, database and queue."""
+    inventory = tmp_path / "inventory"
+    shutil.copytree(TESTS / "inventory", inventory)
+    (inventory / "group_vars" / "all" / "control.yml").write_text(f"test_control_dir: {control_dir}\n")
+    queue_url = os.environ.get("PROXMOXWP_TEST_QUEUE_URL") or f"sqlite:///{tmp_path / 'queue.sqlite3'}"
+    values = {
+        "PROXMOXWP_DATA_DIR": str(tmp_path / "data"),
+        "PROXMOXWP_API_TOKENS": f"{TOKEN},{OTHER_TOKEN}",
+        "PROXMOXWP_DATABASE_URL": database_url,
+        "PROXMOXWP_QUEUE_URL": queue_url,
+        "PROXMOXWP_INVENTORY": str(inventory),
+        "PROXMOXWP_PLAYBOOK_DIR": str(TESTS / "playbooks" / "ops"),
+        "PROXMOXWP_HEARTBEAT_SECONDS": "0.5",
+        "PROXMOXWP_STALE_AFTER_SECONDS": "5",
+        "PROXMOXWP_REAPER_SECONDS": "0.5",
+        "PROXMOXWP_WORKERS": "4",
+    }
+    return values
+
+
+@pytest.fixture
+def settings(env, monkeypatch):
+    for key in [k for k in os.environ if k.startswith("PROXMOXWP_") and not k.startswith("PROXMOXWP_TEST_")]:
+        monkeypatch.delenv(key)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return load_settings()
+
+
+@pytest.fixture
+def runtime(settings):
+    from api.runtime import Runtime
+
+    runtime = Runtime(settings)
+    upgrade(runtime.db)
+    _reset_database(runtime.db)
+    runtime.queue.flush()
+    yield runtime
+    runtime.queue.flush()
+    runtime.db.dispose()
+
+
+def _reset_database(database: Database) -> None:
+    """Empty every table: the database is shared by the whole session."""
+    if database.is_sqlite:
+        with database.engine.begin() as connection:
+            for table in reversed(Base.metadata.sorted_tables):
+                connection.execute(table.delete())
+        return
+    with database.engine.begin() as connection:
+        tables = [t.name for t in reversed(Base.metadata.sorted_tables)]
+        existing = connection.execute(
+            text("SELECT tablename FROM pg_tables WHERE schemaname='public'")
+        ).scalars()
+        present = [t for t in tables if t in set(existing)]
+        if present:
+            connection.execute(text(f"TRUNCATE {', '.join(present)} RESTART IDENTITY CASCADE"))
+
+
+@pytest.fixture
+def app(runtime):
+    return create_app(runtime.settings)
+
+
+class Api:
+    """A Flask test client that speaks like Paymenter: JSON bodies, query strings, a bearer token."""
+
+    def __init__(self, client, token: str | None = TOKEN) -> None:
+        self.client, self.token = client, token
+
+    def _headers(self, token):
+        token = self.token if token == "default" else token
+        return {"Authorization": f"Bearer {token}"} if token else {}
+
+    def post(self, path: str, body: object = None, token: str | None = "default", **kwargs):
+        return self.client.post(path, json=body, headers=self._headers(token), **kwargs)
+
+    def get(self, path: str, token: str | None = "default", **params):
+        return self.client.get(path, query_string=params, headers=self._headers(token))
+
+
+@pytest.fixture
+def api(app) -> Api:
+    return Api(app.test_client())
+
+
+class Process:
+    def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
+        self.log = log
+        self.handle = open(log, "wb")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            args, env=env, stdout=self.handle, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, sig)
+            self.proc.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=15)
+        else:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)  # leftovers of a killed process group
+        self.handle.close()
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+@pytest.fixture
+def process_env(env) -> dict[str, str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("PROXMOXWP_")}
+    return {**base, **env, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+
+
+@pytest.fixture
+def start_worker(runtime, process_env, tmp_path) -> Iterator[Callable[..., Process]]:
+    """Start `proxmoxwp worker` processes; all are stopped (their whole process group) at the end."""
+    started: list[Process] = []
+
+    def start(concurrency: int = 4, **extra_env: str) -> Process:
+        log = tmp_path / f"worker-{len(started)}.log"
+        proc = Process(
+            [str(BIN / "proxmoxwp"), "worker", "--concurrency", str(concurrency)],
+            {**process_env, **extra_env},
+            log,
+        )
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        proc.stop()
+
+
+@pytest.fixture
+def worker(start_worker) -> Process:
+    return start_worker()
+
+
+@pytest.fixture
+def server(runtime, process_env, tmp_path) -> Iterator[str]:
+    """`proxmoxwp serve` on a free loopback port; yields its base URL."""
+    port = free_port()
+    proc = Process(
+        [str(BIN / "proxmoxwp"), "serve", "--bind", f"127.0.0.1:{port}", "--workers", "2"],
+        process_env,
+        tmp_path / "server.log",
+    )
+    base = f"http://127.0.0.1:{port}"
+
+    def up():
+        try:
+            return requests.get(base + "/health", timeout=1).ok
+        except requests.RequestException:
+            return proc.proc.poll() is not None and pytest.fail(proc.output())
+
+    wait_until(up, 30, what="the API server")
+    yield base
+    proc.stop()
+
+
+def runs(control_dir: Path) -> list[dict]:
+    """What the operation double recorded, in order."""
+    path = control_dir / "runs.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def job_state(api: Api, job_id: int) -> dict:
+    return api.get(f"/jobs/{job_id}").get_json()["job"]
+
+
+def wait_job(api: Api, job_id: int, timeout: float = 90) -> dict:
+    def finished():
+        job = job_state(api, job_id)
+        return job if job["state"] in ("succeeded", "failed", "cancelled") else None
+
+    return wait_until(finished, timeout, 0.1, f"job {job_id} to finish")
