@@ -79,9 +79,10 @@ def worker(concurrency: int | None) -> None:
     """Run jobs from the queue until stopped."""
     from api.jobs import engine
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     runtime = _runtime()
     runtime.check()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     Runtime.put_tools_on_path()
     runtime.queue.serve(lambda job_id: engine.execute(runtime, job_id))
     stop = threading.Event()
@@ -126,9 +127,7 @@ def upgrade() -> None:
     try:
         revision = run_upgrade(runtime.db)
     except Exception as exc:
-        raise ConfigError(
-            f"PROXMOXWP_DATABASE_URL: {str(getattr(exc, 'orig', exc)).splitlines()[0]}"
-        ) from None
+        raise ConfigError(f"PROXMOXWP_DATABASE_URL: {str(getattr(exc, 'orig', exc)).splitlines()[0]}") from None
     click.echo(f"database at revision {revision}")
 
 
@@ -160,9 +159,7 @@ def list_jobs(service_id: int | None, state: str | None, limit: int, as_json: bo
         for row in rows:
             click.echo(json.dumps(row))
         return
-    click.echo(
-        f"{'ID':>6}  {'SERVICE':>12}  {'KIND':<13} {'STATE':<10} {'PROGRESS':<9} {'CREATED':<20} MESSAGE"
-    )
+    click.echo(f"{'ID':>6}  {'SERVICE':>12}  {'KIND':<13} {'STATE':<10} {'PROGRESS':<9} {'CREATED':<20} MESSAGE")
     for row in rows:
         progress = f"{row['progress']['done']}/{row['progress']['total'] or '?'}"
         click.echo(
@@ -173,9 +170,7 @@ def list_jobs(service_id: int | None, state: str | None, limit: int, as_json: bo
 
 @jobs.command("show")
 @click.argument("job_id", type=int)
-@click.option(
-    "--events", type=int, default=20, show_default=True, help="How many of the last events to show."
-)
+@click.option("--events", type=int, default=20, show_default=True, help="How many of the last events to show.")
 def show_job(job_id: int, events: int) -> None:
     """One job with its result and its last events."""
     from api.models import Job, JobEvent
@@ -197,9 +192,7 @@ def show_job(job_id: int, events: int) -> None:
         click.echo("events:")
     for event in reversed(tail):
         message = (event.data or {}).get("msg", "")
-        click.echo(
-            f"  {event.seq:>4} {event.event:<24} {event.host or '':<16} {event.task or ''} {message}".rstrip()
-        )
+        click.echo(f"  {event.seq:>4} {event.event:<24} {event.host or '':<16} {event.task or ''} {message}".rstrip())
 
 
 @jobs.command("cancel")

@@ -19,9 +19,7 @@ SQLITE_BUSY_MS = 30_000
 def make_engine(url: str) -> Engine:
     if url.startswith("sqlite:"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(
-            url, connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_MS / 1000}
-        )
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_MS / 1000})
         _sqlite_transactions(engine)
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
@@ -52,9 +50,7 @@ class Database:
         self.engine = make_engine(url)
         self.is_sqlite = url.startswith("sqlite:")
         self._read = sessionmaker(self.engine, expire_on_commit=False)
-        self._write = sessionmaker(
-            self.engine.execution_options(proxmoxwp_write=True), expire_on_commit=False
-        )
+        self._write = sessionmaker(self.engine.execution_options(proxmoxwp_write=True), expire_on_commit=False)
 
     @contextmanager
     def session(self, write: bool = False) -> Iterator[Session]:

@@ -34,23 +34,37 @@ def unprocessable(code: str, error: str) -> ApiError:
     return ApiError(422, code, error)
 
 
+# What a value that does not match a field's pattern should look like, in words.
+PATTERN_TEXT = {
+    "bak": "must look like BAKDDMMYYYY-N",
+    "plan": "must be a plan name (lower-case letters, digits, '-' and '_')",
+}
+
+
 def describe_validation(exc: ValidationError) -> str:
     """The first problem of a pydantic error as one readable sentence."""
     error = exc.errors()[0]
-    field = ".".join(
-        str(part) for part in error["loc"] if not str(part).startswith(("function-", "str", "int"))
-    )
+    # Leave out the tags pydantic adds for union members and validators ("constrained-str", "function-after")
+    field = ".".join(str(part) for part in error["loc"] if not _is_tag(part))
     kind = error["type"]
     if kind == "extra_forbidden":
         return f"Unknown field '{field}'."
     if kind == "missing":
         return f"Field '{field}' is required."
-    message = str(error["msg"]).removeprefix("Value error, ")
-    if kind == "string_pattern_mismatch" and field == "bak":
-        message = "must look like BAKDDMMYYYY-N"
+    message = str(error["msg"]).removeprefix("Value error, ").rstrip(".")
+    if kind == "string_pattern_mismatch" and field in PATTERN_TEXT:
+        message = PATTERN_TEXT[field]
     elif kind.endswith("_type") or kind == "union_tag_invalid":
         message = f"has the wrong type ({message.lower()})"
-    return f"Field '{field}' {message[0].lower() + message[1:]}." if field else f"{message}."
+    message = message[:1].lower() + message[1:] or "is not valid"
+    return f"Field '{field}' {message}." if field else f"{message[:1].upper() + message[1:]}."
+
+
+def _is_tag(part: object) -> bool:
+    text = str(part)
+    return not isinstance(part, int) and (
+        text.startswith(("function-", "constrained-", "lax-", "json-or-python")) or text in ("str", "int")
+    )
 
 
 def _answer(status: int, code: str, error: str, **extra: object):
@@ -82,9 +96,7 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(OperationalError)
     def _database(exc: OperationalError):
         log.error("database unavailable: %s", exc.orig.__class__.__name__ if exc.orig else exc)
-        return _answer(
-            503, "unavailable", "The service is temporarily unavailable, please try again shortly."
-        )
+        return _answer(503, "unavailable", "The service is temporarily unavailable, please try again shortly.")
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):

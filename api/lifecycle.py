@@ -22,6 +22,9 @@ from api.models import UNFINISHED, Backup, Domain, Job, JobState, Service, Servi
 from api.runtime import Runtime
 from api.schemas import BackupRequest, ChangeRequest, CreateSite, DomainRequest, Power, ServiceRef, Upgrade
 
+# jobs.id is a 32-bit integer column (PostgreSQL `integer`): a larger id cannot exist and must not be queried.
+JOB_ID_MAX = 2**31 - 1
+
 POWER_HEADING = {
     "start": ServiceState.ACTIVE,
     "restart": ServiceState.ACTIVE,
@@ -57,9 +60,7 @@ class Lifecycle:
     @staticmethod
     def _unfinished(session: Session, service_id: int) -> list[Job]:
         return list(
-            session.scalars(
-                select(Job).where(Job.service_id == service_id, Job.state.in_(UNFINISHED)).order_by(Job.id)
-            )
+            session.scalars(select(Job).where(Job.service_id == service_id, Job.state.in_(UNFINISHED)).order_by(Job.id))
         )
 
     def heading_to(self, session: Session, service: Service) -> str | None:
@@ -143,16 +144,11 @@ class Lifecycle:
                 service = Service(service_id=data.service_id, subdomain=inventory.subdomain(data.service_id))
                 session.add(service)
             elif service.state != ServiceState.DELETED:
-                pending = [
-                    job for job in self._unfinished(session, service.service_id) if job.kind == "create"
-                ]
+                pending = [job for job in self._unfinished(session, service.service_id) if job.kind == "create"]
                 if pending:
                     password = self.runtime.secret_box.open(pending[0].sealed_secrets).get("admin_password")
                     return self._site_answer(session, service, pending[0], password)
-                if not (
-                    service.state == ServiceState.FAILED
-                    and service.settled_state == ServiceState.PROVISIONING
-                ):
+                if not (service.state == ServiceState.FAILED and service.settled_state == ServiceState.PROVISIONING):
                     if (service.email, service.public_ip) != (data.email, data.public_ip):
                         raise conflict(
                             "already_exists",
@@ -184,9 +180,7 @@ class Lifecycle:
 
         return self.runtime.db.write(work)
 
-    def _site_answer(
-        self, session: Session, service: Service, job: Job | None, password: str | None
-    ) -> Answer:
+    def _site_answer(self, session: Session, service: Service, job: Job | None, password: str | None) -> Answer:
         url = presenters.site_url(service)
         return self._accepted(
             session,
@@ -314,9 +308,7 @@ class Lifecycle:
         return f"{prefix}{max(numbers, default=0) + 1}"
 
     def _backup(self, session: Session, service: Service, name: str) -> Backup:
-        backup = session.scalar(
-            select(Backup).where(Backup.service_id == service.service_id, Backup.name == name)
-        )
+        backup = session.scalar(select(Backup).where(Backup.service_id == service.service_id, Backup.name == name))
         if backup is None:
             raise not_found("unknown_backup", f"This site has no backup named {name}.")
         return backup
@@ -372,7 +364,7 @@ class Lifecycle:
             service = self._for_customer(session, data.service_id)
             domain = session.scalar(select(Domain).where(Domain.domain == data.domain))
             if domain is not None and domain.service_id != service.service_id:
-                raise conflict("domain_taken", f"{data.domain} is already attached to another site.")
+                raise conflict("domain_taken", f"The domain {data.domain} is already attached to another site.")
             if domain is not None and domain.state != "failed":
                 return self._domain_answer(
                     session, service, domain, self._pending_job(session, service, "domain_add", data.domain)
@@ -414,7 +406,7 @@ class Lifecycle:
                 select(Domain).where(Domain.domain == data.domain, Domain.service_id == service.service_id)
             )
             if domain is None:
-                raise not_found("unknown_domain", f"{data.domain} is not attached to this site.")
+                raise not_found("unknown_domain", f"The domain {data.domain} is not attached to this site.")
             if domain.state == "removing":
                 return self._domain_answer(
                     session,
@@ -446,9 +438,7 @@ class Lifecycle:
             service = self._for_customer(session, data.service_id)
             toggles = [job for job in self._unfinished(session, service.service_id) if job.kind == "toggle"]
             current = toggles[-1].params["proxy_enabled"] if toggles else service.proxy_enabled
-            job = self._job(
-                session, service, "toggle", {"proxy_enabled": not current, "subdomain": service.subdomain}
-            )
+            job = self._job(session, service, "toggle", {"proxy_enabled": not current, "subdomain": service.subdomain})
             return self._accepted(session, service, job, proxy_enabled=not current)
 
         return self.runtime.db.write(work)
@@ -473,6 +463,8 @@ class Lifecycle:
             )
 
     def job(self, job_id: int) -> dict:
+        if not 1 <= job_id <= JOB_ID_MAX:
+            raise not_found("unknown_job", f"There is no job {job_id}.")
         with self.runtime.db.session() as session:
             job = session.get(Job, job_id)
             if job is None:
@@ -481,12 +473,7 @@ class Lifecycle:
 
     def jobs(self, service_id: int, limit: int) -> list[dict]:
         with self.runtime.db.session() as session:
-            if (
-                session.scalar(
-                    select(func.count()).select_from(Service).where(Service.service_id == service_id)
-                )
-                == 0
-            ):
+            if session.scalar(select(func.count()).select_from(Service).where(Service.service_id == service_id)) == 0:
                 raise not_found("unknown_service", f"There is no site for service {service_id}.")
             jobs = session.scalars(
                 select(Job).where(Job.service_id == service_id).order_by(Job.id.desc()).limit(limit)

@@ -55,9 +55,18 @@ def route(
     """Register a view; it receives the validated request model as `data` when a body or query is declared."""
     paths = [paths] if isinstance(paths, str) else paths
     all_errors = sorted({*errors, 503} | ({401} if authenticated else set()))
+    prefix = blueprint.url_prefix or ""  # the document lists the paths as served, prefix included
     OPERATIONS.append(
         Operation(
-            paths, method, summary, responses, body, query, all_errors, authenticated, path_params or {}
+            [prefix + path for path in paths],
+            method,
+            summary,
+            responses,
+            body,
+            query,
+            all_errors,
+            authenticated,
+            path_params or {},
         )
     )
 
@@ -95,7 +104,7 @@ def _json_body() -> dict:
         return {}
     try:
         data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser's stack
         raise bad_request("invalid_json", "The request body is not valid JSON.") from None
     if not isinstance(data, dict):
         raise bad_request("invalid_json", "The request body must be a JSON object.")
@@ -140,8 +149,7 @@ def document(plans: list[str]) -> dict:
                 "content": {"application/json": {"schema": request_schema(op.body)}},
             }
         parameters = [
-            {"name": name, "in": "path", "required": True, "schema": schema}
-            for name, schema in op.path_params.items()
+            {"name": name, "in": "path", "required": True, "schema": schema} for name, schema in op.path_params.items()
         ]
         if op.query is not None:
             schema = op.query.model_json_schema(mode="validation")
@@ -156,8 +164,7 @@ def document(plans: list[str]) -> dict:
             openapi_path = path.replace("<int:", "{").replace("<", "{").replace(">", "}")
             paths.setdefault(openapi_path, {})[op.method.lower()] = dict(
                 spec,
-                operationId=spec["operationId"]
-                + ("_slash" if path.endswith("/") and len(op.paths) > 1 else ""),
+                operationId=spec["operationId"] + ("_slash" if path.endswith("/") and len(op.paths) > 1 else ""),
             )
     return {
         "openapi": "3.1.0",

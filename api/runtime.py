@@ -44,9 +44,7 @@ class Runtime:
         from api.migrate import is_current
 
         if need_tokens and not self.tokens:
-            raise ConfigError(
-                "PROXMOXWP_API_TOKENS (or PROXMOXWP_API_TOKENS_FILE) must name at least one token"
-            )
+            raise ConfigError("PROXMOXWP_API_TOKENS (or PROXMOXWP_API_TOKENS_FILE) must name at least one token")
         if not self.settings.inventory.is_dir():
             raise ConfigError(f"PROXMOXWP_INVENTORY: {self.settings.inventory} is not a directory")
         self.inventory.check()

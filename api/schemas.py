@@ -5,14 +5,33 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict, ValidationInfo, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    Strict,
+    ValidationInfo,
+    WithJsonSchema,
+    field_validator,
+)
 
 from api import validation
 
+# One validator (not a union) so that every wrong value gets the same readable sentence.
 ServiceIdIn = Annotated[
-    Annotated[int, Strict(), Field(ge=1, le=validation.SERVICE_ID_MAX)]
-    | Annotated[str, Strict(), Field(pattern=validation.SERVICE_ID_PATTERN)],
-    AfterValidator(validation.service_id),
+    int | str,
+    PlainValidator(validation.service_id),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "integer", "minimum": 1, "maximum": validation.SERVICE_ID_MAX},
+                {"type": "string", "pattern": validation.SERVICE_ID_PATTERN},
+            ],
+            "description": "Paymenter's numeric service id (1 to 18 digits), as a number or a string.",
+        }
+    ),
 ]
 Wait = Annotated[int, Strict(), Field(ge=0, le=600, description="Seconds to wait for the job to finish.")]
 BackupName = Annotated[str, Strict(), Field(pattern=validation.BACKUP_PATTERN, max_length=40)]
@@ -45,9 +64,7 @@ class CreateSite(ChangeRequest):
     public_ip: Annotated[
         str,
         Strict(),
-        Field(
-            min_length=2, max_length=45, json_schema_extra={"anyOf": [{"format": "ipv4"}, {"format": "ipv6"}]}
-        ),
+        Field(min_length=2, max_length=45, json_schema_extra={"anyOf": [{"format": "ipv4"}, {"format": "ipv6"}]}),
         AfterValidator(validation.public_ip),
     ]
 

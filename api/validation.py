@@ -14,19 +14,18 @@ BACKUP_PATTERN = r"^BAK[0-9]{8}-[1-9][0-9]{0,5}$"
 MAX_DOMAIN = 253
 
 
-def service_id(value: int | str) -> int:
-    if isinstance(value, str):
-        if not re.match(SERVICE_ID_PATTERN, value):
-            raise ValueError("must be Paymenter's numeric service id (1 to 18 digits)")
+def service_id(value: object) -> int:
+    """Paymenter's service id as an int: a JSON integer or a string of 1 to 18 digits, no sign, no zero."""
+    if isinstance(value, str) and re.fullmatch(SERVICE_ID_PATTERN, value):
         return int(value)
-    if not 1 <= value <= SERVICE_ID_MAX:
-        raise ValueError("must be Paymenter's numeric service id (1 to 18 digits)")
-    return value
+    if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= SERVICE_ID_MAX:
+        return value
+    raise ValueError("must be Paymenter's numeric service id (1 to 18 digits)")
 
 
 def email(value: str) -> str:
     try:
-        result = validate_email(value, check_deliverability=False)
+        result = validate_email(value, check_deliverability=False, strict=True)
     except EmailNotValidError as exc:
         raise ValueError(f"is not a valid e-mail address: {exc}") from None
     return result.normalized
@@ -61,18 +60,34 @@ def domain(value: str) -> str:
     try:
         ascii_name = idna.encode(name, uts46=True, transitional=False).decode("ascii").lower()
     except (idna.IDNAError, UnicodeError) as exc:
-        raise ValueError(f"is not a valid domain name ({exc})") from None
+        # idna's own text quotes the input; an error must not echo markup or template text back
+        raise ValueError(_idna_problem(exc)) from None
     labels = ascii_name.split(".")
     if len(labels) < 2:
         raise ValueError("needs at least two labels, like example.com")
     if len(ascii_name) > MAX_DOMAIN:
-        raise ValueError(f"is longer than {MAX_DOMAIN} characters")
+        raise ValueError(f"is longer than {MAX_DOMAIN} characters once IDNA-encoded")
     for label in labels:
         if not re.fullmatch(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?", label):
-            raise ValueError(f"has an invalid label {label!r}")
+            raise ValueError("may only hold letters, digits and inner hyphens in each label of at most 63 characters")
     if labels[-1].isdigit():
         raise ValueError("must end in a top-level domain, not a number")
     return ascii_name
+
+
+def _idna_problem(exc: Exception) -> str:
+    text = str(exc).lower()
+    if "too long" in text and "label" in text:
+        return "has a label longer than 63 characters"
+    if "too long" in text:
+        return f"is longer than {MAX_DOMAIN} characters once IDNA-encoded"
+    if "empty label" in text:
+        return "has an empty label (two dots in a row, or a leading dot)"
+    if "codepoint" in text or "not allowed" in text:
+        return "may only hold letters, digits, hyphens and dots"
+    if "hyphen" in text:
+        return "cannot have a label that starts or ends with a hyphen"
+    return "is not a valid (internationalised) domain name"
 
 
 def unicode_domain(ascii_name: str) -> str:

@@ -18,6 +18,7 @@ from sqlalchemy import and_, exists, func, select, update
 from sqlalchemy.orm import Session, aliased
 
 from api.jobs.kinds import KINDS, SERVICE_STATS
+from api.jobs.leftovers import terminate_run_processes
 from api.jobs.runner import PlaybookRun, count_tasks
 from api.jobs.secrets import scrub
 from api.models import UNFINISHED, Job, JobEvent, JobState, Service, ServiceState
@@ -92,11 +93,13 @@ def execute(runtime: Runtime, job_id: int) -> None:
 
 
 def _run_claimed(runtime: Runtime, job_id: int) -> None:
-    with runtime.db.session() as session:
+    with runtime.db.session(write=True) as session:
         job = session.get(Job, job_id)
         kind = KINDS[job.kind]
         params, attempt, timeout = dict(job.params), job.attempts, job.timeout_seconds
         secrets = runtime.secret_box.open(job.sealed_secrets)
+        expected = job.progress_total or _tasks_last_time(session, job.kind)
+        job.progress_total = expected
     playbook = runtime.settings.playbook_dir / kind.playbook
     if not playbook.is_file():
         finish(runtime, job_id, JobState.FAILED, message=f"The playbook {kind.playbook} is not installed.")
@@ -106,12 +109,12 @@ def _run_claimed(runtime: Runtime, job_id: int) -> None:
     stop_heartbeat = threading.Event()
     heartbeat = threading.Thread(target=_heartbeat, args=(runtime, job_id, stop_heartbeat), daemon=True)
     heartbeat.start()
-    counter = threading.Thread(
-        target=events.set_total,
-        args=(count_tasks, runtime.settings.project_dir, playbook, runtime.settings.inventory, params),
-        daemon=True,
-    )
-    counter.start()
+    if expected is None:  # never ran successfully: ask ansible-playbook, beside the run
+        threading.Thread(
+            target=events.set_total,
+            args=(count_tasks, runtime.settings.project_dir, playbook, runtime.settings.inventory, params),
+            daemon=True,
+        ).start()
     run = PlaybookRun(
         project_dir=runtime.settings.project_dir,
         playbook=playbook,
@@ -157,14 +160,22 @@ def _run_claimed(runtime: Runtime, job_id: int) -> None:
         )
 
 
+def _tasks_last_time(session: Session, kind: str) -> int | None:
+    """Tasks run by the last successful job of this kind: the expected total for the next one."""
+    return session.scalar(
+        select(Job.progress_total)
+        .where(Job.kind == kind, Job.state == JobState.SUCCEEDED)
+        .order_by(Job.id.desc())
+        .limit(1)
+    )
+
+
 def _heartbeat(runtime: Runtime, job_id: int, stop: threading.Event) -> None:
     while not stop.wait(runtime.settings.heartbeat_seconds):
         try:
             with runtime.db.session(write=True) as session:
                 session.execute(
-                    update(Job)
-                    .where(Job.id == job_id, Job.state == JobState.RUNNING)
-                    .values(heartbeat_at=now())
+                    update(Job).where(Job.id == job_id, Job.state == JobState.RUNNING).values(heartbeat_at=now())
                 )
         except Exception:
             log.warning("job %s: heartbeat not written", job_id, exc_info=True)
@@ -200,10 +211,7 @@ class EventSink:
         self._done = 0
         with runtime.db.session() as session:
             self._seq = (
-                session.scalar(
-                    select(func.coalesce(func.max(JobEvent.seq), 0)).where(JobEvent.job_id == job_id)
-                )
-                or 0
+                session.scalar(select(func.coalesce(func.max(JobEvent.seq), 0)).where(JobEvent.job_id == job_id)) or 0
             )
             self._stored = session.scalar(select(Job.events_stored).where(Job.id == job_id)) or 0
 
@@ -248,9 +256,7 @@ class EventSink:
                 )
             self._stored += len(pending)
             session.execute(
-                update(Job)
-                .where(Job.id == self.job_id)
-                .values(progress_done=done, events_stored=self._stored)
+                update(Job).where(Job.id == self.job_id).values(progress_done=done, events_stored=self._stored)
             )
 
 
@@ -331,10 +337,7 @@ def wake_next(runtime: Runtime, job_id: int) -> None:
     with runtime.db.session() as session:
         service_id = session.scalar(select(Job.service_id).where(Job.id == job_id))
         next_id = session.scalar(
-            select(Job.id)
-            .where(Job.service_id == service_id, Job.state == JobState.QUEUED)
-            .order_by(Job.id)
-            .limit(1)
+            select(Job.id).where(Job.service_id == service_id, Job.state == JobState.QUEUED).order_by(Job.id).limit(1)
         )
     if next_id is not None:
         runtime.queue.enqueue(next_id)
@@ -347,11 +350,14 @@ def reap(runtime: Runtime) -> list[int]:
     touched: list[int] = []
     with runtime.db.session() as session:
         running = session.execute(
-            select(Job.id, Job.worker, Job.heartbeat_at).where(Job.state == JobState.RUNNING)
+            select(Job.id, Job.worker, Job.heartbeat_at, Job.attempts).where(Job.state == JobState.RUNNING)
         ).all()
-    for job_id, worker, heartbeat in running:
+    for job_id, worker, heartbeat, attempt in running:
         if not _worker_gone(worker, heartbeat, stale):
             continue
+        if (worker or "").startswith(HOSTNAME + ":"):
+            # what the dead worker's playbook left running must not race the retry
+            terminate_run_processes(f"{settings.data_dir / 'runs'}/job{job_id}-{attempt}-")
         if _requeue_or_fail(runtime, job_id):
             touched.append(job_id)
     with runtime.db.session() as session:
@@ -401,9 +407,7 @@ def _requeue_or_fail(runtime: Runtime, job_id: int) -> bool:
             return None
         if job.attempts < job.max_attempts:
             job.state = JobState.QUEUED
-            job.message = (
-                f"The worker running attempt {job.attempts} stopped unexpectedly; the job is retried."
-            )
+            job.message = f"The worker running attempt {job.attempts} stopped unexpectedly; the job is retried."
             job.worker = None
             job.heartbeat_at = None
             return "retry"

@@ -48,17 +48,11 @@ def _deleted(session: Session, service: Service, _job: Job) -> None:
 
 
 def _backup(session: Session, job: Job) -> Backup | None:
-    return (
-        session.query(Backup).filter_by(service_id=job.service_id, name=job.params.get("bak")).one_or_none()
-    )
+    return session.query(Backup).filter_by(service_id=job.service_id, name=job.params.get("bak")).one_or_none()
 
 
 def _domain(session: Session, job: Job) -> Domain | None:
-    return (
-        session.query(Domain)
-        .filter_by(service_id=job.service_id, domain=job.params.get("domain"))
-        .one_or_none()
-    )
+    return session.query(Domain).filter_by(service_id=job.service_id, domain=job.params.get("domain")).one_or_none()
 
 
 def _backup_made(session: Session, _service: Service, job: Job) -> None:
@@ -119,9 +113,7 @@ KINDS: dict[str, Kind] = {
         Kind("delbak", "backup_delete.yml", 900, on_success=_backup_deleted, on_failure=_backup_kept),
         Kind("rollback", "backup_rollback.yml", 1800),
         Kind("domain_add", "domain_add.yml", 900, on_success=_domain_added, on_failure=_domain_failed),
-        Kind(
-            "domain_remove", "domain_remove.yml", 600, on_success=_domain_removed, on_failure=_domain_failed
-        ),
+        Kind("domain_remove", "domain_remove.yml", 600, on_success=_domain_removed, on_failure=_domain_failed),
         Kind("toggle", "proxy_toggle.yml", 300, on_success=_toggled),
     )
 }

@@ -6,6 +6,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import threading
 from collections.abc import Callable
@@ -15,11 +16,22 @@ from pathlib import Path
 import ansible_runner
 import yaml
 
+from api.jobs.leftovers import terminate_run_processes
 from api.jobs.secrets import scrub
 
 # runner events that end one task on one host
 TASK_RESULTS = {"runner_on_ok", "runner_on_failed", "runner_on_skipped", "runner_on_unreachable"}
-KEPT_RESULT_KEYS = ("msg", "rc", "stderr", "stdout", "changed", "failed", "skipped", "unreachable")
+KEPT_RESULT_KEYS = (
+    "msg",
+    "censored",
+    "rc",
+    "stderr",
+    "stdout",
+    "changed",
+    "failed",
+    "skipped",
+    "unreachable",
+)
 TEXT_LIMIT = 2000
 VAR_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
 
@@ -46,9 +58,13 @@ _UnsafeDumper.add_representer(dict, _plain_keys)
 
 
 def unsafe_yaml(variables: dict) -> str:
-    return yaml.dump(
-        variables, Dumper=_UnsafeDumper, default_flow_style=False, allow_unicode=True, width=10**6
-    )
+    return yaml.dump(variables, Dumper=_UnsafeDumper, default_flow_style=False, allow_unicode=True, width=10**6)
+
+
+def ansible_playbook() -> str:
+    """The ansible-playbook beside this Python (a virtualenv need not be on PATH), else the one on PATH."""
+    beside = Path(sys.executable).parent / "ansible-playbook"
+    return str(beside) if beside.exists() else shutil.which("ansible-playbook") or "ansible-playbook"
 
 
 @dataclass
@@ -85,7 +101,7 @@ def summarise_event(event: dict) -> dict:
 
 
 def failure_text(summary: dict) -> str:
-    for key in ("msg", "stderr", "stdout"):
+    for key in ("msg", "stderr", "stdout", "censored"):
         value = summary.get(key)
         if isinstance(value, str) and value.strip():
             return value.strip()
@@ -167,7 +183,10 @@ class PlaybookRun:
             )
             self.result.status = runner.status
             self.result.rc = runner.rc
+            if runner.status == "failed" and self.result.failed_task is None:
+                self.result.message = self._output_tail(runner)
         finally:
+            terminate_run_processes(str(private))
             shutil.rmtree(private, ignore_errors=True)
         self.result.tasks_done = len(self._task_uuids)
         if self.result.status == "timeout":
@@ -175,13 +194,23 @@ class PlaybookRun:
         elif self.result.status == "canceled":
             self.result.message = "The job was cancelled."
         elif self.result.status != "successful" and not self.result.message:
-            self.result.message = (
-                f"ansible-playbook ended with status {self.result.status} (rc {self.result.rc})."
-            )
+            self.result.message = f"ansible-playbook ended with status {self.result.status} (rc {self.result.rc})."
         return self.result
+
+    def _output_tail(self, runner) -> str | None:
+        """When no task failed (a syntax error, a missing file), ansible's own last words say why."""
+        try:
+            lines = [line.strip() for line in runner.stdout.read().splitlines() if line.strip()]
+        except (OSError, AttributeError):
+            return None
+        errors = [line for line in lines if line.startswith(("ERROR", "[ERROR]"))] or lines[-3:]
+        text = " ".join(errors)[-TEXT_LIMIT:]
+        return scrub(text, self.secret_values) or None
 
     def _environment(self, private: Path) -> dict[str, str]:
         return {
+            # ansible-runner starts `ansible-playbook` from PATH: the one beside this Python comes first
+            "PATH": os.pathsep.join([str(Path(ansible_playbook()).parent), os.environ.get("PATH", "")]),
             "ANSIBLE_CONFIG": str(self.project_dir / "ansible.cfg"),
             "ANSIBLE_NOCOLOR": "1",
             "ANSIBLE_RETRY_FILES_ENABLED": "0",
@@ -206,7 +235,7 @@ def count_tasks(project_dir: Path, playbook: Path, inventory: Path, variables: d
         try:
             out = subprocess.run(
                 [
-                    shutil.which("ansible-playbook") or "ansible-playbook",
+                    ansible_playbook(),
                     "--list-tasks",
                     "-i",
                     str(inventory),
@@ -225,9 +254,7 @@ def count_tasks(project_dir: Path, playbook: Path, inventory: Path, variables: d
             return None
     if out.returncode != 0:
         return None
-    count = sum(
-        1 for line in out.stdout.splitlines() if "TAGS: [" in line and not line.lstrip().startswith("play #")
-    )
+    count = sum(1 for line in out.stdout.splitlines() if "TAGS: [" in line and not line.lstrip().startswith("play #"))
     _task_counts[key] = count
     return count
 

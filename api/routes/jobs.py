@@ -3,6 +3,7 @@
 from flask import Blueprint, current_app, jsonify
 
 from api import schemas
+from api.lifecycle import JOB_ID_MAX
 from api.openapi import route
 
 bp = Blueprint("jobs", __name__, url_prefix="/jobs")
@@ -19,7 +20,7 @@ def _lifecycle():
     "One job",
     {200: schemas.JobAnswer},
     errors=(404,),
-    path_params={"job_id": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1}},
+    path_params={"job_id": {"type": "integer", "minimum": 1, "maximum": JOB_ID_MAX}},
 )
 def show(job_id: int):
     return jsonify({"success": True, "job": _lifecycle().job(job_id)})

@@ -1,0 +1,39 @@
+"""Ending the processes a playbook run leaves behind.
+
+ansible-runner kills the process group of `ansible-playbook` on cancel and timeout, but ansible-core's
+worker processes call setsid(), so the task that was running goes on in a session of its own (and so do the
+modules it started). Every process of a run carries the run's private data dir in its command line (forks
+inherit it), which is how they are found here, with all their descendants.
+"""
+
+from __future__ import annotations
+
+import psutil
+
+
+def terminate_run_processes(marker: str, grace: float = 5.0) -> int:
+    """Stop every process whose command line contains `marker`, and their children; return how many."""
+    found: dict[int, psutil.Process] = {}
+    for proc in psutil.process_iter(["cmdline"]):
+        try:
+            if any(marker in part for part in proc.info["cmdline"] or ()):
+                found[proc.pid] = proc
+                for child in proc.children(recursive=True):
+                    found[child.pid] = child
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    alive = []
+    for proc in found.values():
+        try:
+            proc.terminate()
+            alive.append(proc)
+        except psutil.NoSuchProcess:
+            continue
+    _, still_alive = psutil.wait_procs(alive, timeout=grace)
+    for proc in still_alive:
+        try:
+            proc.kill()
+        except psutil.NoSuchProcess:
+            continue
+    psutil.wait_procs(still_alive, timeout=grace)
+    return len(found)

@@ -1,0 +1,372 @@
+"""State rules, quotas and idempotency with a real worker running the playbook doubles (DESIGN.md §3, §4).
+
+Every job here is run by `proxmoxwp worker` through ansible-runner; the doubles in tests/playbooks/ops record
+their runs in `control_dir/runs.jsonl`, fail when `fail-<op>` exists and block while `block-<op>` exists.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+
+import pytest
+import requests
+
+from api.models import Base
+from conftest import TOKEN, runs, wait_job, wait_until
+
+SITE = {"service_id": 17, "email": "owner@example.com", "plan": "basic", "public_ip": "203.0.113.10"}
+
+
+def table_rows(runtime) -> dict[str, list[tuple]]:
+    with runtime.db.engine.connect() as connection:
+        return {
+            table.name: [tuple(row) for row in connection.execute(table.select())]
+            for table in Base.metadata.sorted_tables
+        }
+
+
+def accepted(api, path: str, body: dict) -> dict:
+    answer = api.post(path, body)
+    assert answer.status_code == 202, (path, body, answer.get_json())
+    result = answer.get_json()
+    assert result["success"] is True and isinstance(result["job_id"], int)
+    return result
+
+
+def succeeded(api, path: str, body: dict) -> dict:
+    """Send a change and wait until its job has succeeded."""
+    result = accepted(api, path, body)
+    job = wait_job(api, result["job_id"])
+    assert job["state"] == "succeeded", job
+    return result
+
+
+def status(api, service_id: int = 17) -> dict:
+    answer = api.get("/status", service_id=service_id)
+    assert answer.status_code == 200, answer.get_json()
+    return answer.get_json()
+
+
+def refused(api, runtime, path: str, body: dict, status_code: int, code: str) -> dict:
+    before = table_rows(runtime)
+    answer = api.post(path, body)
+    assert answer.status_code == status_code, (path, body, answer.get_json())
+    result = answer.get_json()
+    assert result["success"] is False and result["code"] == code, result
+    assert result["error"].endswith("."), result
+    assert table_rows(runtime) == before, f"{path} changed the database"
+    return result
+
+
+def ops(control_dir) -> list[str]:
+    return [run["op"] for run in runs(control_dir)]
+
+
+def today() -> str:
+    return datetime.now(UTC).strftime("%d%m%Y")
+
+
+@pytest.fixture
+def site(api, worker) -> dict:
+    """Site 17 on the basic plan, created by a real run."""
+    return succeeded(api, "/create-site", SITE)
+
+
+# ---- suspension -------------------------------------------------------------------------------------------------
+
+
+def test_a_suspended_site_refuses_customer_actions(api, runtime, site, control_dir):
+    bak = succeeded(api, "/action/mkbak", {"service_id": 17})["bak"]
+    suspended = succeeded(api, "/suspend-site", {"service_id": 17})
+    assert suspended["heading_to"] == "suspended"
+    assert status(api)["state"] == "suspended"
+
+    for path, body in [
+        ("/action/power", {"service_id": 17, "action": "start"}),
+        ("/action/power", {"service_id": 17, "action": "reset"}),
+        ("/action/mkbak", {"service_id": 17}),
+        ("/action/setdomain", {"service_id": 17, "domain": "shop.example.com"}),
+        ("/action/toggle", {"service_id": 17}),
+        ("/action/delbak", {"service_id": 17, "bak": bak}),
+        ("/action/rollback", {"service_id": 17, "bak": bak}),
+    ]:
+        refused(api, runtime, path, body, 409, "suspended")
+    # reads still answer
+    assert [b["name"] for b in api.get("/action/getbak", service_id=17).get_json()["backups"]] == [bak]
+    assert api.get("/action/getdomain", service_id=17).status_code == 200
+
+    jobs_before = len(table_rows(runtime)["jobs"])
+    again = api.post("/suspend-site", {"service_id": 17})
+    assert again.status_code == 200
+    assert again.get_json()["job_id"] is None and again.get_json()["state"] == "suspended"
+    assert len(table_rows(runtime)["jobs"]) == jobs_before
+    assert ops(control_dir).count("site_suspend") == 1
+
+    resumed = succeeded(api, "/unsuspend-site", {"service_id": 17})
+    assert resumed["heading_to"] == "active"
+    assert status(api)["state"] == "active"
+    assert ops(control_dir) == ["site_create", "backup_create", "site_suspend", "site_unsuspend"]
+    accepted(api, "/action/toggle", {"service_id": 17})
+
+
+def test_customer_actions_are_refused_as_soon_as_a_suspension_is_queued(api, runtime, site, control_dir):
+    (control_dir / "block-site_suspend").touch()
+    job = accepted(api, "/suspend-site", {"service_id": 17})
+    wait_until(lambda: "site_suspend" in ops(control_dir), what="the suspension to start")
+    refused(api, runtime, "/action/mkbak", {"service_id": 17}, 409, "suspended")
+    assert api.post("/suspend-site", {"service_id": 17}).get_json()["job_id"] is None
+    (control_dir / "release-site_suspend").touch()
+    assert wait_job(api, job["job_id"])["state"] == "succeeded"
+    assert status(api)["state"] == "suspended"
+
+
+def test_power_moves_between_active_and_stopped(api, site, control_dir):
+    stopped = succeeded(api, "/action/power", {"service_id": 17, "action": "stop", "status": "active"})
+    assert stopped["heading_to"] == "stopped"
+    assert status(api)["state"] == "stopped"
+    succeeded(api, "/action/power", {"service_id": 17, "action": "start"})
+    assert status(api)["state"] == "active"
+    assert [run["vars"]["power_action"] for run in runs(control_dir) if run["op"] == "site_power"] == [
+        "stop",
+        "start",
+    ]
+
+
+# ---- quotas -----------------------------------------------------------------------------------------------------
+
+
+def test_backup_quota(api, runtime, site, control_dir):
+    made = [accepted(api, "/action/mkbak", {"service_id": 17}) for _ in range(3)]
+    assert [m["bak"] for m in made] == [f"BAK{today()}-{n}" for n in (1, 2, 3)]
+    over = refused(api, runtime, "/action/mkbak", {"service_id": 17}, 422, "backup_quota")
+    assert "3" in over["error"]
+    for m in made:
+        assert wait_job(api, m["job_id"])["state"] == "succeeded"
+
+    listed = api.get("/action/getbak", service_id=17).get_json()
+    assert [(b["name"], b["state"]) for b in listed["backups"]] == [(m["bak"], "present") for m in made]
+    assert listed["quota"] == {"limit": 3, "used": 3, "available": 0}
+    assert status(api)["quotas"]["backups"] == {"limit": 3, "used": 3, "available": 0}
+    assert [run["vars"]["bak"] for run in runs(control_dir) if run["op"] == "backup_create"] == [
+        m["bak"] for m in made
+    ]
+    refused(api, runtime, "/action/mkbak", {"service_id": 17}, 422, "backup_quota")
+
+    succeeded(api, "/action/delbak", {"service_id": 17, "bak": made[0]["bak"]})
+    listed = api.get("/action/getbak", service_id=17).get_json()
+    assert [b["name"] for b in listed["backups"]] == [made[1]["bak"], made[2]["bak"]]
+    assert listed["quota"]["available"] == 1
+    again = accepted(api, "/action/mkbak", {"service_id": 17})
+    assert again["bak"] == f"BAK{today()}-4", "a name is never given twice on one day"
+
+
+def test_a_backup_that_fails_does_not_use_the_quota(api, site, control_dir):
+    (control_dir / "fail-backup_create").write_text("snapshot feature is not available")
+    made = accepted(api, "/action/mkbak", {"service_id": 17})
+    job = wait_job(api, made["job_id"])
+    assert job["state"] == "failed" and "snapshot feature is not available" in job["message"]
+    listed = api.get("/action/getbak", service_id=17).get_json()
+    assert listed["backups"] == [] and listed["quota"]["available"] == 3
+
+
+def test_domain_quota_and_ownership(api, runtime, worker, control_dir):
+    first = accepted(api, "/create-site", SITE)
+    second = accepted(api, "/create-site", dict(SITE, service_id=18, plan="premium"))
+    for created in (first, second):
+        assert wait_job(api, created["job_id"])["state"] == "succeeded"
+
+    added = accepted(api, "/action/setdomain", {"service_id": 17, "domain": "shop.example.com"})
+    assert added["domain_state"] == "pending"
+    retried = api.post("/action/setdomain", {"service_id": 17, "domain": "SHOP.example.com."})
+    assert retried.get_json()["job_id"] == added["job_id"], "a retry while it runs is the same job"
+    refused(api, runtime, "/action/setdomain", {"service_id": 17, "domain": "blog.example.com"}, 422, "domain_quota")
+    refused(api, runtime, "/action/setdomain", {"service_id": 18, "domain": "shop.example.com"}, 409, "domain_taken")
+    assert wait_job(api, added["job_id"])["state"] == "succeeded"
+
+    jobs_before = len(table_rows(runtime)["jobs"])
+    same = api.post("/action/setdomain", {"service_id": 17, "domain": "shop.example.com"})
+    assert same.status_code == 200
+    assert same.get_json()["job_id"] is None
+    assert (same.get_json()["domain"], same.get_json()["domain_state"]) == ("shop.example.com", "active")
+    assert len(table_rows(runtime)["jobs"]) == jobs_before
+    refused(api, runtime, "/action/setdomain", {"service_id": 17, "domain": "blog.example.com"}, 422, "domain_quota")
+    refused(api, runtime, "/action/setdomain", {"service_id": 18, "domain": "shop.example.com"}, 409, "domain_taken")
+    assert status(api)["quotas"]["domains"] == {"limit": 1, "used": 1, "available": 0}
+
+    removed = succeeded(api, "/action/deldomain", {"service_id": 17, "domain": "shop.example.com"})
+    assert removed["domain_state"] == "removing"
+    listed = api.get("/action/getdomain", service_id=17).get_json()
+    assert listed["domains"] == [] and listed["quota"] == {"limit": 1, "used": 0, "available": 1}
+    domain_runs = [(run["op"], run["vars"]["domain"]) for run in runs(control_dir) if "domain" in run["op"]]
+    assert domain_runs == [("domain_add", "shop.example.com"), ("domain_remove", "shop.example.com")]
+
+    # the name is free again: the other site may have it, and 17 may take another one
+    accepted(api, "/action/setdomain", {"service_id": 18, "domain": "shop.example.com"})
+    accepted(api, "/action/setdomain", {"service_id": 17, "domain": "blog.example.com"})
+
+
+def test_a_domain_that_fails_is_shown_failed_and_may_be_tried_again(api, site, control_dir):
+    (control_dir / "fail-domain_add").write_text("shop.example.com does not resolve to 203.0.113.10")
+    added = accepted(api, "/action/setdomain", {"service_id": 17, "domain": "shop.example.com"})
+    assert wait_job(api, added["job_id"])["state"] == "failed"
+    listed = api.get("/action/getdomain", service_id=17).get_json()["domains"]
+    assert [(d["domain"], d["state"]) for d in listed] == [("shop.example.com", "failed")]
+    assert "does not resolve" in listed[0]["message"]
+
+    (control_dir / "fail-domain_add").unlink()
+    again = succeeded(api, "/action/setdomain", {"service_id": 17, "domain": "shop.example.com"})
+    assert again["job_id"] != added["job_id"]
+    listed = api.get("/action/getdomain", service_id=17).get_json()["domains"]
+    assert [(d["domain"], d["state"], d["message"]) for d in listed] == [("shop.example.com", "active", None)]
+
+
+# ---- toggle ------------------------------------------------------------------------------------------------------
+
+
+def test_toggle_is_serialised(api, site, control_dir):
+    (control_dir / "block-proxy_toggle").touch()
+    first = accepted(api, "/action/toggle", {"service_id": 17})
+    second = accepted(api, "/action/toggle", {"service_id": 17})
+    # the second answer already counts the first, which has not run yet
+    assert (first["proxy_enabled"], second["proxy_enabled"]) == (False, True)
+    assert status(api)["proxy_enabled"] is True
+    wait_until(lambda: "proxy_toggle" in ops(control_dir), what="the first toggle to start")
+    assert api.get(f"/jobs/{second['job_id']}").get_json()["job"]["state"] == "queued"
+
+    (control_dir / "release-proxy_toggle").touch()
+    assert wait_job(api, first["job_id"])["state"] == "succeeded"
+    assert wait_job(api, second["job_id"])["state"] == "succeeded"
+    toggles = [run for run in runs(control_dir) if run["op"] == "proxy_toggle"]
+    assert [(run["job"], run["vars"]["proxy_enabled"]) for run in toggles] == [
+        (first["job_id"], False),
+        (second["job_id"], True),
+    ]
+    assert status(api)["proxy_enabled"] is True
+
+    third = succeeded(api, "/action/toggle", {"service_id": 17})
+    assert third["proxy_enabled"] is False
+    assert status(api)["proxy_enabled"] is False
+
+
+def test_toggles_fired_in_parallel_alternate(api, site, server, control_dir):
+    (control_dir / "block-proxy_toggle").touch()  # nothing runs: only the answers and the queue count
+
+    def toggle(_index):
+        return requests.post(
+            server + "/action/toggle",
+            json={"service_id": 17},
+            headers={"Authorization": f"Bearer {TOKEN}"},
+            timeout=60,
+        )
+
+    with ThreadPoolExecutor(6) as pool:
+        answers = list(pool.map(toggle, range(6)))
+    assert [answer.status_code for answer in answers] == [202] * 6, [a.text for a in answers]
+    by_job = sorted((answer.json()["job_id"], answer.json()["proxy_enabled"]) for answer in answers)
+    assert len({job_id for job_id, _ in by_job}) == 6
+    assert [enabled for _, enabled in by_job] == [False, True, False, True, False, True]
+
+
+# ---- upgrade ----------------------------------------------------------------------------------------------------
+
+
+def test_upgrade_changes_plan_and_quotas_after_the_job(api, site, control_dir):
+    (control_dir / "block-site_upgrade").touch()
+    upgraded = accepted(api, "/wp/upgrade/", {"service_id": 17, "plan": "premium"})
+    wait_until(lambda: "site_upgrade" in ops(control_dir), what="the upgrade to start")
+    assert status(api)["plan"] == "basic", "the job's outcome, not the request, changes the plan"
+    (control_dir / "release-site_upgrade").touch()
+    assert wait_job(api, upgraded["job_id"])["state"] == "succeeded"
+
+    after = status(api)
+    assert after["plan"] == "premium" and after["state"] == "active"
+    assert after["quotas"] == {
+        "backups": {"limit": 10, "used": 0, "available": 10},
+        "domains": {"limit": 5, "used": 0, "available": 5},
+    }
+    assert [run["vars"]["plan"] for run in runs(control_dir) if run["op"] == "site_upgrade"] == ["premium"]
+    assert api.get("/action/getdomain", service_id=17).get_json()["quota"]["limit"] == 5
+
+
+# ---- failures -----------------------------------------------------------------------------------------------------
+
+
+def test_a_failed_creation_is_shown_and_may_be_tried_again(api, worker, control_dir):
+    (control_dir / "fail-site_create").write_text("no space left on storage drbd1")
+    first = accepted(api, "/create-site", SITE)
+    job = wait_job(api, first["job_id"])
+    assert job["state"] == "failed"
+    assert job["failed_task"] == "Fail when the test asks for it"
+    assert "no space left on storage drbd1" in job["message"]
+    failed = status(api)
+    assert failed["state"] == "failed"
+    assert "Fail when the test asks for it" in failed["failure_reason"]
+    assert "no space left on storage drbd1" in failed["failure_reason"]
+    assert failed["last_job"]["id"] == first["job_id"]
+
+    (control_dir / "fail-site_create").unlink()
+    second = accepted(api, "/create-site", SITE)
+    assert second["job_id"] != first["job_id"]
+    assert second["admin_password"] and second["admin_password"] != first["admin_password"]
+    assert wait_job(api, second["job_id"])["state"] == "succeeded"
+    after = status(api)
+    assert (after["state"], after["failure_reason"]) == ("active", None)
+    passwords = [run["vars"]["admin_password"] for run in runs(control_dir) if run["op"] == "site_create"]
+    assert passwords == [first["admin_password"], second["admin_password"]]
+
+
+def test_customer_actions_wait_for_the_creation(api, runtime, worker, control_dir):
+    (control_dir / "block-site_create").touch()
+    created = accepted(api, "/create-site", SITE)
+    refused(api, runtime, "/action/mkbak", {"service_id": 17}, 409, "provisioning")
+    refused(api, runtime, "/action/toggle", {"service_id": 17}, 409, "provisioning")
+    (control_dir / "release-site_create").touch()
+    assert wait_job(api, created["job_id"])["state"] == "succeeded"
+    accepted(api, "/action/mkbak", {"service_id": 17})
+
+
+# ---- deletion --------------------------------------------------------------------------------------------------------
+
+
+def test_delete_site(api, runtime, site, control_dir):
+    succeeded(api, "/action/mkbak", {"service_id": 17})
+    succeeded(api, "/action/setdomain", {"service_id": 17, "domain": "shop.example.com"})
+    deleted = succeeded(api, "/delete-site", {"service_id": 17})
+    assert deleted["heading_to"] == "deleted"
+
+    after = status(api)
+    assert after["state"] == "deleted" and after["vmid"] is None
+    assert after["quotas"]["backups"]["used"] == 0 and after["quotas"]["domains"]["used"] == 0
+    rows = table_rows(runtime)
+    assert rows["backups"] == [] and rows["domains"] == []
+    delete_runs = [run for run in runs(control_dir) if run["op"] == "site_delete"]
+    assert len(delete_runs) == 1 and delete_runs[0]["vars"]["subdomain"] == "wp17.sites.example.net"
+
+    for path in ("/action/getbak", "/action/getdomain"):
+        answer = api.get(path, service_id=17)
+        assert answer.status_code == 404 and answer.get_json()["code"] == "unknown_service"
+    refused(api, runtime, "/action/mkbak", {"service_id": 17}, 404, "unknown_service")
+    refused(api, runtime, "/suspend-site", {"service_id": 17}, 404, "unknown_service")
+
+    again = api.post("/delete-site", {"service_id": 17})
+    assert again.status_code == 200 and again.get_json()["job_id"] is None
+    assert len(table_rows(runtime)["jobs"]) == len(rows["jobs"])
+    assert ops(control_dir).count("site_delete") == 1
+
+
+def test_delete_cancels_what_is_still_queued(api, runtime, site, control_dir):
+    (control_dir / "block-backup_create").touch()
+    made = accepted(api, "/action/mkbak", {"service_id": 17})
+    wait_until(lambda: "backup_create" in ops(control_dir), what="the backup to start")
+    toggled = accepted(api, "/action/toggle", {"service_id": 17})
+    deleted = accepted(api, "/delete-site", {"service_id": 17})
+    assert api.get(f"/jobs/{toggled['job_id']}").get_json()["job"]["state"] == "cancelled"
+    refused(api, runtime, "/action/mkbak", {"service_id": 17}, 409, "deleting")
+
+    (control_dir / "release-backup_create").touch()
+    assert wait_job(api, made["job_id"])["state"] == "succeeded"
+    assert wait_job(api, deleted["job_id"])["state"] == "succeeded"
+    assert status(api)["state"] == "deleted"
+    assert "proxy_toggle" not in ops(control_dir)
+    assert table_rows(runtime)["backups"] == []

@@ -1,0 +1,175 @@
+"""The runner layer: ansible-runner with a private data dir, !unsafe extra vars, events, stats, cancel."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import psutil
+import pytest
+from conftest import ROOT, TESTS, wait_until
+
+from api.jobs.runner import PlaybookRun, count_tasks, unsafe_yaml
+
+INJECTION = "{{ lookup('pipe','touch /tmp/pwned') }}"
+
+
+def make_run(tmp_path: Path, playbook: str, variables: dict, **kwargs) -> PlaybookRun:
+    return PlaybookRun(
+        project_dir=ROOT,
+        playbook=TESTS / "playbooks" / playbook,
+        inventory=TESTS / "inventory",
+        runs_dir=tmp_path / "runs",
+        variables=variables,
+        secrets=kwargs.pop("secrets", {}),
+        timeout=kwargs.pop("timeout", 120),
+        ident="test",
+        **kwargs,
+    )
+
+
+def no_process_mentions(path: Path) -> bool:
+    """No process (ansible's forked workers included) still runs with this path in its command line."""
+    return not [
+        proc.pid
+        for proc in psutil.process_iter(["cmdline"])
+        if any(str(path) in arg for arg in proc.info["cmdline"] or ())
+    ]
+
+
+def test_set_stats_come_back(tmp_path):
+    result = make_run(tmp_path, "report_stats.yml", {"service_id": 7}).run()
+    assert result.status == "successful"
+    assert result.stats == {"vmid": 4242, "node": "pve-test-1", "ip": "10.77.0.42", "snapshots": ["initial"]}
+    assert result.tasks_done == 2
+    assert list((tmp_path / "runs").iterdir()) == []  # the private data dir is gone
+
+
+def test_failure_names_the_task_host_and_message(tmp_path):
+    events: list[dict] = []
+    result = make_run(tmp_path, "fail_at_task.yml", {"service_id": 7}, on_event=events.append).run()
+    assert result.status == "failed"
+    assert result.rc == 2
+    assert result.failed_task == "Create the container"
+    assert result.failed_host == "localhost"
+    assert result.message == "storage 'drbd1' is not online on node pve-test-1"
+    assert "Never reached" not in {event["task"] for event in events}
+
+
+@pytest.mark.parametrize("where", ["string", "list", "nested"])
+def test_template_injection_stays_literal(tmp_path, where):
+    target = Path("/tmp/pwned")
+    target.unlink(missing_ok=True)
+    echo_file = tmp_path / "echo.json"
+    plain = "ordinary"
+    variables = {
+        "service_id": 7,
+        "email": INJECTION,
+        "domain": INJECTION,
+        "subdomain": "{{ 7 * 6 }}",
+        "plan": "{% raw %}x{% endraw %}",
+        "bak": "${HOME}$(id)`id`",
+        "tags_list": [INJECTION if where == "list" else plain],
+        "nested": {"inner": INJECTION if where == "nested" else plain, "deeper": [{"x": INJECTION}]},
+        "enabled": True,
+        "echo_file": str(echo_file),
+    }
+    result = make_run(tmp_path, "echo_vars.yml", variables).run()
+    assert result.status == "successful", result.message
+    assert not target.exists(), "a template in an extra var was executed"
+    seen = json.loads(echo_file.read_text())
+    assert seen["email"] == INJECTION
+    assert seen["domain"] == INJECTION
+    assert seen["subdomain"] == "{{ 7 * 6 }}"
+    assert seen["plan"] == "{% raw %}x{% endraw %}"
+    assert seen["bak"] == "${HOME}$(id)`id`"
+    assert seen["nested"]["deeper"][0]["x"] == INJECTION
+    assert seen["enabled"] is True
+    assert seen["service_id"] == 7
+    assert result.stats["printed"] == INJECTION  # passed to a command as the literal text
+
+
+def test_extra_vars_file_tags_every_string():
+    text = unsafe_yaml({"a": "x", "b": ["y"], "c": {"d": "z"}, "n": 3, "t": True})
+    assert text.count("!unsafe") == 3
+    with pytest.raises(ValueError, match="identifier"):
+        unsafe_yaml({"bad key": "x"})
+
+
+def test_secrets_reach_the_playbook_but_not_the_events(tmp_path, control_dir):
+    secret = "S3cret-Pa55-word-xyz"
+    events: list[dict] = []
+    variables = {
+        "service_id": 7,
+        "op_name": "site_create",
+        "test_control_dir": str(control_dir),
+        "proxmoxwp_job_id": 1,
+    }
+    result = make_run(
+        tmp_path,
+        "ops/operation_double.yml",
+        variables,
+        secrets={"admin_password": secret},
+        on_event=events.append,
+    ).run()
+    assert result.status == "successful", result.message
+    recorded = json.loads((control_dir / "runs.jsonl").read_text().splitlines()[0])
+    assert recorded["vars"]["admin_password"] == secret
+    assert secret not in json.dumps(events)
+
+
+def test_secret_in_a_failure_message_is_masked(tmp_path, control_dir):
+    secret = "An0ther-Secret-value"
+    (control_dir / "fail-site_create").write_text(f"could not set password {secret}")
+    events: list[dict] = []
+    variables = {
+        "service_id": 7,
+        "op_name": "site_create",
+        "test_control_dir": str(control_dir),
+        "proxmoxwp_job_id": 1,
+    }
+    result = make_run(
+        tmp_path,
+        "ops/operation_double.yml",
+        variables,
+        secrets={"admin_password": secret},
+        on_event=events.append,
+    ).run()
+    assert result.status == "failed"
+    assert result.message == "could not set password ********"
+    assert secret not in json.dumps(events)
+
+
+def test_cancel_callback_stops_a_long_run(tmp_path):
+    started, release = tmp_path / "started", tmp_path / "release"
+    cancel = threading.Event()
+    run = make_run(
+        tmp_path,
+        "run_long.yml",
+        {"started_file": str(started), "release_file": str(release)},
+        cancelled=cancel.is_set,
+    )
+    thread = threading.Thread(target=run.run)
+    thread.start()
+    wait_until(started.exists, 60, what="the long playbook to start")
+    cancel.set()
+    thread.join(60)
+    assert not thread.is_alive()
+    assert run.result.status == "canceled"
+    assert run.result.message == "The job was cancelled."
+    assert no_process_mentions(tmp_path / "runs")
+
+
+def test_timeout_ends_the_run(tmp_path):
+    started, release = tmp_path / "started", tmp_path / "release"
+    variables = {"started_file": str(started), "release_file": str(release)}
+    result = make_run(tmp_path, "run_long.yml", variables, timeout=3).run()
+    assert started.exists()
+    assert result.status == "timeout"
+    assert "within 3 seconds" in result.message
+    assert no_process_mentions(tmp_path / "runs")
+
+
+def test_count_tasks_lists_the_playbook(tmp_path):
+    assert count_tasks(ROOT, TESTS / "playbooks" / "fail_at_task.yml", TESTS / "inventory", {}) == 3
