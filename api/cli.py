@@ -226,3 +226,12 @@ def cancel_job(job_id: int) -> None:
         click.echo(f"job {job_id} is running; the worker will stop it")
     else:
         click.echo(f"job {job_id} has already ended ({outcome})")
+
+
+def _register_lab() -> None:
+    from api.lab import lab
+
+    main.add_command(lab)
+
+
+_register_lab()

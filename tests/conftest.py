@@ -155,6 +155,18 @@ class Api:
         return self.client.get(path, query_string=params, headers=self._headers(token))
 
 
+class HttpApi:
+    """The same interface over real HTTP, for tests against a running server."""
+
+    def __init__(self, base: str, token: str) -> None:
+        self.base, self.headers = base, {"Authorization": f"Bearer {token}"}
+
+    def get(self, path: str, **params):
+        response = requests.get(self.base + path, params=params, headers=self.headers, timeout=30)
+        response.get_json = response.json
+        return response
+
+
 @pytest.fixture
 def api(app) -> Api:
     return Api(app.test_client())
