@@ -78,6 +78,7 @@ def serve(bind: str, workers: int, threads: int) -> None:
 def worker(concurrency: int | None) -> None:
     """Run jobs from the queue until stopped."""
     from api.jobs import engine
+    from api.jobs.runner import end_active_runs
 
     runtime = _runtime()
     runtime.check()
@@ -110,6 +111,9 @@ def worker(concurrency: int | None) -> None:
         consumer.run()
     finally:
         stop.set()
+        # SIGTERM stops at once: the playbooks of this worker end too, and the jobs are retried by the next
+        # worker's reaper. SIGINT lets running jobs finish first.
+        end_active_runs()
 
 
 @main.group()

@@ -308,3 +308,19 @@ def test_a_database_behind_its_schema_is_reported(process_env, tmp_path):
         check=True,
     )
     assert upgraded.stdout.startswith("database at revision")
+
+
+def test_a_worker_stopped_with_sigterm_ends_its_playbooks_and_the_job_is_retried(
+    api, runtime, start_worker, control_dir
+):
+    stopping = start_worker()
+    create_active(api, 23)
+    (control_dir / "block-site_power").touch()
+    job_id = power(api, 23)["job_id"]
+    wait_until(lambda: _playbook_processes(runtime, job_id, 1), what="ansible-playbook to start")
+    stopping.kill(signal.SIGTERM)
+    assert _playbook_processes(runtime, job_id, 1) == []
+    (control_dir / "release-site_power").touch()
+    start_worker()
+    finished = wait_job(api, job_id, timeout=60)
+    assert (finished["state"], finished["attempts"]) == ("succeeded", 2)

@@ -108,6 +108,15 @@ def failure_text(summary: dict) -> str:
     return "the task failed without a message"
 
 
+# private data dirs of the runs going on in this process, so that a worker that stops can end them
+ACTIVE_RUNS: set[str] = set()
+
+
+def end_active_runs() -> None:
+    for marker in list(ACTIVE_RUNS):
+        terminate_run_processes(marker)
+
+
 class PlaybookRun:
     """One run of one playbook. Callbacks get scrubbed event summaries; secrets never leave this object."""
 
@@ -162,6 +171,7 @@ class PlaybookRun:
     def run(self) -> RunResult:
         self.runs_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         private = Path(tempfile.mkdtemp(prefix=f"{self.ident}-", dir=self.runs_dir))
+        ACTIVE_RUNS.add(str(private))
         try:
             (private / "env").mkdir(mode=0o700)
             extravars = private / "env" / "extravars"
@@ -187,6 +197,7 @@ class PlaybookRun:
                 self.result.message = self._output_tail(runner)
         finally:
             terminate_run_processes(str(private))
+            ACTIVE_RUNS.discard(str(private))
             shutil.rmtree(private, ignore_errors=True)
         self.result.tasks_done = len(self._task_uuids)
         if self.result.status == "timeout":
