@@ -87,6 +87,8 @@ class Lifecycle:
             raise conflict("suspended", "This site is suspended; actions are not available.")
         if service.state == ServiceState.PROVISIONING:
             raise conflict("provisioning", "This site is still being created; try again in a moment.")
+        if self._creation_failed(session, service):
+            raise conflict("not_created", "This site could not be created; it will be available once it is.")
         return service
 
     def _for_billing(self, session: Session, service_id: int) -> Service:
@@ -148,7 +150,7 @@ class Lifecycle:
                 if pending:
                     password = self.runtime.secret_box.open(pending[0].sealed_secrets).get("admin_password")
                     return self._site_answer(session, service, pending[0], password)
-                if not (service.state == ServiceState.FAILED and service.settled_state == ServiceState.PROVISIONING):
+                if not self._creation_failed(session, service):
                     if (service.email, service.public_ip) != (data.email, data.public_ip):
                         raise conflict(
                             "already_exists",
@@ -179,6 +181,19 @@ class Lifecycle:
             return self._site_answer(session, service, job, password)
 
         return self.runtime.db.write(work)
+
+    @staticmethod
+    def _creation_failed(session: Session, service: Service) -> bool:
+        """The site never came up: it is failed and its newest create job did not succeed."""
+        if service.state != ServiceState.FAILED:
+            return False
+        last_create = session.scalar(
+            select(Job.state)
+            .where(Job.service_id == service.service_id, Job.kind == "create")
+            .order_by(Job.id.desc())
+            .limit(1)
+        )
+        return last_create != JobState.SUCCEEDED
 
     def _site_answer(self, session: Session, service: Service, job: Job | None, password: str | None) -> Answer:
         url = presenters.site_url(service)
