@@ -1,22 +1,14 @@
 """What the customer does from the client area: power, backups, custom domains, the proxy toggle."""
 
-from flask import Blueprint, current_app, jsonify
+from flask import Blueprint, jsonify
 
 from api import schemas
 from api.openapi import route
+from api.routes import lifecycle, reply
 
 bp = Blueprint("actions", __name__, url_prefix="/action")
 
 CHANGE_ERRORS = (400, 404, 409)
-
-
-def _lifecycle():
-    return current_app.extensions["proxmoxwp"].lifecycle
-
-
-def _reply(answer, data):
-    body, status = _lifecycle().dispatch(answer, data.wait)
-    return jsonify(body), status
 
 
 @route(
@@ -29,12 +21,12 @@ def _reply(answer, data):
     errors=CHANGE_ERRORS,
 )
 def power(data: schemas.Power):
-    return _reply(_lifecycle().power(data), data)
+    return reply(lifecycle().power(data), data)
 
 
 @route(bp, "/getbak", "GET", "List the site's backups", {200: schemas.BackupList}, query=schemas.ServiceRef)
 def getbak(data: schemas.ServiceRef):
-    return jsonify(_lifecycle().backups(data))
+    return jsonify(lifecycle().backups(data))
 
 
 @route(
@@ -47,7 +39,7 @@ def getbak(data: schemas.ServiceRef):
     errors=(400, 404, 409, 422),
 )
 def mkbak(data: schemas.ChangeRequest):
-    return _reply(_lifecycle().make_backup(data), data)
+    return reply(lifecycle().make_backup(data), data)
 
 
 @route(
@@ -60,7 +52,7 @@ def mkbak(data: schemas.ChangeRequest):
     errors=CHANGE_ERRORS,
 )
 def delbak(data: schemas.BackupRequest):
-    return _reply(_lifecycle().delete_backup(data), data)
+    return reply(lifecycle().delete_backup(data), data)
 
 
 @route(
@@ -73,7 +65,7 @@ def delbak(data: schemas.BackupRequest):
     errors=CHANGE_ERRORS,
 )
 def rollback(data: schemas.BackupRequest):
-    return _reply(_lifecycle().rollback(data), data)
+    return reply(lifecycle().rollback(data), data)
 
 
 @route(
@@ -85,7 +77,7 @@ def rollback(data: schemas.BackupRequest):
     query=schemas.ServiceRef,
 )
 def getdomain(data: schemas.ServiceRef):
-    return jsonify(_lifecycle().domains(data))
+    return jsonify(lifecycle().domains(data))
 
 
 @route(
@@ -98,7 +90,7 @@ def getdomain(data: schemas.ServiceRef):
     errors=(400, 404, 409, 422),
 )
 def setdomain(data: schemas.DomainRequest):
-    return _reply(_lifecycle().set_domain(data), data)
+    return reply(lifecycle().set_domain(data), data)
 
 
 @route(
@@ -111,7 +103,7 @@ def setdomain(data: schemas.DomainRequest):
     errors=CHANGE_ERRORS,
 )
 def deldomain(data: schemas.DomainRequest):
-    return _reply(_lifecycle().delete_domain(data), data)
+    return reply(lifecycle().delete_domain(data), data)
 
 
 @route(
@@ -124,4 +116,4 @@ def deldomain(data: schemas.DomainRequest):
     errors=CHANGE_ERRORS,
 )
 def toggle(data: schemas.ChangeRequest):
-    return _reply(_lifecycle().toggle(data), data)
+    return reply(lifecycle().toggle(data), data)

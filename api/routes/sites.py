@@ -1,20 +1,12 @@
 """The site's life as the billing panel drives it: create, delete, suspend, unsuspend, upgrade, status."""
 
-from flask import Blueprint, current_app, jsonify
+from flask import Blueprint, jsonify
 
 from api import schemas
 from api.openapi import route
+from api.routes import lifecycle, reply
 
 bp = Blueprint("sites", __name__)
-
-
-def _lifecycle():
-    return current_app.extensions["proxmoxwp"].lifecycle
-
-
-def _reply(answer, data):
-    body, status = _lifecycle().dispatch(answer, data.wait)
-    return jsonify(body), status
 
 
 @route(
@@ -27,7 +19,7 @@ def _reply(answer, data):
     errors=(400, 409),
 )
 def create_site(data: schemas.CreateSite):
-    return _reply(_lifecycle().create_site(data), data)
+    return reply(lifecycle().create_site(data), data)
 
 
 @route(
@@ -40,7 +32,7 @@ def create_site(data: schemas.CreateSite):
     errors=(400,),
 )
 def delete_site(data: schemas.ChangeRequest):
-    return _reply(_lifecycle().delete_site(data), data)
+    return reply(lifecycle().delete_site(data), data)
 
 
 @route(
@@ -53,7 +45,7 @@ def delete_site(data: schemas.ChangeRequest):
     errors=(400, 404, 409),
 )
 def suspend_site(data: schemas.ChangeRequest):
-    return _reply(_lifecycle().suspend_site(data), data)
+    return reply(lifecycle().suspend_site(data), data)
 
 
 @route(
@@ -66,7 +58,7 @@ def suspend_site(data: schemas.ChangeRequest):
     errors=(400, 404, 409),
 )
 def unsuspend_site(data: schemas.ChangeRequest):
-    return _reply(_lifecycle().unsuspend_site(data), data)
+    return reply(lifecycle().unsuspend_site(data), data)
 
 
 @route(
@@ -79,7 +71,7 @@ def unsuspend_site(data: schemas.ChangeRequest):
     errors=(400, 404, 409),
 )
 def upgrade(data: schemas.Upgrade):
-    return _reply(_lifecycle().upgrade(data), data)
+    return reply(lifecycle().upgrade(data), data)
 
 
 @route(
@@ -91,4 +83,4 @@ def upgrade(data: schemas.Upgrade):
     query=schemas.ServiceRef,
 )
 def status(data: schemas.ServiceRef):
-    return jsonify(_lifecycle().status(data))
+    return jsonify(lifecycle().status(data))
