@@ -570,6 +570,11 @@ def other_share(measurement: Measurement) -> float:
     return measurement.other_cpu_seconds / capacity if capacity else 0.0
 
 
+def cpu_per_request(measurement: Measurement) -> float:
+    """Milliseconds of server CPU time per request."""
+    return 1000 * measurement.server_cpu_seconds / measurement.requests if measurement.requests else 0.0
+
+
 def summarise(rounds: list[dict[str, Measurement]], names: list[str], baseline: str) -> list[dict]:
     """Per endpoint: the round with the median throughput, and the median of the per-round ratios."""
     rows = []
@@ -577,6 +582,7 @@ def summarise(rounds: list[dict[str, Measurement]], names: list[str], baseline: 
         runs = sorted((r[name] for r in rounds), key=lambda m: m.rps)
         middle = runs[len(runs) // 2]
         ratios = [r[name].rps / r[baseline].rps if r[baseline].rps else 0.0 for r in rounds]
+        cpu_ratios = [cpu_per_request(r[baseline]) / (cpu_per_request(r[name]) or 1.0) for r in rounds]
         rows.append(
             {
                 "endpoint": name,
@@ -586,9 +592,10 @@ def summarise(rounds: list[dict[str, Measurement]], names: list[str], baseline: 
                 "p99_ms": round(middle.latency_ms["p99"], 2),
                 "errors": sum(r[name].errors for r in rounds),
                 "ratio_to_baseline": round(statistics.median(ratios), 3),
-                "server_cpu_ms_per_request": round(
-                    1000 * middle.server_cpu_seconds / middle.requests if middle.requests else 0.0, 3
-                ),
+                "server_cpu_ms_per_request": round(cpu_per_request(middle), 3),
+                # baseline CPU per request / this endpoint's: what the throughput ratio would be on a machine
+                # where the server has the CPUs to itself; far less disturbed by other processes
+                "cpu_ratio_to_baseline": round(statistics.median(cpu_ratios), 3),
                 "other_cpu_share_max": round(max(other_share(r[name]) for r in rounds), 3),
             }
         )
@@ -596,7 +603,15 @@ def summarise(rounds: list[dict[str, Measurement]], names: list[str], baseline: 
 
 
 def print_table(rows: list[dict]) -> None:
-    columns = [("req/s", 9), ("p50 ms", 8), ("p99 ms", 8), ("errors", 7), ("ratio", 7), ("CPU ms/req", 11)]
+    columns = [
+        ("req/s", 9),
+        ("p50 ms", 8),
+        ("p99 ms", 8),
+        ("errors", 7),
+        ("ratio", 7),
+        ("CPU ms/req", 11),
+        ("CPU ratio", 10),
+    ]
     header = f"{'endpoint':<28}" + "".join(f" {title:>{width}}" for title, width in columns)
     print(header)
     print("-" * len(header))
@@ -604,7 +619,7 @@ def print_table(rows: list[dict]) -> None:
         print(
             f"{row['endpoint']:<28} {row['requests_per_second']:>9.1f} {row['p50_ms']:>8.2f} "
             f"{row['p99_ms']:>8.2f} {row['errors']:>7} {row['ratio_to_baseline']:>7.3f} "
-            f"{row['server_cpu_ms_per_request']:>11.3f}"
+            f"{row['server_cpu_ms_per_request']:>11.3f} {row['cpu_ratio_to_baseline']:>10.3f}"
         )
 
 

@@ -12,8 +12,10 @@
 #
 # Environment:
 #   PROXMOXWP_TEST_SQLITE_ONLY=1  skip the PostgreSQL + Redis run (quick local runs)
+#   PROXMOXWP_TEST_SERVERS_ONLY=1 skip the SQLite run: only the PostgreSQL + Redis one
 #   PROXMOXWP_TEST_SKIP_LINT=1    skip ruff, yamllint and ansible-lint
 #   PROXMOXWP_TEST_SKIP_INSTALL=1 use .venv as it is
+#   PROXMOXWP_TEST_KEEP_TMP=1     keep the temporary directory (pytest's tmp_path folders, server logs)
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -234,7 +236,9 @@ cleanup() {
   local rc=$?
   trap - EXIT INT TERM HUP
   stop_servers >/dev/null
-  if [[ -n $SCRATCH ]]; then
+  if [[ -n $SCRATCH && ${PROXMOXWP_TEST_KEEP_TMP:-0} == 1 ]]; then
+    echo "test.sh: kept $SCRATCH" >&9
+  elif [[ -n $SCRATCH ]]; then
     rm -rf "$SCRATCH"
   fi
   exit "$rc"
@@ -264,13 +268,21 @@ else
   step "ansible-lint (production profile)" ansible-lint
 fi
 
-pytest_step "pytest: SQLite + huey/SQLite"
+# This run's own temporary directory, also for pytest: pytest keeps only its three newest base folders
+# under /tmp/pytest-of-USER, so another run on the machine would delete this one's SQLite files.
+SCRATCH=$(mktemp -d "${TMPDIR:-/tmp}/proxmoxwp-test.XXXXXX") || exit 1
+chmod 755 "$SCRATCH" # the postgres user reaches its data directory inside
+export PYTEST_DEBUG_TEMPROOT="$SCRATCH"
+
+if [[ ${PROXMOXWP_TEST_SERVERS_ONLY:-0} == 1 ]]; then
+  record "pytest: SQLite + huey/SQLite" "SKIP (PROXMOXWP_TEST_SERVERS_ONLY=1)"
+else
+  pytest_step "pytest: SQLite + huey/SQLite"
+fi
 
 if [[ ${PROXMOXWP_TEST_SQLITE_ONLY:-0} == 1 ]]; then
   record "pytest: PostgreSQL + Redis" "SKIP (PROXMOXWP_TEST_SQLITE_ONLY=1)"
 else
-  SCRATCH=$(mktemp -d "${TMPDIR:-/tmp}/proxmoxwp-test.XXXXXX")
-  chmod 755 "$SCRATCH" # the postgres user reaches its data directory inside
   if step "start PostgreSQL and Redis" start_servers; then
     pytest_step "pytest: PostgreSQL + Redis" \
       PROXMOXWP_TEST_DATABASE_URL="$DATABASE_URL" PROXMOXWP_TEST_QUEUE_URL="$QUEUE_URL"
