@@ -127,8 +127,8 @@ def _reset_database(database: Database) -> None:
         return
     with database.engine.begin() as connection:
         tables = [t.name for t in reversed(Base.metadata.sorted_tables)]
-        existing = connection.execute(text("SELECT tablename FROM pg_tables WHERE schemaname='public'")).scalars()
-        present = [t for t in tables if t in set(existing)]
+        existing = set(connection.execute(text("SELECT tablename FROM pg_tables WHERE schemaname='public'")).scalars())
+        present = [t for t in tables if t in existing]
         if present:
             connection.execute(text(f"TRUNCATE {', '.join(present)} RESTART IDENTITY CASCADE"))
 

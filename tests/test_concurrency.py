@@ -27,8 +27,9 @@ def test_parallel_create_site_makes_one_service_and_one_job(server):
 
 
 def _active_site(server: str, service_id: int, plan: str) -> None:
-    answer = requests.post(server + "/create-site", json={"service_id": service_id, "plan": plan, **CREATE},
-                           headers=HEADERS, timeout=10)
+    answer = requests.post(
+        server + "/create-site", json={"service_id": service_id, "plan": plan, **CREATE}, headers=HEADERS, timeout=10
+    )
     assert answer.status_code == 202
     assert wait_job(HttpApi(server, TOKEN), answer.json()["job_id"])["state"] == "succeeded"
 
