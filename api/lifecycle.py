@@ -271,7 +271,7 @@ class Lifecycle:
         return self.runtime.db.write(work)
 
     def upgrade(self, data: Upgrade) -> Answer:
-        self._plan(data.plan)
+        new_plan = self._plan(data.plan)
 
         def work(session: Session) -> Answer:
             service = self._for_billing(session, data.service_id)
@@ -279,6 +279,14 @@ class Lifecycle:
             target = pending[-1].params["plan"] if pending else service.plan
             if target == data.plan and service.state != ServiceState.FAILED:
                 return self._accepted(session, service, pending[-1] if pending else None, plan=data.plan)
+            current = self.runtime.inventory.plans.get(target)
+            if current is not None and new_plan.disk_gb < current.disk_gb:
+                # a container's disk cannot shrink; refuse before anything runs
+                raise unprocessable(
+                    "disk_too_small",
+                    f"The plan {data.plan} has a {new_plan.disk_gb} GB disk, smaller than this site's "
+                    f"{current.disk_gb} GB; a disk cannot shrink.",
+                )
             job = self._job(session, service, "upgrade", {"plan": data.plan, "previous_plan": service.plan})
             return self._accepted(session, service, job, plan=data.plan)
 

@@ -319,6 +319,12 @@ def test_upgrade_changes_plan_and_quotas_after_the_job(api, site, control_dir):
     assert api.get("/action/getdomain", service_id=17).get_json()["quota"]["limit"] == 5
 
 
+def test_a_plan_with_a_smaller_disk_is_refused_before_anything_runs(api, runtime):
+    settled_site(api, runtime, service_id=18, plan="premium")
+    body = refused(api, runtime, "/wp/upgrade/", {"service_id": 18, "plan": "basic"}, 422, "disk_too_small")
+    assert body["error"] == ("The plan basic has a 8 GB disk, smaller than this site's 16 GB; a disk cannot shrink.")
+
+
 # ---- failures -----------------------------------------------------------------------------------------------------
 
 

@@ -68,7 +68,7 @@ def unsuspend_site(data: schemas.ChangeRequest):
     "Move a site to another plan",
     {200: schemas.Accepted, 202: schemas.Accepted},
     body=schemas.Upgrade,
-    errors=(400, 404, 409),
+    errors=(400, 404, 409, 422),
 )
 def upgrade(data: schemas.Upgrade):
     return reply(lifecycle().upgrade(data), data)
