@@ -63,16 +63,24 @@ class Lifecycle:
             session.scalars(select(Job).where(Job.service_id == service_id, Job.state.in_(UNFINISHED)).order_by(Job.id))
         )
 
+    @staticmethod
+    def _heading_to_query(service_id):
+        return (
+            select(Job.heading_to)
+            .where(Job.service_id == service_id, Job.state.in_(UNFINISHED), Job.heading_to.is_not(None))
+            .order_by(Job.id.desc())
+            .limit(1)
+        )
+
     def heading_to(self, session: Session, service: Service) -> str | None:
         """The state the service will be in once its unfinished jobs succeed (None if none changes it)."""
-        targets = [job.heading_to for job in self._unfinished(session, service.service_id) if job.heading_to]
-        return targets[-1] if targets else None
+        return session.scalar(self._heading_to_query(service.service_id))
 
     def _projected(self, session: Session, service: Service) -> str:
         return self.heading_to(session, service) or service.state
 
-    def _existing(self, session: Session, service_id: int) -> Service:
-        service = self._locked(session, service_id)
+    def _existing(self, session: Session, service_id: int, lock: bool = True) -> Service:
+        service = self._locked(session, service_id) if lock else session.get(Service, service_id)
         if service is None or service.state == ServiceState.DELETED:
             raise not_found("unknown_service", f"There is no site for service {service_id}.")
         return service
@@ -371,7 +379,7 @@ class Lifecycle:
 
     def backups(self, data: ServiceRef) -> dict:
         with self.runtime.db.session() as session:
-            service = self._existing(session, data.service_id)
+            service = self._existing(session, data.service_id, lock=False)
             plan = self.runtime.inventory.plans.get(service.plan)
             return {
                 "success": True,
@@ -445,7 +453,7 @@ class Lifecycle:
 
     def domains(self, data: ServiceRef) -> dict:
         with self.runtime.db.session() as session:
-            service = self._existing(session, data.service_id)
+            service = self._existing(session, data.service_id, lock=False)
             plan = self.runtime.inventory.plans.get(service.plan)
             return {
                 "success": True,
@@ -469,20 +477,24 @@ class Lifecycle:
     # ---- reads -----------------------------------------------------------------------------------------
 
     def status(self, data: ServiceRef) -> dict:
+        # one statement for the service, its usage and where it is heading; one for its last job
+        backups = select(func.count(Backup.id)).where(Backup.service_id == Service.service_id).scalar_subquery()
+        domains = select(func.count(Domain.id)).where(Domain.service_id == Service.service_id).scalar_subquery()
+        heading = self._heading_to_query(Service.service_id).scalar_subquery()
         with self.runtime.db.session() as session:
-            service = session.get(Service, data.service_id)
-            if service is None:
+            row = session.execute(
+                select(Service, backups, domains, heading).where(Service.service_id == data.service_id)
+            ).one_or_none()
+            if row is None:
                 raise not_found("unknown_service", f"There is no site for service {data.service_id}.")
+            service, backups_used, domains_used, heading_to = row
             last = session.get(Job, service.last_job_id) if service.last_job_id else None
             if last is None:
                 last = session.scalar(
                     select(Job).where(Job.service_id == service.service_id).order_by(Job.id.desc()).limit(1)
                 )
             return presenters.status_view(
-                service,
-                self.runtime.inventory.plans.get(service.plan),
-                self.heading_to(session, service),
-                last,
+                service, self.runtime.inventory.plans.get(service.plan), heading_to, last, backups_used, domains_used
             )
 
     def job(self, job_id: int) -> dict:

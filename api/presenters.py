@@ -61,7 +61,14 @@ def site_url(service: Service) -> str:
     return f"https://{service.subdomain}/"
 
 
-def status_view(service: Service, plan: Plan | None, heading_to: str | None, last_job: Job | None) -> dict:
+def status_view(
+    service: Service,
+    plan: Plan | None,
+    heading_to: str | None,
+    last_job: Job | None,
+    backups_used: int,
+    domains_used: int,
+) -> dict:
     return {
         "success": True,
         "service_id": service.service_id,
@@ -77,8 +84,8 @@ def status_view(service: Service, plan: Plan | None, heading_to: str | None, las
         "ip": service.ip,
         "proxy_enabled": service.proxy_enabled,
         "quotas": {
-            "backups": quota(plan.backups if plan else 0, len(service.backups)),
-            "domains": quota(plan.domains if plan else 0, len(service.domains)),
+            "backups": quota(plan.backups if plan else 0, backups_used),
+            "domains": quota(plan.domains if plan else 0, domains_used),
         },
         "last_job": job_view(last_job) if last_job else None,
     }
