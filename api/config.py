@@ -51,6 +51,12 @@ class Settings(BaseSettings):
     secret_key: str | None = None
     max_wait_seconds: int = Field(default=60, ge=0, le=600)
 
+    @field_validator("data_dir", mode="before")
+    @classmethod
+    def _data_dir(cls, value: object) -> object:
+        # an empty variable means "not set", not the current directory
+        return _default_data_dir() if value is None or str(value).strip() == "" else value
+
     @field_validator("api_tokens", "public_ips", mode="before")
     @classmethod
     def _csv(cls, value: object) -> object:

@@ -8,6 +8,7 @@ the API and the worker read their bearer tokens from `<data dir>/lab/api-token`.
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import errno
 import fcntl
@@ -246,21 +247,22 @@ class Part(Protocol):
     def pid(self, lab: Lab) -> int | None: ...
 
 
-class ProcessPart:
+class ProcessPart(abc.ABC):
     """A part of the lab that is one `proxmoxwp …` process (and whatever it starts)."""
 
     name = ""
     argv_marker = ""  # the `proxmoxwp` subcommand, to tell this part's process from a reused pid
     stop_timeout = 20.0
 
+    @abc.abstractmethod
     def argv(self, lab: Lab) -> list[str]:
-        raise NotImplementedError
+        """The command line that starts this part."""
 
+    @abc.abstractmethod
     def ready(self, lab: Lab, log_offset: int) -> bool:
         """True once the process does its job."""
-        raise NotImplementedError
 
-    def before_start(self, lab: Lab) -> None:
+    def before_start(self, lab: Lab) -> None:  # noqa: B027 - a hook; most parts need none
         """Refuse to start when something else is in the way."""
 
     def pid_file(self, lab: Lab) -> Path:
@@ -417,17 +419,6 @@ PARTS: list[Part] = [API, WorkerPart()]
 # --- the commands ---
 
 
-class _LabGroup(click.Group):
-    """Configuration errors as one line and status 2, also when the group runs on its own."""
-
-    def invoke(self, ctx: click.Context):
-        try:
-            return super().invoke(ctx)
-        except ConfigError as exc:
-            click.echo(f"proxmoxwp: configuration error: {exc}", err=True)
-            sys.exit(2)
-
-
 def _lab(bind: str | None = None) -> Lab:
     settings = load_settings()
     if bind is None:
@@ -439,7 +430,7 @@ def _lab(bind: str | None = None) -> Lab:
     return Lab(settings, str(bind))
 
 
-@click.group(cls=_LabGroup)
+@click.group()
 def lab() -> None:
     """The local lab: the API and a worker on this machine (`up`, `down`, `status`)."""
 

@@ -107,7 +107,9 @@ def _run_claimed(runtime: Runtime, job_id: int) -> None:
 
     events = EventSink(runtime, job_id, attempt)
     stop_heartbeat = threading.Event()
-    heartbeat = threading.Thread(target=_heartbeat, args=(runtime, job_id, stop_heartbeat), daemon=True)
+    heartbeat = threading.Thread(
+        target=_heartbeat, args=(events, runtime.settings.heartbeat_seconds, stop_heartbeat), daemon=True
+    )
     heartbeat.start()
     if expected is None:  # never ran successfully: ask ansible-playbook, beside the run
         threading.Thread(
@@ -170,15 +172,13 @@ def _tasks_last_time(session: Session, kind: str) -> int | None:
     )
 
 
-def _heartbeat(runtime: Runtime, job_id: int, stop: threading.Event) -> None:
-    while not stop.wait(runtime.settings.heartbeat_seconds):
+def _heartbeat(events: EventSink, interval: float, stop: threading.Event) -> None:
+    """Tell the reapers this job is alive, and publish progress while a long task keeps ansible quiet."""
+    while not stop.wait(interval):
         try:
-            with runtime.db.session(write=True) as session:
-                session.execute(
-                    update(Job).where(Job.id == job_id, Job.state == JobState.RUNNING).values(heartbeat_at=now())
-                )
+            events.flush(beat=True)
         except Exception:
-            log.warning("job %s: heartbeat not written", job_id, exc_info=True)
+            log.warning("job %s: heartbeat not written", events.job_id, exc_info=True)
 
 
 class CancelCheck:
@@ -207,6 +207,7 @@ class EventSink:
         self.limit = runtime.settings.max_events_per_job
         self._pending: list[dict] = []
         self._lock = threading.Lock()
+        self._flush_lock = threading.Lock()
         self._flushed = time.monotonic()
         self._done = 0
         with runtime.db.session() as session:
@@ -236,11 +237,18 @@ class EventSink:
             with self.runtime.db.session(write=True) as session:
                 session.execute(update(Job).where(Job.id == self.job_id).values(progress_total=total))
 
-    def flush(self) -> None:
+    def flush(self, beat: bool = False) -> None:
+        with self._flush_lock:
+            self._flush(beat)
+
+    def _flush(self, beat: bool) -> None:
         with self._lock:
             pending, self._pending = self._pending, []
             done = self._done
             self._flushed = time.monotonic()
+        values = {"progress_done": done, "events_stored": self._stored + len(pending)}
+        if beat:
+            values["heartbeat_at"] = now()
         with self.runtime.db.session(write=True) as session:
             for record in pending:
                 session.add(
@@ -254,10 +262,8 @@ class EventSink:
                         data=record["data"],
                     )
                 )
-            self._stored += len(pending)
-            session.execute(
-                update(Job).where(Job.id == self.job_id).values(progress_done=done, events_stored=self._stored)
-            )
+            session.execute(update(Job).where(Job.id == self.job_id, Job.state == JobState.RUNNING).values(**values))
+        self._stored = values["events_stored"]
 
 
 def finish(
