@@ -605,8 +605,8 @@ def test_upgrade_with_and_without_the_slash(api, runtime, first, second):
 
     same = api.post(second, {"service_id": 17, "plan": "premium"})
     assert same.status_code == 200 and same.get_json()["job_id"] is None
-    back = api.post(second, {"service_id": 17, "plan": "basic"})
-    assert back.status_code == 202 and back.get_json()["job_id"] != body["job_id"]
+    back = api.post(second, {"service_id": 17, "plan": "basic"})  # the basic plan's disk is smaller
+    assert back.status_code == 422 and back.get_json()["code"] == "disk_too_small"
 
 
 def test_delete_site_and_its_idempotency(api, runtime):
