@@ -97,22 +97,18 @@ def test_extra_vars_file_tags_every_string():
         unsafe_yaml({"bad key": "x"})
 
 
+def run_create_double(tmp_path: Path, control_dir: Path, secret: str, events: list[dict]):
+    """The create stand-in, handed the admin password as a secret."""
+    variables = {"service_id": 7, "op_name": "site_create", "test_control_dir": str(control_dir), "proxmoxwp_job_id": 1}
+    return make_run(
+        tmp_path, "ops/operation_double.yml", variables, secrets={"admin_password": secret}, on_event=events.append
+    ).run()
+
+
 def test_secrets_reach_the_playbook_but_not_the_events(tmp_path, control_dir):
     secret = "S3cret-Pa55-word-xyz"
     events: list[dict] = []
-    variables = {
-        "service_id": 7,
-        "op_name": "site_create",
-        "test_control_dir": str(control_dir),
-        "proxmoxwp_job_id": 1,
-    }
-    result = make_run(
-        tmp_path,
-        "ops/operation_double.yml",
-        variables,
-        secrets={"admin_password": secret},
-        on_event=events.append,
-    ).run()
+    result = run_create_double(tmp_path, control_dir, secret, events)
     assert result.status == "successful", result.message
     recorded = json.loads((control_dir / "runs.jsonl").read_text().splitlines()[0])
     assert recorded["vars"]["admin_password"] == secret
@@ -123,19 +119,7 @@ def test_secret_in_a_failure_message_is_masked(tmp_path, control_dir):
     secret = "An0ther-Secret-value"
     (control_dir / "fail-site_create").write_text(f"could not set password {secret}")
     events: list[dict] = []
-    variables = {
-        "service_id": 7,
-        "op_name": "site_create",
-        "test_control_dir": str(control_dir),
-        "proxmoxwp_job_id": 1,
-    }
-    result = make_run(
-        tmp_path,
-        "ops/operation_double.yml",
-        variables,
-        secrets={"admin_password": secret},
-        on_event=events.append,
-    ).run()
+    result = run_create_double(tmp_path, control_dir, secret, events)
     assert result.status == "failed"
     assert result.message == "could not set password ********"
     assert secret not in json.dumps(events)
