@@ -14,6 +14,13 @@ from api.models import Job, JobEvent
 CREATE = {"email": "owner@example.com", "plan": "basic", "public_ip": "203.0.113.10"}
 
 
+def proxmoxwp(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    """Run the operator command as an operator would, and insist that it succeeds."""
+    return subprocess.run(
+        [str(BIN / "proxmoxwp"), *args], env=env, capture_output=True, text=True, timeout=60, check=True
+    )
+
+
 def create_active(api, service_id: int, plan: str = "basic") -> None:
     answer = api.post("/create-site", {"service_id": service_id, **CREATE, "plan": plan})
     assert answer.status_code == 202, answer.get_json()
@@ -189,14 +196,7 @@ def test_a_running_job_can_be_cancelled_from_the_cli(api, runtime, worker, contr
     (control_dir / "block-site_power").touch()
     job_id = power(api, 81)["job_id"]
     wait_until(lambda: running(api, job_id), what="the job to run")
-    out = subprocess.run(
-        [str(BIN / "proxmoxwp"), "jobs", "cancel", str(job_id)],
-        env=process_env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
+    out = proxmoxwp(process_env, "jobs", "cancel", str(job_id))
     assert "will stop it" in out.stdout
     finished = wait_job(api, job_id)
     assert finished["state"] == "cancelled"
@@ -210,14 +210,7 @@ def test_a_queued_job_cancelled_from_the_cli_leaves_the_service_as_it_was(api, w
     first = power(api, 82)["job_id"]
     wait_until(lambda: running(api, first), what="the job to run")
     backup = api.post("/action/mkbak", {"service_id": 82}).get_json()
-    subprocess.run(
-        [str(BIN / "proxmoxwp"), "jobs", "cancel", str(backup["job_id"])],
-        env=process_env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
+    proxmoxwp(process_env, "jobs", "cancel", str(backup["job_id"]))
     assert job(api, backup["job_id"])["state"] == "cancelled"
     assert api.get("/action/getbak", service_id=82).get_json()["backups"] == []
     (control_dir / "release-site_power").touch()
@@ -227,24 +220,10 @@ def test_a_queued_job_cancelled_from_the_cli_leaves_the_service_as_it_was(api, w
 
 def test_jobs_list_and_show_on_the_cli(api, worker, process_env):
     create_active(api, 91)
-    listing = subprocess.run(
-        [str(BIN / "proxmoxwp"), "jobs", "list", "--service-id", "91"],
-        env=process_env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    ).stdout
+    listing = proxmoxwp(process_env, "jobs", "list", "--service-id", "91").stdout
     assert "create" in listing and "succeeded" in listing
     job_id = api.get("/jobs", service_id=91).get_json()["jobs"][0]["id"]
-    shown = subprocess.run(
-        [str(BIN / "proxmoxwp"), "jobs", "show", str(job_id)],
-        env=process_env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    ).stdout
+    shown = proxmoxwp(process_env, "jobs", "show", str(job_id)).stdout
     assert '"state": "succeeded"' in shown
     assert "playbook_on_stats" in shown
 
@@ -299,14 +278,7 @@ def test_a_database_behind_its_schema_is_reported(process_env, tmp_path):
     out = subprocess.run([str(BIN / "proxmoxwp"), "worker"], env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 2
     assert "run `proxmoxwp db upgrade`" in out.stderr
-    upgraded = subprocess.run(
-        [str(BIN / "proxmoxwp"), "db", "upgrade"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
+    upgraded = proxmoxwp(env, "db", "upgrade")
     assert upgraded.stdout.startswith("database at revision")
 
 
