@@ -28,6 +28,8 @@ from api.db import Database
 from api.migrate import upgrade
 from api.models import Base
 
+pytest_plugins = ["tests.pve.plugin"]
+
 ROOT = Path(__file__).resolve().parent.parent
 TESTS = ROOT / "tests"
 TOKEN = "test-token-0123456789abcdef"

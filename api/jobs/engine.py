@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import and_, exists, func, select, update
 from sqlalchemy.orm import Session, aliased
 
-from api.jobs.kinds import KINDS, SERVICE_STATS
+from api.jobs.kinds import KINDS, SERVICE_STATS, sync_backups
 from api.jobs.leftovers import terminate_run_processes
 from api.jobs.runner import PlaybookRun, count_tasks
 from api.jobs.secrets import scrub
@@ -313,6 +313,7 @@ def _succeeded(session: Session, service: Service, job: Job) -> None:
         if job.stats and key in job.stats and job.stats[key] is not None:
             setattr(service, key, cast(job.stats[key]))
     KINDS[job.kind].on_success(session, service, job)
+    sync_backups(session, service, job)
     if job.heading_to:
         service.state = job.heading_to
     elif service.state in (ServiceState.FAILED, KINDS[job.kind].running_state):

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from sqlalchemy import delete
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from api.models import Backup, Domain, Job, Service, ServiceState
@@ -19,6 +19,26 @@ from api.models import Backup, Domain, Job, Service, ServiceState
 SERVICE_STATS = {"vmid": int, "node": str, "ip": str, "proxy_enabled": bool}
 
 Outcome = Callable[[Session, Service, Job], None]
+
+
+def sync_backups(session: Session, service: Service, job: Job) -> None:
+    """Make the service's finished backups match what the playbook found on the cluster (`backups` in its stats).
+
+    Playbooks that touch snapshots report every backup snapshot of the site, wherever it is held, so the
+    database that getbak answers from follows the cluster after each job, including snapshots an operator
+    took or removed by hand. Backups still being made or deleted by a queued job are left to that job.
+    """
+    names = (job.stats or {}).get("backups")
+    if not isinstance(names, list):
+        return
+    present = set(map(str, names))
+    rows = session.scalars(select(Backup).where(Backup.service_id == service.service_id)).all()
+    for row in rows:
+        if row.state == "present" and row.name not in present:
+            session.delete(row)
+    known = {row.name for row in rows}
+    for name in sorted(present - known):
+        session.add(Backup(service_id=service.service_id, name=name, state="present"))
 
 
 def _nothing(_session: Session, _service: Service, _job: Job) -> None:

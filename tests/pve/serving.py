@@ -1,0 +1,143 @@
+"""Serve a ProjectPve over TLS on its own event loop in a daemon thread, so plain (sync) tests and subprocesses
+(ansible-playbook) can talk to it while the test reads and changes its model safely through call().
+
+Like fakepve's pytest_plugin._Serving, but for ProjectPve: 127.0.0.1 and a port the system picks (parallel tests
+never collide), time_scale 0 by default, and a stop() that also ends the HA manager and is safe to call twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import inspect
+import tempfile
+import threading
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+from fakepve import settle
+from fakepve.certs import make_cert
+
+from .fake import ProjectPve
+
+HOST = "127.0.0.1"
+TIMEOUT = 30.0
+
+
+class Pki(NamedTuple):
+    """A self-signed server certificate: the PEM files and the DER bytes (the certificate is its own CA)."""
+
+    certfile: str
+    keyfile: str
+    der: bytes
+
+
+def make_pki(directory: str) -> Pki:
+    """A certificate for localhost and 127.0.0.1 in directory (needs the cryptography package)."""
+    return Pki(*make_cert(directory, name="proxmoxwp-fakepve", hosts=(HOST,)))
+
+
+class ServedPve:
+    """A started ProjectPve. `pve` is the model: touch it only through call() while the server runs."""
+
+    def __init__(self, pve: ProjectPve | None = None, pki: Pki | None = None, time_scale: float = 0):
+        self.pve = pve if pve is not None else ProjectPve(host=HOST, port=0)
+        self.pve.time_scale = time_scale
+        self._tmp = None
+        if pki is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="proxmoxwp-fakepve-")
+            pki = make_pki(self._tmp.name)
+        self.pki = pki
+        self.cafile = pki.certfile
+        self.fingerprint = hashlib.sha256(pki.der).hexdigest()
+        self._stopped = False
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self._run, name=f"project-pve-{id(self.pve)}", daemon=True)
+        self.thread.start()
+        try:
+            self._submit(self.pve.start(pki.certfile, pki.keyfile))
+        except BaseException:
+            self._stopped = True
+            self._halt()
+            raise
+
+    # ------------------------------------------------------------------------------------------------ info
+
+    @property
+    def host(self) -> str:
+        return self.pve.host
+
+    @property
+    def port(self) -> int:
+        return self.pve.port
+
+    @property
+    def url(self) -> str:
+        """https://127.0.0.1:<port>"""
+        return self.pve.url
+
+    @property
+    def fingerprint_pve(self) -> str:
+        """The fingerprint as PVE shows it (AB:CD:...), for clients that pin it instead of trusting a CA."""
+        upper = self.fingerprint.upper()
+        return ":".join(upper[i : i + 2] for i in range(0, len(upper), 2))
+
+    def pve_api(self) -> dict:
+        """The connection settings the project's Ansible modules take (the `pve_api` fixture)."""
+        return {
+            "host": self.host,
+            "port": self.port,
+            "token_id": self.pve.token_id,
+            "token_secret": self.pve.token_secret,
+            "validate_certs": True,
+            "ca_file": self.cafile,
+            "fingerprint": None,
+            "timeout": 10,
+        }
+
+    # ------------------------------------------------------------------------------------------ the loop
+
+    def call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run fn(*args) on the fake's loop and return its result (awaited if it is a coroutine); its exception is
+        raised here. The way for a test thread to read or change the model without racing the server."""
+
+        async def run():
+            result = fn(*args)
+            return await result if inspect.isawaitable(result) else result
+
+        if self._stopped:
+            raise RuntimeError("the fake PVE is stopped")
+        return self._submit(run())
+
+    def _submit(self, coro) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(TIMEOUT)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_forever()
+
+    def _halt(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(TIMEOUT)
+        if not self.thread.is_alive():
+            self.loop.close()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    def stop(self) -> None:
+        """Stop the HA manager, the server, the loop and the thread. Idempotent."""
+        if self._stopped:
+            return
+        self._stopped = True
+        try:
+            self._submit(settle())
+            self._submit(self.pve.stop())
+        finally:
+            self._halt()
+
+    def __enter__(self) -> ServedPve:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

@@ -1,0 +1,82 @@
+"""Running the real lifecycle playbooks the way an operator does, against the project's fake Proxmox VE."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from api.jobs.runner import PlaybookRun
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def site_inventory(directory: Path, pve_api: dict, storage: str = "drbd1", ha: bool = True) -> Path:
+    """A copy of the lab inventory whose Proxmox settings point at the fake (HA on, no SSH to wait for)."""
+    inventory = directory / "inventory"
+    shutil.copytree(ROOT / "inventory" / "lab", inventory)
+    proxmox = inventory / "group_vars" / "all" / "proxmox.yml"
+    settings = yaml.safe_load(proxmox.read_text())
+    settings.update(
+        proxmoxwp_pve_api=dict(pve_api),
+        proxmoxwp_pve_storage=storage,
+        proxmoxwp_pve_ha_enabled=ha,
+        proxmoxwp_ct_wait_for_ssh=False,
+    )
+    proxmox.write_text("---\n" + yaml.safe_dump(settings, sort_keys=False))
+    return inventory
+
+
+@dataclass
+class Run:
+    status: str
+    changed: int
+    failed_task: str | None
+    message: str | None
+    stats: dict = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "successful"
+
+
+def run_playbook(inventory: Path, runs_dir: Path, playbook: str, **variables) -> Run:
+    """Run playbooks/<playbook> as the worker does (ansible-runner, `!unsafe` extra vars); count changed tasks."""
+    changed: dict[str, int] = {}
+
+    def on_event(record: dict) -> None:
+        if record["event"] == "playbook_on_stats":
+            changed.update(record["data"].get("changed") or {})
+
+    result = PlaybookRun(
+        project_dir=ROOT,
+        playbook=ROOT / "playbooks" / playbook,
+        inventory=inventory,
+        runs_dir=runs_dir,
+        variables=variables,
+        secrets={},
+        timeout=600,
+        ident=playbook.removesuffix(".yml"),
+        on_event=on_event,
+    ).run()
+    return Run(result.status, sum(changed.values()), result.failed_task, result.message, result.stats)
+
+
+def cluster(served) -> dict[int, dict]:
+    """What the fake cluster holds, per vmid: power, requested HA state, tags, config and snapshot names."""
+
+    def read() -> dict[int, dict]:
+        return {
+            ct.vmid: {
+                "status": ct.status,
+                "ha": ct.ha_state,
+                "tags": sorted(t for t in str(ct.config.get("tags", "")).replace(",", ";").split(";") if t),
+                "config": dict(ct.config),
+                "snapshots": list(ct.snapshots),
+            }
+            for ct in served.pve.cts
+        }
+
+    return served.call(read)

@@ -1,0 +1,138 @@
+"""The whole life of a site through the API and a real worker running the real playbooks against the project's
+fake Proxmox VE; and faults injected at each Proxmox step of provisioning."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from conftest import ROOT, wait_job
+from sites import cluster, site_inventory
+
+SERVICE = 5202
+SITE = {"service_id": SERVICE, "email": "owner@example.com", "plan": "basic", "public_ip": "203.0.113.10"}
+TODAY = datetime.now(UTC).strftime("%d%m%Y")
+
+
+@pytest.fixture
+def env(env, tmp_path, pve_api):
+    """The API's environment with the real playbooks and an inventory that points at the fake cluster."""
+    inventory = site_inventory(tmp_path / "site", pve_api)
+    return {**env, "PROXMOXWP_INVENTORY": str(inventory), "PROXMOXWP_PLAYBOOK_DIR": str(ROOT / "playbooks")}
+
+
+def done(api, answer, expect: str = "succeeded") -> dict:
+    assert answer.status_code == 202, answer.get_json()
+    job = wait_job(api, answer.get_json()["job_id"], timeout=180)
+    assert job["state"] == expect, job
+    return job
+
+
+def status(api) -> dict:
+    return api.get("/status", service_id=SERVICE).get_json()
+
+
+def backups(api) -> list[str]:
+    return [b["name"] for b in api.get("/action/getbak", service_id=SERVICE).get_json()["backups"]]
+
+
+def pve_backups(pve) -> list[str]:
+    return sorted(n for ct in cluster(pve).values() for n in ct["snapshots"] if n.startswith("BAK"))
+
+
+def live_vmid(pve) -> int:
+    (vmid,) = [vmid for vmid, ct in cluster(pve).items() if "archive" not in ct["tags"]]
+    return vmid
+
+
+def test_the_whole_life_of_a_site_through_the_api(api, worker, pve):
+    done(api, api.post("/create-site", SITE))
+    site = status(api)
+    assert site["state"] == "active"
+    vmid = live_vmid(pve)
+    assert site["vmid"] == vmid and cluster(pve)[vmid]["status"] == "running"
+    assert backups(api) == [] and cluster(pve)[vmid]["snapshots"] == ["initial"]
+
+    names = []
+    for _ in range(3):
+        answer = api.post("/action/mkbak", {"service_id": SERVICE})
+        names.append(answer.get_json()["bak"])
+        done(api, answer)
+    assert names == [f"BAK{TODAY}-{n}" for n in (1, 2, 3)]
+    assert backups(api) == names == pve_backups(pve)
+    over = api.post("/action/mkbak", {"service_id": SERVICE})
+    assert over.status_code == 422 and over.get_json()["code"] == "backup_quota"
+
+    done(api, api.post("/action/delbak", {"service_id": SERVICE, "bak": names[1]}))
+    assert backups(api) == [names[0], names[2]] == pve_backups(pve)
+
+    done(api, api.post("/action/rollback", {"service_id": SERVICE, "bak": names[0]}))
+    assert status(api)["state"] == "active"
+    assert status(api)["vmid"] == live_vmid(pve) != vmid, "an older backup on DRBD is restored by clone"
+    assert backups(api) == [names[0], names[2]] == pve_backups(pve)
+
+    done(api, api.post("/action/power", {"service_id": SERVICE, "action": "reset"}))
+    assert status(api)["vmid"] == live_vmid(pve)
+    assert cluster(pve)[live_vmid(pve)]["status"] == "running"
+    assert backups(api) == pve_backups(pve)
+
+    done(api, api.post("/action/power", {"service_id": SERVICE, "action": "stop"}))
+    assert status(api)["state"] == "stopped" and cluster(pve)[live_vmid(pve)]["status"] == "stopped"
+    done(api, api.post("/action/power", {"service_id": SERVICE, "action": "start"}))
+    assert status(api)["state"] == "active" and cluster(pve)[live_vmid(pve)]["status"] == "running"
+    done(api, api.post("/action/power", {"service_id": SERVICE, "action": "restart"}))
+    assert cluster(pve)[live_vmid(pve)]["status"] == "running"
+
+    done(api, api.post("/suspend-site", {"service_id": SERVICE}))
+    assert status(api)["state"] == "suspended"
+    ct = cluster(pve)[live_vmid(pve)]
+    assert ct["status"] == "stopped" and ct["ha"] == "stopped" and "suspended" in ct["tags"]
+    refused = api.post("/action/power", {"service_id": SERVICE, "action": "start"})
+    assert refused.status_code == 409
+    done(api, api.post("/unsuspend-site", {"service_id": SERVICE}))
+    assert status(api)["state"] == "active" and cluster(pve)[live_vmid(pve)]["status"] == "running"
+
+    done(api, api.post("/wp/upgrade/", {"service_id": SERVICE, "plan": "premium"}))
+    ct = cluster(pve)[live_vmid(pve)]
+    assert status(api)["plan"] == "premium"
+    assert ct["config"]["memory"] == 2048 and "size=16G" in ct["config"]["rootfs"]
+
+    done(api, api.post("/delete-site", {"service_id": SERVICE}))
+    assert cluster(pve) == {}, "nothing of the site is left in Proxmox"
+    assert pve.call(lambda: pve.pve.ha_resources_left()) == []
+
+
+# Each Proxmox step of provisioning, broken once: (what, how to break it, text of PVE's error that must reach
+# the job). The fault is injected with the project fake's helpers; it clears after one occurrence.
+FAULTS = {
+    "create task error": (
+        lambda p: p.fail_task("POST", "/lxc", "unable to create CT - storage drbd1 is full", 1),
+        "storage drbd1 is full",
+    ),
+    "HA resource HTTP 500": (
+        lambda p: p.fail_http("POST", "/cluster/ha/resources", 500, "cfs-lock timeout", 1),
+        "cfs-lock timeout",
+    ),
+    "snapshot task error": (
+        lambda p: p.fail_task("POST", "/snapshot", "snapshot feature is not available", 1),
+        "snapshot feature is not available",
+    ),
+    "node offline": (lambda p: p.node_offline("pve1"), "pve1"),
+}
+
+
+@pytest.mark.parametrize("fault", sorted(FAULTS))
+def test_a_fault_at_a_proxmox_step_fails_the_job_leaves_nothing_and_a_retry_succeeds(api, worker, pve, fault):
+    inject, expected = FAULTS[fault]
+    pve.call(inject, pve.pve)
+    job = done(api, api.post("/create-site", SITE), expect="failed")
+    assert expected in job["message"]
+    site = status(api)
+    assert site["state"] == "failed" and expected in site["failure_reason"]
+    assert cluster(pve) == {}, "nothing half-created is left behind"
+    assert pve.call(lambda: pve.pve.ha_resources_left()) == []
+
+    pve.call(lambda: pve.pve.node_offline("pve1", False))
+    done(api, api.post("/create-site", SITE))
+    assert status(api)["state"] == "active"
+    assert cluster(pve)[live_vmid(pve)]["status"] == "running"

@@ -1,0 +1,200 @@
+"""The lifecycle playbooks against the project's fake Proxmox VE (DRBD storage, stateful HA), run as the worker
+runs them. Every playbook is run twice: the second run must change nothing."""
+
+from __future__ import annotations
+
+import ipaddress
+import subprocess
+from datetime import UTC, datetime
+
+import pytest
+from sites import ROOT, cluster, run_playbook, site_inventory
+
+SERVICE = 4101
+TODAY = datetime.now(UTC).strftime("%d%m%Y")
+BAK = [f"BAK{TODAY}-{n}" for n in (1, 2, 3)]
+SUBDOMAIN = f"wp{SERVICE}.lab.proxmoxwp.test"
+
+
+@pytest.fixture
+def inventory(tmp_path, pve_api):
+    return site_inventory(tmp_path, pve_api)
+
+
+@pytest.fixture
+def site(inventory, tmp_path):
+    """Run a lifecycle playbook for the test's service; the run must succeed."""
+
+    def play(playbook: str, expect_ok: bool = True, **variables):
+        run = run_playbook(inventory, tmp_path / "runs", playbook, service_id=SERVICE, **variables)
+        if expect_ok:
+            assert run.ok, f"{playbook} failed: {run.failed_task}: {run.message}"
+        return run
+
+    return play
+
+
+def twice(site, playbook: str, **variables):
+    first = site(playbook, **variables)
+    second = site(playbook, **variables)
+    assert second.changed == 0, f"the second run of {playbook} {variables} changed {second.changed} task(s)"
+    return first
+
+
+def live(pve) -> tuple[int, dict]:
+    sites = {vmid: ct for vmid, ct in cluster(pve).items() if "archive" not in ct["tags"]}
+    assert len(sites) == 1, sites
+    return next(iter(sites.items()))
+
+
+def test_a_site_lives_and_dies_and_no_playbook_changes_anything_twice(site, pve):
+    created = twice(site, "site_create.yml", plan="basic")
+    vmid, ct = live(pve)
+    assert created.changed > 0
+    assert created.stats["vmid"] == vmid
+    assert created.stats["ip"] == str(ipaddress.ip_network("10.77.0.0/16")[vmid])
+    assert created.stats["backups"] == []
+    assert ct["status"] == "running" and ct["ha"] == "started"
+    assert ct["tags"] == ["proxmoxwp", f"svc-{SERVICE}"]
+    assert ct["config"]["hostname"] == SUBDOMAIN
+    assert ct["config"]["cores"] == 1 and ct["config"]["memory"] == 1024 and ct["config"]["swap"] == 512
+    assert ct["config"]["rootfs"].startswith("drbd1:") and "size=8G" in ct["config"]["rootfs"]
+    assert ct["config"]["unprivileged"] == 1 and "nesting=1" in ct["config"]["features"]
+    assert f"ip={created.stats['ip']}/16" in ct["config"]["net0"]
+    assert ct["snapshots"] == ["initial"]
+
+    made = twice(site, "backup_create.yml", bak=BAK[0])
+    assert made.stats["backups"] == [BAK[0]]
+    assert live(pve)[1]["snapshots"] == ["initial", BAK[0]]
+
+    twice(site, "site_upgrade.yml", plan="premium")
+    ct = live(pve)[1]
+    assert ct["config"]["cores"] == 2 and ct["config"]["memory"] == 2048 and ct["config"]["swap"] == 1024
+    assert "size=16G" in ct["config"]["rootfs"]
+
+    twice(site, "site_power.yml", power_action="stop")
+    assert live(pve)[1]["status"] == "stopped" and live(pve)[1]["ha"] == "stopped"
+    twice(site, "site_power.yml", power_action="start")
+    assert live(pve)[1]["status"] == "running" and live(pve)[1]["ha"] == "started"
+
+    twice(site, "site_suspend.yml")
+    ct = live(pve)[1]
+    assert ct["status"] == "stopped" and ct["ha"] == "stopped"
+    assert "suspended" in ct["tags"] and ct["config"]["onboot"] == 0
+    refused = site("site_power.yml", expect_ok=False, power_action="start")
+    assert not refused.ok and "suspended" in refused.message
+    twice(site, "site_unsuspend.yml")
+    ct = live(pve)[1]
+    assert ct["status"] == "running" and ct["ha"] == "started"
+    assert "suspended" not in ct["tags"] and ct["config"]["onboot"] == 1
+
+    deleted = twice(site, "backup_delete.yml", bak=BAK[0])
+    assert deleted.stats["backups"] == []
+    assert live(pve)[1]["snapshots"] == ["initial"]
+
+    twice(site, "site_delete.yml")
+    assert cluster(pve) == {}
+
+
+def test_a_plan_with_a_smaller_disk_is_refused_and_nothing_changes(site, pve):
+    site("site_create.yml", plan="premium")
+    before = live(pve)
+    refused = site("site_upgrade.yml", expect_ok=False, plan="basic")
+    assert not refused.ok
+    assert "smaller than the container's disk" in refused.message
+    assert live(pve) == before
+
+
+def test_restart_starts_the_container_again(site, pve):
+    site("site_create.yml", plan="basic")
+    pid = pve.call(lambda: pve.pve.cts[0].pid)
+    site("site_power.yml", power_action="restart")
+    assert live(pve)[1]["status"] == "running"
+    assert pve.call(lambda: pve.pve.cts[0].pid) != pid
+
+
+def test_rollback_to_an_older_backup_on_drbd_keeps_every_backup(site, pve):
+    site("site_create.yml", plan="basic")
+    first_vmid, _ = live(pve)
+    for name in BAK:
+        site("backup_create.yml", bak=name)
+
+    rolled = site("backup_rollback.yml", bak=BAK[0])
+    vmid, ct = live(pve)
+    assert vmid != first_vmid, "DRBD cannot roll back to an older snapshot: the site must be a clone"
+    assert rolled.stats["vmid"] == vmid and rolled.stats["ip"] == str(ipaddress.ip_network("10.77.0.0/16")[vmid])
+    assert ct["status"] == "running" and ct["ha"] == "started" and ct["snapshots"] == []
+    archive = cluster(pve)[first_vmid]
+    assert "archive" in archive["tags"] and archive["status"] == "stopped" and archive["ha"] is None
+    assert archive["snapshots"] == ["initial", *BAK]
+    assert rolled.stats["backups"] == sorted(BAK)
+
+    reset = site("site_power.yml", power_action="reset")
+    vmid_after_reset, ct = live(pve)
+    assert vmid_after_reset not in (vmid, first_vmid)
+    assert reset.stats["backups"] == sorted(BAK)
+    assert vmid not in cluster(pve), "a replaced container without snapshots is destroyed, not archived"
+
+    for name in BAK:
+        site("backup_delete.yml", bak=name)
+    assert first_vmid in cluster(pve), "the first container keeps `initial` while the site lives"
+    site("site_delete.yml")
+    assert cluster(pve) == {}
+
+
+def test_rollback_to_the_latest_backup_is_done_in_place(site, pve):
+    site("site_create.yml", plan="basic")
+    vmid, _ = live(pve)
+    site("backup_create.yml", bak=BAK[0])
+    site("backup_create.yml", bak=BAK[1])
+    site("backup_rollback.yml", bak=BAK[1])
+    assert live(pve)[0] == vmid
+    assert live(pve)[1]["config"]["parent"] == BAK[1]
+    assert live(pve)[1]["status"] == "running"
+
+
+def test_a_storage_that_rolls_back_to_any_snapshot_is_rolled_back_in_place(tmp_path, pve, pve_api):
+    inventory = site_inventory(tmp_path, pve_api, storage="local-lvm")
+    run = lambda playbook, **v: run_playbook(inventory, tmp_path / "runs", playbook, service_id=SERVICE, **v)  # noqa: E731
+    assert run("site_create.yml", plan="basic").ok
+    vmid, _ = live(pve)
+    for name in BAK[:2]:
+        assert run("backup_create.yml", bak=name).ok
+    assert run("site_power.yml", power_action="reset").ok
+    assert live(pve)[0] == vmid
+    assert live(pve)[1]["config"]["parent"] == "initial"
+    assert live(pve)[1]["snapshots"] == ["initial", *BAK[:2]]
+
+
+def test_the_ha_manager_restarts_a_running_site_but_not_a_suspended_one(site, pve):
+    site("site_create.yml", plan="basic")
+    vmid, _ = live(pve)
+    pve.call(pve.pve.stop_behind_back, vmid)
+    pve.call(pve.pve.ha_converge)
+    assert live(pve)[1]["status"] == "running", "HA starts a site that was stopped behind its back"
+    site("site_suspend.yml")
+    pve.call(pve.pve.ha_converge)
+    assert live(pve)[1]["status"] == "stopped", "a suspended site stays stopped"
+
+
+def test_operators_run_the_playbooks_by_hand_without_the_api(inventory, pve, tmp_path):
+    def playbook(name: str, *args: str) -> subprocess.CompletedProcess:
+        command = [str(ROOT / ".venv" / "bin" / "ansible-playbook"), "-i", str(inventory), f"playbooks/{name}"]
+        return subprocess.run(
+            [*command, "-e", f"service_id={SERVICE}", *args], cwd=ROOT, capture_output=True, text=True, timeout=300
+        )
+
+    checked = playbook("site_create.yml", "-e", "plan=basic", "--check")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert cluster(pve) == {}, "check mode creates nothing"
+    created = playbook("site_create.yml", "-e", "plan=basic")
+    assert created.returncode == 0, created.stdout + created.stderr
+    assert live(pve)[1]["status"] == "running"
+    assert pve_token_secret_absent(created.stdout + created.stderr, pve)
+    deleted = playbook("site_delete.yml")
+    assert deleted.returncode == 0, deleted.stdout + deleted.stderr
+    assert cluster(pve) == {}
+
+
+def pve_token_secret_absent(text: str, pve) -> bool:
+    return pve.pve.token_secret not in text
