@@ -11,18 +11,18 @@ def container_address(network, gateway, vmid):
     vmid = int(vmid)
     if vmid >= net.num_addresses:
         raise ValueError(
-            "vmid {0} has no address in {1}: the network holds {2} addresses; choose a larger network or a "
-            "lower vmid range".format(vmid, net, net.num_addresses)
+            f"vmid {vmid} has no address in {net}: the network holds {net.num_addresses} addresses; "
+            "choose a larger network or a lower vmid range"
         )
     address = net[vmid]
     if net.num_addresses > 2 and address in (net.network_address, net.broadcast_address):
-        raise ValueError("vmid {0} maps to {1}, the network or broadcast address of {2}".format(vmid, address, net))
+        raise ValueError(f"vmid {vmid} maps to {address}, the network or broadcast address of {net}")
     if gateway and address == ipaddress.ip_address(gateway):
-        raise ValueError("vmid {0} maps to {1}, the gateway".format(vmid, address))
+        raise ValueError(f"vmid {vmid} maps to {address}, the gateway")
     return str(address)
 
 
 def net0(bridge, address, network, gateway):
     """The container's net0 property string for its derived address."""
     prefix = ipaddress.ip_network(network, strict=False).prefixlen
-    return "name=eth0,bridge={0},ip={1}/{2},gw={3}".format(bridge, address, prefix, gateway)
+    return f"name=eth0,bridge={bridge},ip={address}/{prefix},gw={gateway}"

@@ -107,9 +107,9 @@ destroyed:
   returned: success
 """
 
-from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.proxmoxwp_address import container_address, net0
-from ansible.module_utils.proxmoxwp_guests import (
+from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+from ansible.module_utils.proxmoxwp_address import container_address, net0  # noqa: E402
+from ansible.module_utils.proxmoxwp_guests import (  # noqa: E402
     ARCHIVE_TAG,
     PROJECT_TAG,
     format_tags,
@@ -121,7 +121,7 @@ from ansible.module_utils.proxmoxwp_guests import (
     snapshots,
     split_live,
 )
-from ansible.module_utils.proxmoxwp_pve import PveApiError, api_argument_spec, connect
+from ansible.module_utils.proxmoxwp_pve import PveApiError, api_argument_spec, connect  # noqa: E402
 
 NEXTID_TRIES = 5
 
@@ -131,20 +131,20 @@ class Restore:
         self.module, self.client, self.p = module, client, module.params
 
     def ct_path(self, node, vmid, suffix=""):
-        return "/nodes/{0}/lxc/{1}{2}".format(node, vmid, suffix)
+        return f"/nodes/{node}/lxc/{vmid}{suffix}"
 
     def run(self):
         p = self.p
         containers = service_containers(self.client, p["service_id"])
         live, _archives = split_live(p["service_id"], containers)
         if live is None:
-            raise PveApiError("Service {0} has no live container to replace".format(p["service_id"]))
+            raise PveApiError("Service {} has no live container to replace".format(p["service_id"]))
         source = next((c for c in containers if int(c["vmid"]) == p["source_vmid"]), None)
         if source is None:
-            raise PveApiError("CT {0} is not a container of service {1}".format(p["source_vmid"], p["service_id"]))
+            raise PveApiError("CT {} is not a container of service {}".format(p["source_vmid"], p["service_id"]))
         names = [s["name"] for s in snapshots(self.client, source["node"], source["vmid"])]
         if p["snapshot"] not in names:
-            raise PveApiError("CT {0} has no snapshot {1}".format(source["vmid"], p["snapshot"]))
+            raise PveApiError("CT {} has no snapshot {}".format(source["vmid"], p["snapshot"]))
         if self.module.check_mode:
             return dict(changed=True, vmid=None, node=live["node"], ip=None, archived=None, destroyed=None)
         new = self.clone(source, live)
@@ -178,13 +178,13 @@ class Restore:
                 self.client.run(
                     "POST",
                     self.ct_path(source["node"], source["vmid"], "/clone"),
-                    "clone CT {0} snapshot {1} to CT {2}".format(source["vmid"], self.p["snapshot"], newid),
+                    "clone CT {} snapshot {} to CT {}".format(source["vmid"], self.p["snapshot"], newid),
                     newid=newid,
                     snapname=self.p["snapshot"],
                     full=True,
                     storage=self.p["storage"],
                     hostname=live_config.get("hostname"),
-                    description="ProxmoxWP site restored from {0} of CT {1}".format(self.p["snapshot"], source["vmid"]),
+                    description="ProxmoxWP site restored from {} of CT {}".format(self.p["snapshot"], source["vmid"]),
                 )
                 break
             except PveApiError as exc:
@@ -219,13 +219,13 @@ class Restore:
         """Stop the live container, take away its HA resource and tag it archive."""
         node, vmid, ha = old["node"], old["vmid"], old["ha"]
         if ha:
-            self.client.delete("/cluster/ha/resources/{0}".format(ha_sid(vmid)))
+            self.client.delete(f"/cluster/ha/resources/{ha_sid(vmid)}")
         if self.client.ct_status(node, vmid).get("status") == "running":
-            self.client.run("POST", self.ct_path(node, vmid, "/status/stop"), "stop CT {0}".format(vmid))
+            self.client.run("POST", self.ct_path(node, vmid, "/status/stop"), f"stop CT {vmid}")
             self.client.wait_ct_status(node, vmid, "stopped")
         self.client.put(
             self.ct_path(node, vmid, "/config"),
-            tags=format_tags(parse_tags(old["tags"]) + [ARCHIVE_TAG]),
+            tags=format_tags([*parse_tags(old["tags"]), ARCHIVE_TAG]),
             onboot=False,
         )
 
@@ -238,10 +238,10 @@ class Restore:
                 state="started",
                 max_restart=self.p["ha_max_restart"],
                 max_relocate=self.p["ha_max_relocate"],
-                comment="ProxmoxWP service {0}".format(self.p["service_id"]),
+                comment="ProxmoxWP service {}".format(self.p["service_id"]),
             )
         else:
-            self.client.run("POST", self.ct_path(node, vmid, "/status/start"), "start CT {0}".format(vmid))
+            self.client.run("POST", self.ct_path(node, vmid, "/status/start"), f"start CT {vmid}")
         self.client.wait_ct_status(node, vmid, "running")
 
     def give_back(self, new, old):
@@ -260,9 +260,9 @@ class Restore:
                     comment=old["ha"].get("comment"),
                 )
             elif old["running"]:
-                self.client.run("POST", self.ct_path(node, vmid, "/status/start"), "start CT {0}".format(vmid))
+                self.client.run("POST", self.ct_path(node, vmid, "/status/start"), f"start CT {vmid}")
         except PveApiError as exc:
-            self.module.warn("Undoing the failed restore was incomplete: {0}".format(exc.message))
+            self.module.warn(f"Undoing the failed restore was incomplete: {exc.message}")
 
     def destroy_if_there(self, vmid):
         for item in self.client.get("/cluster/resources", type="vm") or []:
@@ -270,17 +270,17 @@ class Restore:
                 try:
                     self.destroy(item["node"], vmid)
                 except PveApiError as exc:
-                    self.module.warn("CT {0} of the failed restore could not be removed: {1}".format(vmid, exc.message))
+                    self.module.warn(f"CT {vmid} of the failed restore could not be removed: {exc.message}")
 
     def destroy(self, node, vmid):
         if ha_resource(self.client, vmid):
-            self.client.delete("/cluster/ha/resources/{0}".format(ha_sid(vmid)))
+            self.client.delete(f"/cluster/ha/resources/{ha_sid(vmid)}")
         if self.client.ct_status(node, vmid).get("status") == "running":
-            self.client.run("POST", self.ct_path(node, vmid, "/status/stop"), "stop CT {0}".format(vmid))
+            self.client.run("POST", self.ct_path(node, vmid, "/status/stop"), f"stop CT {vmid}")
         self.client.run(
             "DELETE",
             self.ct_path(node, vmid),
-            "destroy CT {0}".format(vmid),
+            f"destroy CT {vmid}",
             purge=True,
             **{"destroy-unreferenced-disks": True},
         )

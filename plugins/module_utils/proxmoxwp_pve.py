@@ -1,0 +1,371 @@
+# Copyright: ProxmoxWP contributors
+# GNU Affero General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/agpl-3.0.txt)
+"""The Proxmox VE API client shared by the proxmoxwp_* modules.
+
+One connection option (`api`) for every module, and a client on proxmoxer that:
+
+- sends booleans as 1/0 and drops None values;
+- turns every error into PveApiError with one sentence an operator can act on (PVE's own error text, the
+  HTTP status, the per-field errors), never containing the token secret;
+- polls every UPID until the task stopped and requires exitstatus OK (proxmoxer's Tasks.blocking_status
+  returns None on timeout and ignores the exit status);
+- waits for a container to reach a status, bounded by task_timeout;
+- pins the server certificate by its SHA-256 fingerprint when asked (urllib3 assert_fingerprint), which
+  works without a CA.
+"""
+
+import re
+import time
+
+try:
+    import requests
+    from proxmoxer import ProxmoxAPI
+    from proxmoxer.core import ResourceException
+    from requests.adapters import HTTPAdapter
+
+    HAS_PROXMOXER = True
+    PROXMOXER_IMPORT_ERROR = None
+except ImportError as exc:  # pragma: no cover - reported by the module through missing_required_lib
+    HAS_PROXMOXER = False
+    PROXMOXER_IMPORT_ERROR = exc
+    HTTPAdapter = object
+
+API_OPTIONS = {
+    "host": {"type": "str", "required": True},
+    "port": {"type": "int", "default": 8006},
+    "token_id": {"type": "str", "required": True},
+    "token_secret": {"type": "str", "required": True, "no_log": True},
+    "validate_certs": {"type": "bool", "default": True},
+    "ca_file": {"type": "path"},
+    "fingerprint": {"type": "str"},
+    "timeout": {"type": "int", "default": 30},
+}
+
+TOKEN_ID = re.compile(r"^[^!@\s]+@[^!@\s]+![A-Za-z][A-Za-z0-9._-]*$")
+FINGERPRINT = re.compile(r"^[0-9a-f]{64}$")
+TASK_LOG_LINES = 10
+UPID = re.compile(r"^UPID:([^:]+):")
+
+
+def api_argument_spec(**module_options):
+    """The argument spec of a module: `api`, `task_timeout` and the module's own options."""
+    spec = {
+        "api": {"type": "dict", "required": True, "options": API_OPTIONS},
+        "task_timeout": {"type": "int", "default": 900},
+    }
+    spec.update(module_options)
+    return spec
+
+
+class PveApiError(Exception):
+    """A failed call to the PVE API, with a message fit for an operator (never the token secret)."""
+
+    def __init__(self, message, status=None, pve_message=None, errors=None):
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        # PVE's own text (HTTP reason phrase or task exit status) and per-field errors, for callers that
+        # must tell errors apart (e.g. "already exists").
+        self.pve_message = pve_message or message
+        self.errors = errors or {}
+
+
+def clean_params(params):
+    """Parameters as PVE takes them: None dropped, booleans as 1/0."""
+    out = {}
+    for key, value in params.items():
+        if value is None:
+            continue
+        out[key] = int(value) if isinstance(value, bool) else value
+    return out
+
+
+def normalise_fingerprint(text):
+    """The SHA-256 fingerprint as 64 lower-case hex digits, or ValueError."""
+    value = re.sub(r"[\s:]", "", str(text)).lower()
+    if not FINGERPRINT.match(value):
+        raise ValueError(
+            "api.fingerprint must be the SHA-256 fingerprint of the PVE certificate: 64 hex digits, colons "
+            "optional (for example from `openssl x509 -noout -fingerprint -sha256`)"
+        )
+    return value
+
+
+def _pretty_fingerprint(hexdigits):
+    return ":".join(hexdigits[i : i + 2] for i in range(0, len(hexdigits), 2)).upper()
+
+
+class _FingerprintAdapter(HTTPAdapter):
+    """An HTTPAdapter whose connections accept only a certificate with this SHA-256 fingerprint."""
+
+    def __init__(self, fingerprint, **kwargs):
+        self._fingerprint = fingerprint
+        super().__init__(**kwargs)
+
+    def init_poolmanager(self, connections, maxsize, block=False, **pool_kwargs):
+        pool_kwargs["assert_fingerprint"] = self._fingerprint
+        super().init_poolmanager(connections, maxsize, block=block, **pool_kwargs)
+
+    def proxy_manager_for(self, proxy, **proxy_kwargs):
+        proxy_kwargs["assert_fingerprint"] = self._fingerprint
+        return super().proxy_manager_for(proxy, **proxy_kwargs)
+
+
+def _innermost(exc):
+    """The deepest cause of a requests/urllib3 exception (MaxRetryError.reason, args[0], ...)."""
+    seen = set()
+    while id(exc) not in seen:
+        seen.add(id(exc))
+        nxt = getattr(exc, "reason", None)
+        if not isinstance(nxt, BaseException):
+            nxt = exc.args[0] if exc.args and isinstance(exc.args[0], BaseException) else None
+        if nxt is None:
+            break
+        exc = nxt
+    return exc
+
+
+def _reason_text(exc):
+    cause = _innermost(exc)
+    if getattr(cause, "verify_message", None):
+        return f"certificate verify failed: {cause.verify_message}"
+    text = str(cause)
+    # "HTTPSConnectionPool(host=..., port=...): Max retries exceeded ... (Caused by X('reason'))" -> reason
+    text = re.sub(r"^<[^>]+>:\s*", "", text)
+    return re.sub(r"\s*\(_ssl\.c:\d+\)", "", text).strip()
+
+
+class PveClient:
+    """A connection to the PVE API with the conventions of the proxmoxwp modules."""
+
+    def __init__(self, api, task_timeout=900, warn=None):
+        if not HAS_PROXMOXER:
+            raise PveApiError("the proxmoxwp modules need the Python packages proxmoxer and requests")
+        self.host = api["host"]
+        self.port = api.get("port") or 8006
+        self.timeout = api.get("timeout") or 30
+        self.task_timeout = task_timeout
+        self.where = f"{self.host}:{self.port}"
+        self._warn = warn or (lambda message: None)
+        self._secret = api["token_secret"]
+        token_id = api["token_id"]
+        if not TOKEN_ID.match(token_id or ""):
+            raise PveApiError("api.token_id must look like user@realm!tokenname, for example proxmoxwp@pve!ansible")
+        if re.match(r"^[a-z]+://", self.host) or "/" in self.host:
+            raise PveApiError("api.host must be a host name or address, without scheme or path: " + self.host)
+        user, token_name = token_id.split("!", 1)
+        fingerprint = None
+        if api.get("fingerprint"):
+            try:
+                fingerprint = normalise_fingerprint(api["fingerprint"])
+            except ValueError as exc:
+                raise PveApiError(str(exc)) from None
+        self.fingerprint = fingerprint
+        if fingerprint:
+            # The pin is the verification; a CA file, if given, is checked as well.
+            verify = api.get("ca_file") or False
+        elif api.get("validate_certs", True):
+            verify = api.get("ca_file") or True
+        else:
+            verify = False
+        self._api = ProxmoxAPI(
+            self.host,
+            port=self.port,
+            user=user,
+            token_name=token_name,
+            token_value=self._secret,
+            verify_ssl=verify,
+            timeout=self.timeout,
+            service="PVE",
+        )
+        if fingerprint:
+            # proxmoxer has no public accessor for its requests session; _store is where it keeps it.
+            self._api._store["session"].mount("https://", _FingerprintAdapter(fingerprint))
+
+    # ------------------------------------------------------------------ requests
+
+    def _scrub(self, text):
+        text = str(text)
+        return text.replace(self._secret, "********") if self._secret else text
+
+    def call(self, method, path, **params):
+        """One API request; the `data` of PVE's answer, or PveApiError."""
+        path = "/" + path.strip("/")
+        params = clean_params(params)
+        resource = self._api(path.lstrip("/"))
+        try:
+            if method == "GET":
+                return resource.get(**params)
+            if method == "POST":
+                return resource.post(**params)
+            if method == "PUT":
+                return resource.put(**params)
+            if method == "DELETE":
+                return resource.delete(**params)
+        except ResourceException as exc:
+            raise self._refused(method, path, exc) from None
+        except requests.exceptions.SSLError as exc:
+            raise PveApiError(self._tls_message(exc)) from None
+        except requests.exceptions.Timeout:
+            unknown = "" if method == "GET" else "; whether PVE carried out the request is unknown"
+            raise PveApiError(
+                f"Proxmox VE API at {self.where} did not answer within {self.timeout} s ({method} {path}){unknown}"
+            ) from None
+        except requests.exceptions.ConnectionError as exc:
+            raise PveApiError(
+                f"Could not connect to the Proxmox VE API at {self.where} ({method} {path}): "
+                f"{self._scrub(_reason_text(exc))}"
+            ) from None
+        except requests.exceptions.RequestException as exc:
+            raise PveApiError(
+                f"Request to the Proxmox VE API at {self.where} failed ({method} {path}): "
+                f"{self._scrub(_reason_text(exc))}"
+            ) from None
+        raise ValueError("unsupported method " + method)
+
+    def get(self, path, **params):
+        return self.call("GET", path, **params)
+
+    def post(self, path, **params):
+        return self.call("POST", path, **params)
+
+    def put(self, path, **params):
+        return self.call("PUT", path, **params)
+
+    def delete(self, path, **params):
+        return self.call("DELETE", path, **params)
+
+    def _refused(self, method, path, exc):
+        reason = str(exc.content or "").strip() or str(exc.status_message or "")
+        errors = exc.errors if isinstance(exc.errors, dict) else {}
+        fields = "; ".join(f"{k}: {str(v).strip()}" for k, v in sorted(errors.items()) if k != "errors")
+        text = f"PVE refused {method} {path}: {reason}"
+        if fields:
+            text += f" ({fields})"
+        text += f" [HTTP {exc.status_code}]"
+        if exc.status_code == 401:
+            text += "; check api.token_id and api.token_secret"
+        elif exc.status_code == 403:
+            text += "; the API token lacks a privilege (PVE tokens with privilege separation need their own ACL)"
+        return PveApiError(self._scrub(text), status=exc.status_code, pve_message=reason, errors=errors)
+
+    def _tls_message(self, exc):
+        text = _reason_text(exc)
+        found = re.search(r'Fingerprints did not match\. Expected "([0-9a-f]+)", got "([0-9a-f]+)"', text)
+        if found:
+            got, expected = _pretty_fingerprint(found.group(2)), _pretty_fingerprint(found.group(1))
+            return (
+                f"TLS verification of the Proxmox VE API at {self.where} failed: the server certificate's SHA-256 "
+                f"fingerprint is {got}, not the pinned api.fingerprint {expected}"
+            )
+        return (
+            f"TLS verification of the Proxmox VE API at {self.where} failed: {self._scrub(text)} "
+            "(give api.ca_file with the CA that signed the PVE certificate, or pin it with api.fingerprint)"
+        )
+
+    # --------------------------------------------------------------------- tasks
+
+    @staticmethod
+    def is_upid(value):
+        return isinstance(value, str) and value.startswith("UPID:")
+
+    def wait_task(self, upid, what=None, timeout=None):
+        """Poll a task until it stopped; PveApiError unless its exit status is OK.
+
+        An exit status "WARNINGS: n" is a success with warnings (PVE's own UI shows it so): the warning lines
+        of the log are reported through the module's warn().
+        """
+        found = UPID.match(upid or "")
+        if not found:
+            raise PveApiError(f"PVE answered {upid!r} where a task id (UPID) was expected")
+        node = found.group(1)
+        what = what or "task"
+        timeout = self.task_timeout if timeout is None else timeout
+        deadline = time.monotonic() + timeout
+        delay = 0.2
+        while True:
+            status = self.get(f"/nodes/{node}/tasks/{upid}/status")
+            if status.get("status") == "stopped":
+                break
+            if time.monotonic() >= deadline:
+                raise PveApiError(
+                    f"PVE task {upid} ({what}) was still running after {timeout} s (task_timeout); "
+                    "it was not cancelled, see its log in PVE"
+                )
+            time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+            delay = min(delay * 1.5, 2.0)
+        exitstatus = str(status.get("exitstatus") or "")
+        if exitstatus == "OK":
+            return status
+        if exitstatus.startswith("WARNINGS"):
+            lines = [line for line in self.task_log(node, upid) if "warn" in line.lower()]
+            self._warn("PVE task {} ({}) ended with {}: {}".format(upid, what, exitstatus, " | ".join(lines)))
+            return status
+        lines = self.task_log(node, upid)
+        text = "PVE task {} failed: {}".format(what, exitstatus or "no exit status")
+        if lines:
+            text += ". Last lines of its log: " + " | ".join(lines[-TASK_LOG_LINES:])
+        text += f" (task {upid})"
+        raise PveApiError(self._scrub(text), pve_message=exitstatus)
+
+    def task_log(self, node, upid):
+        """The lines of a task log (as much as one request gives), or [] if it cannot be read."""
+        try:
+            entries = self.get(f"/nodes/{node}/tasks/{upid}/log", start=0, limit=5000) or []
+        except PveApiError:
+            return []
+        return [str(e.get("t", "")) for e in entries if str(e.get("t", "")).strip()]
+
+    def run(self, method, path, what, **params):
+        """A mutating request: when PVE answers a UPID, wait for the task. Returns PVE's answer."""
+        result = self.call(method, path, **params)
+        if self.is_upid(result):
+            self.wait_task(result, what)
+        return result
+
+    # ---------------------------------------------------------- container status
+
+    def ct_status(self, node, vmid):
+        return self.get(f"/nodes/{node}/lxc/{vmid}/status/current")
+
+    def wait_ct_status(self, node, vmid, wanted, timeout=None, resolve_node=None):
+        """Poll the container's status/current until `status` is wanted; returns the last status.
+
+        resolve_node(vmid) is asked for the container's node again when status/current fails (the HA
+        manager may have moved it).
+        """
+        timeout = self.task_timeout if timeout is None else timeout
+        deadline = time.monotonic() + timeout
+        delay = 0.2
+        seen = None
+        while True:
+            try:
+                current = self.ct_status(node, vmid)
+                seen = current.get("status")
+                if seen == wanted:
+                    return current
+            except PveApiError:
+                if resolve_node is None:
+                    raise
+                node = resolve_node(vmid)
+            if time.monotonic() >= deadline:
+                raise PveApiError(
+                    "CT {} on {} did not become {} within {} s (task_timeout); last status seen: {}".format(
+                        vmid, node, wanted, timeout, seen or "none"
+                    )
+                )
+            time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+            delay = min(delay * 1.5, 2.0)
+
+
+def connect(module):
+    """A PveClient for an AnsibleModule with the api/task_timeout options; fails the module on bad options."""
+    if not HAS_PROXMOXER:
+        from ansible.module_utils.basic import missing_required_lib
+
+        module.fail_json(msg=missing_required_lib("proxmoxer and requests"), exception=str(PROXMOXER_IMPORT_ERROR))
+    try:
+        return PveClient(module.params["api"], module.params["task_timeout"], warn=module.warn)
+    except PveApiError as exc:
+        module.fail_json(msg=exc.message)
+    return None

@@ -1,0 +1,738 @@
+"""The proxmoxwp_* Ansible modules, run as operators run them: ansible-playbook against fakepve.
+
+Each test writes a small playbook (several module calls, each registered and allowed to fail), runs it with
+ansible-playbook on localhost, and reads what every call returned from a JSON file the playbook writes last.
+The fake PVE comes from fakepve's pytest plugin (time_scale 0: tasks end before their request returns).
+
+Plain fakepve keeps no HA resources (its /cluster/ha/resources answers are made up from the schema) and has no
+hook between `nextid` and `create`; `HaFakePve` below adds both for the tests that need them. The project fake
+in tests/pve/ goes further (DRBD rules, an HA manager with delays); these tests do not depend on it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import ssl
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from fakepve import FakePve, PveError
+from fakepve.certs import make_cert
+from fakepve.pytest_plugin import _Serving
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+TOKEN_ID = "proxmoxwp@pve!ansible"
+SECRET = "secret-value"
+TEMPLATE_NAME = "debian-12-standard_12.7-1_amd64.tar.zst"
+TEMPLATE = "local:vztmpl/" + TEMPLATE_NAME
+API_PREFIX = "/api2/json"
+
+
+# ---------------------------------------------------------------------------------------------- the fake
+
+
+def prepare(pve: FakePve) -> FakePve:
+    """The API token the modules use and an OS template on `local` (rootfs go to `local-lvm`)."""
+    pve.apitokens[TOKEN_ID] = SECRET
+    pve.store_file("local", TEMPLATE_NAME, 130 * 1024**2, content="vztmpl")
+    return pve
+
+
+def site_ct(pve: FakePve, vmid: int, service_id: int, *extra_tags: str, **kwargs):
+    tags = ";".join(["proxmoxwp", f"svc-{service_id}", *extra_tags])
+    config = {"tags": tags, "rootfs": f"local-lvm:vm-{vmid}-disk-0,size=8G", "onboot": 1, "memory": 1024}
+    config.update(kwargs.pop("config", {}))
+    return pve.add_ct(vmid, name=f"site-{service_id}", config=config, **kwargs)
+
+
+def take_snapshot(ct, name: str, when: int):
+    snap = {k: v for k, v in ct.config.items() if k != "parent"}
+    snap.update(snaptime=when, description="")
+    if ct.config.get("parent"):
+        snap["parent"] = ct.config["parent"]
+    ct.snapshots[name] = snap
+    ct.config["parent"] = name
+
+
+class HaFakePve(FakePve):
+    """fakepve with stateful HA resources, a nextid race on demand and a create task that fails leaving its CT.
+
+    HA requests act at once (time_scale 0): `started` runs the container, `stopped`/`disabled` stop it.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.ha_config: dict[str, dict] = {}
+        # This many `nextid` answers are taken by another client right after they were given.
+        self.steal_next_ids = 0
+        # hostname -> exit status: the create task of that hostname fails, leaving the container behind.
+        self.failing_creates: dict[str, str] = {}
+        # The parameters of every DELETE /nodes/{node}/lxc/{vmid} (its query string is not in pve.requests).
+        self.destroyed: list[dict] = []
+
+    async def _nextid(self, v, user):
+        vmid = await super()._nextid(v, user)
+        if self.steal_next_ids and v.get("vmid") in (None, ""):
+            self.steal_next_ids -= 1
+            self.add_ct(int(vmid), name="somebody-else")
+        return vmid
+
+    async def _lxc_create(self, user, v):
+        upid = await super()._lxc_create(user, v)
+        message = self.failing_creates.get(v.get("hostname"))
+        if message:
+            task = self.tasks[upid]
+            task["exitstatus"] = message
+            task["log"] = [line for line in task["log"] if line != "TASK OK"] + [message, "TASK ERROR: " + message]
+        return upid
+
+    async def _lxc_destroy(self, user, v):
+        self.destroyed.append(dict(v))
+        return await super()._lxc_destroy(user, v)
+
+    def _routes_ha_resources(self):
+        return [
+            ("GET", "/cluster/ha/resources", self._ha_list),
+            ("POST", "/cluster/ha/resources", self._ha_add),
+            ("GET", "/cluster/ha/resources/{sid}", self._ha_get),
+            ("PUT", "/cluster/ha/resources/{sid}", self._ha_put),
+            ("DELETE", "/cluster/ha/resources/{sid}", self._ha_delete),
+        ]
+
+    def _ha_ct(self, sid):
+        ct = self.ct(int(str(sid).split(":")[-1]))
+        if ct is None:
+            raise PveError(500, f"unable to find service '{sid}'")
+        return ct
+
+    def _ha_apply(self, ct, state):
+        ct.ha_state = state
+        if state == "started" and ct.status != "running":
+            ct.status, ct.started_at, ct.pid = "running", time.time(), next(self._ct_pids)
+        elif state in ("stopped", "disabled") and ct.status == "running":
+            ct.status, ct.pid = "stopped", None
+
+    async def _ha_list(self, v, user):
+        return [dict(entry) for entry in self.ha_config.values()]
+
+    async def _ha_get(self, v, user):
+        if v["sid"] not in self.ha_config:
+            raise PveError(500, f"no such resource '{v['sid']}'")
+        return dict(self.ha_config[v["sid"]])
+
+    async def _ha_add(self, v, user):
+        sid = v["sid"]
+        if sid in self.ha_config:
+            raise PveError(500, f"resource ID '{sid}' already defined")
+        ct = self._ha_ct(sid)
+        entry = {"sid": sid, "type": "ct", "state": v.get("state") or "started", "digest": "0" * 40}
+        entry.update({k: v[k] for k in ("max_restart", "max_relocate", "comment") if v.get(k) is not None})
+        self.ha_config[sid] = entry
+        self._ha_apply(ct, entry["state"])
+
+    async def _ha_put(self, v, user):
+        entry = self.ha_config.get(v["sid"])
+        if entry is None:
+            raise PveError(500, f"no such resource '{v['sid']}'")
+        entry.update({k: v[k] for k in ("state", "max_restart", "max_relocate", "comment") if v.get(k) is not None})
+        if v.get("state"):
+            self._ha_apply(self._ha_ct(v["sid"]), v["state"])
+
+    async def _ha_delete(self, v, user):
+        if self.ha_config.pop(v["sid"], None) is None:
+            raise PveError(500, f"no such resource '{v['sid']}'")
+        self._ha_ct(v["sid"]).ha_state = None
+
+
+@pytest.fixture
+def ha_pve(_fakepve_pki):
+    """An HaFakePve served like fakepve's own fixture (127.0.0.1, free port, time_scale 0)."""
+    pve = HaFakePve(host="127.0.0.1", port=0)
+    pve.time_scale = 0
+    serving = _Serving(pve, *_fakepve_pki)
+    try:
+        yield prepare(pve)
+    finally:
+        serving.stop()
+
+
+@pytest.fixture
+def pve(fakepve):
+    return prepare(fakepve)
+
+
+def api_for(pve: FakePve, cafile: str, **overrides) -> dict:
+    host, port = pve.url.rsplit("//", 1)[1].rsplit(":", 1)
+    api = {"host": host, "port": int(port), "token_id": TOKEN_ID, "token_secret": SECRET, "ca_file": cafile}
+    api.update(overrides)
+    return {k: v for k, v in api.items() if v is not None}
+
+
+def mutations(pve: FakePve) -> list[tuple[str, str, bytes]]:
+    """The non-GET requests the fake received: (method, path without /api2/json, body)."""
+    return [(m, p.removeprefix(API_PREFIX), b) for m, p, b in pve.requests if m != "GET"]
+
+
+# ------------------------------------------------------------------------------------------ running plays
+
+
+class Play:
+    def __init__(self, results: dict, output: str):
+        self.results = results
+        self.output = output
+
+    def __getitem__(self, key: str) -> dict:
+        return self.results[key]
+
+
+def run_play(tmp_path: Path, extra_vars: dict, tasks: list[tuple[str, str, dict]], verbosity: str = "-v") -> Play:
+    """Run tasks [(key, module, args | {'check_mode': bool})] in one playbook; every result by key.
+
+    Each task is registered and may fail (ignore_errors), so one run can hold expected failures.
+    """
+    run = tmp_path / f"play-{len(list(tmp_path.glob('play-*')))}"
+    run.mkdir()
+    out = run / "results.json"
+    play_tasks = []
+    for key, module, args in tasks:
+        args = dict(args)
+        check = args.pop("check_mode", False)
+        task = {"name": key, module: dict({"api": "{{ api }}"}, **args), "register": f"r_{key}", "ignore_errors": True}
+        if check:
+            task["check_mode"] = True
+        play_tasks.append(task)
+    dump = "{{ {" + ", ".join(f"'{key}': r_{key}" for key, _, _ in tasks) + "} | to_json }}"
+    play_tasks.append({"name": "Write the results", "ansible.builtin.copy": {"content": dump, "dest": str(out)}})
+    playbook = run / "play.yml"
+    playbook.write_text(
+        json.dumps([{"name": "Modules", "hosts": "localhost", "gather_facts": False, "tasks": play_tasks}])
+    )
+    inventory = run / "hosts.ini"
+    inventory.write_text(f"localhost ansible_connection=local ansible_python_interpreter={sys.executable}\n")
+    varsfile = run / "vars.json"
+    varsfile.write_text(json.dumps(extra_vars))
+    env = dict(os.environ)
+    env.update(
+        ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
+        ANSIBLE_HOME=str(tmp_path / "ansible-home"),
+        ANSIBLE_LOCAL_TEMP=str(tmp_path / "ansible-tmp"),
+        ANSIBLE_NOCOLOR="1",
+        ANSIBLE_PIPELINING="1",
+        PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",
+    )
+    proc = subprocess.run(
+        [str(BIN / "ansible-playbook"), "-i", str(inventory), str(playbook), "-e", f"@{varsfile}", verbosity],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output[-6000:]
+    return Play(json.loads(out.read_text()), output)
+
+
+def ok(result: dict) -> dict:
+    assert not result.get("failed"), result.get("msg")
+    return result
+
+
+def failed(result: dict) -> str:
+    assert result.get("failed"), result
+    return result["msg"]
+
+
+PLAN = {
+    "node": "pve1",
+    "hostname": "site-42",
+    "ostemplate": TEMPLATE,
+    "storage": "local-lvm",
+    "disk_gb": 8,
+    "cores": 1,
+    "memory": 1024,
+    "swap": 512,
+    "network": "10.77.0.0/16",
+    "gateway": "10.77.0.1",
+    "nameserver": "10.77.0.1",
+    "ssh_public_keys": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEXAMPLEKEYONLYFORTESTS deploy@proxmoxwp",
+}
+
+
+# ----------------------------------------------------------------------------------------------- tests
+
+
+def test_create_is_idempotent_reconciles_and_never_shrinks(pve, fakepve_cafile, tmp_path):
+    plan = dict(PLAN, service_id=42)
+    bigger = dict(plan, cores=2, memory=2048, disk_gb=12)
+    play = run_play(
+        tmp_path,
+        {"api": api_for(pve, fakepve_cafile)},
+        [
+            ("check", "proxmoxwp_lxc", dict(plan, check_mode=True)),
+            ("check_ha", "proxmoxwp_ha_resource", {"vmid": 100, "wait": True, "check_mode": True}),
+            ("check_power", "proxmoxwp_lxc_power", {"vmid": 100, "state": "started", "check_mode": True}),
+            ("check_snapshot", "proxmoxwp_lxc_snapshot", {"vmid": 100, "name": "initial", "check_mode": True}),
+            ("info_before", "proxmoxwp_lxc_info", {"service_id": 42}),
+            ("create", "proxmoxwp_lxc", plan),
+            ("again", "proxmoxwp_lxc", plan),
+            ("info", "proxmoxwp_lxc_info", {"service_id": 42}),
+            ("grow_check", "proxmoxwp_lxc", dict(bigger, check_mode=True)),
+            ("grow", "proxmoxwp_lxc", bigger),
+            ("grow_again", "proxmoxwp_lxc", bigger),
+            ("shrink", "proxmoxwp_lxc", dict(bigger, disk_gb=8, memory=4096)),
+            ("suspend", "proxmoxwp_lxc", dict(bigger, suspended=True)),
+            ("suspend_again", "proxmoxwp_lxc", dict(bigger, suspended=True)),
+            ("no_boot", "proxmoxwp_lxc", {"service_id": 42, "create": False, "suspended": True, "onboot": False}),
+            ("resize_only", "proxmoxwp_lxc", {"service_id": 42, "create": False, "cores": 2, "disk_gb": 12}),
+            ("no_create", "proxmoxwp_lxc", {"service_id": 99, "create": False, "memory": 1024}),
+            ("incomplete", "proxmoxwp_lxc", {"service_id": 98, "memory": 1024, "node": "pve1"}),
+            ("info_after", "proxmoxwp_lxc_info", {"service_id": 42}),
+            ("pinned", "proxmoxwp_lxc", dict(plan, service_id=43, hostname="site-43", vmid=1234)),
+            ("no_address", "proxmoxwp_lxc", dict(plan, service_id=44, vmid=300, network="10.78.0.0/24")),
+            ("gateway_address", "proxmoxwp_lxc", dict(plan, service_id=45, vmid=301, gateway="10.77.1.45")),
+            (
+                "broadcast",
+                "proxmoxwp_lxc",
+                dict(plan, service_id=46, vmid=255, network="10.78.0.0/24", gateway="10.78.0.1"),
+            ),
+        ],
+    )
+    check = ok(play["check"])
+    assert check["changed"] and check["created"]
+    assert (check["vmid"], check["ip"]) == (100, "10.77.0.100")
+    # The rest of a check-mode run acts on the container the create would have made.
+    for key in ("check_ha", "check_power", "check_snapshot"):
+        assert ok(play[key])["changed"]
+        assert any("CT 100 does not exist (yet)" in w for w in play[key]["warnings"]), play[key]
+    assert play["check_power"]["status"] == "running" and play["check_snapshot"]["snapshots"] == ["initial"]
+    assert ok(play["info_before"])["live"] is None
+
+    create = ok(play["create"])
+    assert create["changed"] and create["created"]
+    assert (create["vmid"], create["node"], create["ip"], create["hostname"]) == (100, "pve1", "10.77.0.100", "site-42")
+    again = ok(play["again"])
+    assert not again["changed"] and not again["created"] and again["vmid"] == 100
+
+    live = ok(play["info"])["live"]
+    assert live["vmid"] == 100 and live["status"] == "stopped", "the module must not start the container"
+    assert (live["disk_gb"], live["cores"], live["memory"], live["swap"], live["onboot"]) == (8, 1, 1024, 512, True)
+    assert set(live["tags"]) == {"proxmoxwp", "svc-42"} and not live["suspended"] and not live["archive"]
+    assert live["ip"] == "10.77.0.100" and live["ha"] is None and live["snapshots"] == []
+    assert ok(play["info"])["archives"] == []
+
+    grow_check = ok(play["grow_check"])
+    assert grow_check["changed"]
+    assert grow_check["diff"] == {
+        "before": {"cores": 1, "memory": 1024, "disk_gb": 8},
+        "after": {"cores": 2, "memory": 2048, "disk_gb": 12},
+    }
+    assert ok(play["grow"])["changed"]
+    assert not ok(play["grow_again"])["changed"]
+    assert failed(play["shrink"]) == (
+        "The plan's disk (8 GiB) is smaller than the container's disk (12 GiB); a container disk cannot shrink."
+    )
+    assert ok(play["suspend"])["changed"]
+    assert not ok(play["suspend_again"])["changed"]
+    assert ok(play["no_boot"])["diff"] == {"before": {"onboot": True}, "after": {"onboot": False}}
+    assert not ok(play["resize_only"])["changed"], "an omitted onboot is left as it is"
+    assert failed(play["no_create"]) == "Service 99 has no live container (create=false: nothing is created)"
+    assert failed(play["incomplete"]) == (
+        "Service 98 has no live container; creating one needs hostname, ostemplate, storage, disk_gb, network, gateway"
+    )
+    after = ok(play["info_after"])["live"]
+    assert (after["disk_gb"], after["cores"], after["memory"]) == (12, 2, 2048)
+    assert after["suspended"] and "suspended" in after["tags"]
+
+    pinned = ok(play["pinned"])
+    assert (pinned["vmid"], pinned["ip"]) == (1234, "10.77.4.210")
+    assert "vmid 300 has no address in 10.78.0.0/24" in failed(play["no_address"])
+    assert "vmid 301 maps to 10.77.1.45, the gateway" in failed(play["gateway_address"])
+    assert "vmid 255 maps to 10.78.0.255, the network or broadcast address" in failed(play["broadcast"])
+
+    # What PVE was asked to change: one create per created service, and the reconcile calls; nothing in check
+    # mode, nothing for the refused shrink, nothing for the refused addresses.
+    ct = pve.ct(100)
+    assert ct.config["rootfs"].endswith("size=12G") and ct.config["memory"] == 2048 and ct.config["cores"] == 2
+    assert ct.config["net0"].startswith("name=eth0,bridge=vmbr0,") and "ip=10.77.0.100/16" in ct.config["net0"]
+    assert "gw=10.77.0.1" in ct.config["net0"]
+    assert ct.config["features"] == "nesting=1" and ct.config["unprivileged"] == 1 and ct.config["onboot"] == 0
+    assert ct.config["tags"] == "proxmoxwp;suspended;svc-42" and ct.status == "stopped"
+    changes = mutations(pve)
+    assert [(m, p) for m, p, _ in changes] == [
+        ("POST", "/nodes/pve1/lxc"),
+        ("PUT", "/nodes/pve1/lxc/100/config"),
+        ("PUT", "/nodes/pve1/lxc/100/resize"),
+        ("PUT", "/nodes/pve1/lxc/100/config"),
+        ("PUT", "/nodes/pve1/lxc/100/config"),
+        ("POST", "/nodes/pve1/lxc"),
+    ]
+    create_body = changes[0][2].decode()
+    assert "onboot=1" in create_body and "unprivileged=1" in create_body and "True" not in create_body
+    assert b"size=12G" in changes[2][2] and b"disk=rootfs" in changes[2][2]
+    assert {c.vmid for c in pve.cts} == {100, 1234}
+
+
+def test_power_and_snapshots(pve, fakepve_cafile, tmp_path):
+    site_ct(pve, 100, 42)
+    snap = {"vmid": 100}
+    play = run_play(
+        tmp_path,
+        {"api": api_for(pve, fakepve_cafile)},
+        [
+            ("start", "proxmoxwp_lxc_power", {"vmid": 100, "state": "started"}),
+            ("start_again", "proxmoxwp_lxc_power", {"vmid": 100, "node": "pve1", "state": "started"}),
+            ("restart", "proxmoxwp_lxc_power", {"vmid": 100, "state": "restarted"}),
+            ("stop_check", "proxmoxwp_lxc_power", {"vmid": 100, "state": "stopped", "check_mode": True}),
+            ("stop", "proxmoxwp_lxc_power", {"vmid": 100, "state": "stopped"}),
+            ("stop_again", "proxmoxwp_lxc_power", {"vmid": 100, "state": "stopped"}),
+            ("restart_stopped", "proxmoxwp_lxc_power", {"vmid": 100, "state": "restarted"}),
+            ("missing_ct", "proxmoxwp_lxc_power", {"vmid": 999, "state": "started"}),
+            ("initial", "proxmoxwp_lxc_snapshot", dict(snap, name="initial", description="as provisioned")),
+            ("initial_again", "proxmoxwp_lxc_snapshot", dict(snap, name="initial", description="as provisioned")),
+            ("bak_check", "proxmoxwp_lxc_snapshot", dict(snap, name="BAK01012026-1", check_mode=True)),
+            ("bak", "proxmoxwp_lxc_snapshot", dict(snap, name="BAK01012026-1")),
+            ("bak2", "proxmoxwp_lxc_snapshot", dict(snap, name="BAK01012026-2")),
+            ("info", "proxmoxwp_lxc_info", {"service_id": 42}),
+            (
+                "rollback_check",
+                "proxmoxwp_lxc_snapshot",
+                dict(snap, name="initial", state="rolled_back", check_mode=True),
+            ),
+            ("rollback_start", "proxmoxwp_lxc_snapshot", dict(snap, name="initial", state="rolled_back", start=True)),
+            ("rollback", "proxmoxwp_lxc_snapshot", dict(snap, name="BAK01012026-1", state="rolled_back")),
+            ("delete", "proxmoxwp_lxc_snapshot", dict(snap, name="BAK01012026-1", state="absent")),
+            ("delete_again", "proxmoxwp_lxc_snapshot", dict(snap, name="BAK01012026-1", state="absent")),
+            ("rollback_missing", "proxmoxwp_lxc_snapshot", dict(snap, name="BAK01012026-1", state="rolled_back")),
+            ("bad_name", "proxmoxwp_lxc_snapshot", dict(snap, name="current")),
+            ("info_after", "proxmoxwp_lxc_info", {"service_id": 42}),
+        ],
+    )
+    start = ok(play["start"])
+    assert start["changed"] and start["status"] == "running" and start["ha_state"] is None and start["node"] == "pve1"
+    assert not ok(play["start_again"])["changed"]
+    assert ok(play["restart"])["changed"] and play["restart"]["status"] == "running"
+    assert ok(play["stop_check"])["changed"] and play["stop_check"]["status"] == "stopped"
+    assert ok(play["stop"])["changed"] and play["stop"]["status"] == "stopped"
+    assert not ok(play["stop_again"])["changed"]
+    assert ok(play["restart_stopped"])["changed"] and play["restart_stopped"]["status"] == "running"
+    assert "CT 999 does not exist" in failed(play["missing_ct"])
+
+    assert ok(play["initial"])["changed"] and play["initial"]["snapshots"] == ["initial"]
+    assert not ok(play["initial_again"])["changed"]
+    bak_check = ok(play["bak_check"])
+    assert bak_check["changed"] and bak_check["snapshots"] == ["initial", "BAK01012026-1"]
+    assert ok(play["bak"])["snapshots"] == ["initial", "BAK01012026-1"]
+    assert ok(play["bak2"])["snapshots"] == ["initial", "BAK01012026-1", "BAK01012026-2"]
+    live = ok(play["info"])["live"]
+    assert [s["name"] for s in live["snapshots"]] == ["initial", "BAK01012026-1", "BAK01012026-2"]
+    assert live["snapshots"][0]["description"] == "as provisioned" and live["snapshots"][1]["parent"] == "initial"
+    assert live["snapshot_names"] == ["initial", "BAK01012026-1", "BAK01012026-2"]
+    assert live["latest_snapshot"] == "BAK01012026-2" and live["status"] == "running"
+
+    assert ok(play["rollback_check"])["changed"]
+    rolled = ok(play["rollback_start"])
+    assert rolled["changed"] and rolled["status"] == "running"
+    rolled = ok(play["rollback"])
+    assert rolled["changed"] and rolled["status"] == "stopped"
+    assert ok(play["delete"])["changed"] and play["delete"]["snapshots"] == ["initial", "BAK01012026-2"]
+    assert not ok(play["delete_again"])["changed"]
+    assert "has no snapshot 'BAK01012026-1'" in failed(play["rollback_missing"])
+    assert "not valid" in failed(play["bad_name"])
+    assert ok(play["info_after"])["live"]["latest_snapshot"] == "BAK01012026-2"
+
+    calls = [(m, p, b) for m, p, b in mutations(pve)]
+    power = [p.rsplit("/", 1)[1] for m, p, _ in calls if "/status/" in p]
+    assert power == ["start", "reboot", "stop", "start"], "check mode and idempotent calls must not act"
+    rollbacks = [b for m, p, b in calls if p.endswith("/rollback")]
+    assert len(rollbacks) == 2 and b"start=1" in rollbacks[0] and b"start=0" in rollbacks[1]
+    assert sum(1 for m, p, _ in calls if m == "POST" and p.endswith("/snapshot")) == 3
+    assert set(pve.ct(100).snapshots) == {"initial", "BAK01012026-2"}
+
+
+def test_absent_removes_every_container_with_its_ha_resource(ha_pve, fakepve_cafile, tmp_path):
+    live = site_ct(ha_pve, 100, 7, status="running")
+    take_snapshot(live, "initial", 1767225600)
+    archive = site_ct(ha_pve, 101, 7, "archive")
+    take_snapshot(archive, "BAK01012026-1", 1767225700)
+    site_ct(ha_pve, 102, 8, status="running")
+    ha_pve.ha_config["ct:100"] = {"sid": "ct:100", "type": "ct", "state": "started"}
+    live.ha_state = "started"
+    play = run_play(
+        tmp_path,
+        {"api": api_for(ha_pve, fakepve_cafile)},
+        [
+            ("info", "proxmoxwp_lxc_info", {"service_id": 7}),
+            ("check", "proxmoxwp_lxc", {"service_id": 7, "state": "absent", "check_mode": True}),
+            ("archive_only", "proxmoxwp_lxc", {"service_id": 7, "state": "absent", "vmid": 101}),
+            ("not_of_the_service", "proxmoxwp_lxc", {"service_id": 7, "state": "absent", "vmid": 102}),
+            ("absent", "proxmoxwp_lxc", {"service_id": 7, "state": "absent"}),
+            ("absent_again", "proxmoxwp_lxc", {"service_id": 7, "state": "absent"}),
+            ("info_after", "proxmoxwp_lxc_info", {"service_id": 7}),
+        ],
+    )
+    info = ok(play["info"])
+    assert info["live"]["vmid"] == 100 and info["live"]["ha"] == {"sid": "ct:100", "state": "started"}
+    assert [a["vmid"] for a in info["archives"]] == [101] and info["archives"][0]["archive"]
+    assert info["archives"][0]["latest_snapshot"] == "BAK01012026-1"
+    assert [c["vmid"] for c in info["containers"]] == [100, 101]
+    check = ok(play["check"])
+    assert check["changed"] and check["removed"] == [100, 101]
+    assert ok(play["archive_only"])["removed"] == [101] and play["archive_only"]["changed"]
+    assert ok(play["not_of_the_service"])["removed"] == [] and not play["not_of_the_service"]["changed"]
+    absent = ok(play["absent"])
+    assert absent["changed"] and absent["removed"] == [100]
+    again = ok(play["absent_again"])
+    assert not again["changed"] and again["removed"] == []
+    assert ok(play["info_after"])["containers"] == []
+
+    assert [c.vmid for c in ha_pve.cts] == [102] and ha_pve.ha_config == {}
+    calls = mutations(ha_pve)
+    assert [(m, p) for m, p, _ in calls] == [
+        ("DELETE", "/nodes/pve1/lxc/101"),
+        ("DELETE", "/cluster/ha/resources/ct:100"),
+        ("POST", "/nodes/pve1/lxc/100/status/stop"),
+        ("DELETE", "/nodes/pve1/lxc/100"),
+    ]
+    assert [(d["vmid"], d.get("purge"), d.get("destroy-unreferenced-disks")) for d in ha_pve.destroyed] == [
+        (101, 1, 1),
+        (100, 1, 1),
+    ]
+
+
+def test_ha_resource_and_ha_aware_power(ha_pve, fakepve_cafile, tmp_path):
+    site_ct(ha_pve, 100, 9)
+    ha = {"vmid": 100}
+    power = {"vmid": 100}
+    play = run_play(
+        tmp_path,
+        {"api": api_for(ha_pve, fakepve_cafile)},
+        [
+            ("add_check", "proxmoxwp_ha_resource", dict(ha, check_mode=True)),
+            ("add", "proxmoxwp_ha_resource", dict(ha, wait=True)),
+            ("add_again", "proxmoxwp_ha_resource", dict(ha, wait=True)),
+            ("update", "proxmoxwp_ha_resource", dict(ha, max_restart=3, comment="site-9")),
+            ("update_again", "proxmoxwp_ha_resource", dict(ha, max_restart=3, comment="site-9")),
+            ("stop", "proxmoxwp_lxc_power", dict(power, state="stopped")),
+            ("stop_again", "proxmoxwp_lxc_power", dict(power, state="stopped")),
+            ("start", "proxmoxwp_lxc_power", dict(power, state="started")),
+            ("restart", "proxmoxwp_lxc_power", dict(power, state="restarted")),
+            ("info", "proxmoxwp_lxc_info", {"service_id": 9}),
+            ("disable", "proxmoxwp_ha_resource", dict(ha, requested_state="disabled", wait=True)),
+            ("remove", "proxmoxwp_ha_resource", dict(ha, state="absent")),
+            ("remove_again", "proxmoxwp_ha_resource", dict(ha, state="absent")),
+            ("missing_ct", "proxmoxwp_ha_resource", {"vmid": 555}),
+        ],
+    )
+    assert ok(play["add_check"])["changed"] and play["add_check"]["diff"]["after"] == {
+        "sid": "ct:100",
+        "state": "started",
+    }
+    add = ok(play["add"])
+    assert add["changed"] and add["sid"] == "ct:100" and add["state"] == "started" and add["status"] == "running"
+    assert not ok(play["add_again"])["changed"]
+    update = ok(play["update"])
+    assert update["changed"]
+    assert update["diff"] == {
+        "before": {"max_restart": 1, "comment": ""},
+        "after": {"max_restart": 3, "comment": "site-9"},
+    }
+    assert not ok(play["update_again"])["changed"]
+
+    stop = ok(play["stop"])
+    assert stop["changed"] and stop["status"] == "stopped" and stop["ha_state"] == "stopped"
+    assert not ok(play["stop_again"])["changed"]
+    start = ok(play["start"])
+    assert start["changed"] and start["status"] == "running" and start["ha_state"] == "started"
+    restart = ok(play["restart"])
+    assert restart["changed"] and restart["status"] == "running" and restart["ha_state"] == "started"
+    assert ok(play["info"])["live"]["ha"] == {"sid": "ct:100", "state": "started"}
+    disable = ok(play["disable"])
+    assert disable["changed"] and disable["state"] == "disabled" and disable["status"] == "stopped"
+    assert ok(play["remove"])["changed"] and play["remove"]["state"] is None
+    assert not ok(play["remove_again"])["changed"]
+    assert "CT 555 does not exist" in failed(play["missing_ct"])
+
+    calls = [(m, p) for m, p, _ in mutations(ha_pve)]
+    assert not [p for m, p in calls if "/status/" in p], "an HA resource is powered through HA only"
+    puts = [b for m, p, b in mutations(ha_pve) if m == "PUT" and p == "/cluster/ha/resources/ct:100"]
+    assert [b for b in puts if b.startswith(b"state=") or b"&state=" in b][:4] == [
+        b"state=stopped",
+        b"state=started",
+        b"state=stopped",
+        b"state=started",
+    ]
+    assert ha_pve.ha_config == {} and ha_pve.ct(100).ha_state is None
+
+
+def test_nextid_race_and_failed_create_leave_nothing_behind(ha_pve, fakepve_cafile, tmp_path):
+    ha_pve.steal_next_ids = 2
+    ha_pve.failing_creates["site-51"] = "unable to create CT 103 - rsync: write failed: No space left on device"
+    play = run_play(
+        tmp_path,
+        {"api": api_for(ha_pve, fakepve_cafile)},
+        [
+            ("race", "proxmoxwp_lxc", dict(PLAN, service_id=50, hostname="site-50")),
+            ("failing", "proxmoxwp_lxc", dict(PLAN, service_id=51, hostname="site-51")),
+            ("info", "proxmoxwp_lxc_info", {"service_id": 51}),
+            ("taken", "proxmoxwp_lxc", dict(PLAN, service_id=52, hostname="site-52", vmid=100)),
+        ],
+    )
+    race = ok(play["race"])
+    assert (race["vmid"], race["ip"]) == (102, "10.77.0.102"), "ids 100 and 101 were taken after nextid gave them"
+    assert ha_pve.ct(100).name == "somebody-else" and ha_pve.ct(101).name == "somebody-else"
+    message = failed(play["failing"])
+    assert "No space left on device" in message and "The half-created CT 103 was destroyed" in message
+    assert ok(play["info"])["containers"] == []
+    assert ha_pve.ct(103) is None
+    assert "vmid 100 is already used" in failed(play["taken"])
+
+
+def test_errors_carry_pve_messages_and_never_the_secret(pve, fakepve_cafile, tmp_path):
+    site_ct(pve, 100, 60)
+    pve.fail("POST", "/nodes/pve1/lxc/100/status/start", error="missing_rootfs_configuration")
+    pve.fail(
+        "PUT", "/nodes/pve1/lxc/100/config", 500, "can't lock file '/run/lock/lxc/pve-config-100.lock' - got timeout"
+    )
+    play = run_play(
+        tmp_path,
+        {
+            "api": api_for(pve, fakepve_cafile),
+            "wrong_token": api_for(pve, fakepve_cafile, token_secret="not-the-secret"),
+        },
+        [
+            ("task_failure", "proxmoxwp_lxc_power", {"vmid": 100, "state": "started"}),
+            ("http_500", "proxmoxwp_lxc", dict(PLAN, service_id=60, memory=4096)),
+            ("field_error", "proxmoxwp_lxc", dict(PLAN, service_id=61, hostname="site-61", memory=8)),
+            ("missing_template", "proxmoxwp_lxc", dict(PLAN, service_id=62, ostemplate="local:vztmpl/nope.tar.zst")),
+            ("info_62", "proxmoxwp_lxc_info", {"service_id": 62}),
+            ("auth", "proxmoxwp_lxc_info", {"service_id": 60, "api": "{{ wrong_token }}"}),
+        ],
+        verbosity="-vvv",
+    )
+    message = failed(play["task_failure"])
+    assert message.startswith("PVE task start of CT 100 failed: missing 'rootfs' configuration")
+    assert "TASK ERROR: missing 'rootfs' configuration" in message and "UPID:pve1:" in message
+    assert failed(play["http_500"]) == (
+        "PVE refused PUT /nodes/pve1/lxc/100/config: can't lock file '/run/lock/lxc/pve-config-100.lock' - got "
+        "timeout [HTTP 500]"
+    )
+    field = failed(play["field_error"])
+    assert field.startswith("PVE refused POST /nodes/pve1/lxc: Parameter verification failed. (memory: ")
+    assert field.endswith("[HTTP 400]")
+    missing = failed(play["missing_template"])
+    assert "volume 'local:vztmpl/nope.tar.zst' does not exist" in missing
+    assert "No container was left behind" in missing
+    assert ok(play["info_62"])["containers"] == []
+    auth = failed(play["auth"])
+    assert "authentication failure [HTTP 401]; check api.token_id and api.token_secret" in auth
+    assert pve.ct(100).config["memory"] == 1024
+    for secret in (SECRET, "not-the-secret"):
+        assert secret not in play.output
+        assert secret not in json.dumps(play.results)
+
+
+def fingerprint_of(cafile: str) -> str:
+    der = ssl.PEM_cert_to_DER_cert(Path(cafile).read_text())
+    return hashlib.sha256(der).hexdigest()
+
+
+def test_tls_pinning_and_verification(pve, fakepve_cafile, tmp_path):
+    site_ct(pve, 100, 70)
+    digest = fingerprint_of(fakepve_cafile)
+    pinned = ":".join(digest[i : i + 2] for i in range(0, 64, 2)).upper()
+    (tmp_path / "other-pki").mkdir()
+    other_ca = make_cert(str(tmp_path / "other-pki"), hosts=("127.0.0.1",))[0]
+    play = run_play(
+        tmp_path,
+        {
+            "api": api_for(pve, fakepve_cafile),
+            "pinned": api_for(pve, None, fingerprint=pinned, validate_certs=True),
+            "pinned_plain_hex": api_for(pve, None, fingerprint=digest),
+            "wrong_pin": api_for(pve, None, fingerprint="00" * 32),
+            "wrong_ca": api_for(pve, other_ca),
+            "no_ca": api_for(pve, None),
+            "bad_pin": api_for(pve, None, fingerprint="abc"),
+        },
+        [
+            ("pinned", "proxmoxwp_lxc_info", {"service_id": 70, "api": "{{ pinned }}"}),
+            (
+                "pinned_plain_hex",
+                "proxmoxwp_lxc_power",
+                {"vmid": 100, "state": "started", "api": "{{ pinned_plain_hex }}"},
+            ),
+            ("wrong_pin", "proxmoxwp_lxc_info", {"service_id": 70, "api": "{{ wrong_pin }}"}),
+            ("wrong_ca", "proxmoxwp_lxc_info", {"service_id": 70, "api": "{{ wrong_ca }}"}),
+            ("no_ca", "proxmoxwp_lxc_info", {"service_id": 70, "api": "{{ no_ca }}"}),
+            ("bad_pin", "proxmoxwp_lxc_info", {"service_id": 70, "api": "{{ bad_pin }}"}),
+        ],
+    )
+    assert ok(play["pinned"])["live"]["vmid"] == 100
+    assert ok(play["pinned_plain_hex"])["status"] == "running"
+    wrong_pin = failed(play["wrong_pin"])
+    assert wrong_pin.startswith("TLS verification of the Proxmox VE API at 127.0.0.1:")
+    assert (
+        f"the server certificate's SHA-256 fingerprint is {pinned}, not the pinned api.fingerprint 00:00" in wrong_pin
+    )
+    for key in ("wrong_ca", "no_ca"):
+        message = failed(play[key])
+        assert message.startswith("TLS verification of the Proxmox VE API at 127.0.0.1:"), message
+        assert "certificate verify failed" in message and "api.ca_file" in message
+    assert "api.fingerprint must be the SHA-256 fingerprint" in failed(play["bad_pin"])
+
+
+# ------------------------------------------------------------------- the client itself, in this process
+
+
+def load_client_module():
+    spec = importlib.util.spec_from_file_location("proxmoxwp_pve", ROOT / "plugins/module_utils/proxmoxwp_pve.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_client_timeouts_and_unreachable_api(pve, fakepve_cafile):
+    client_module = load_client_module()
+    api = api_for(pve, fakepve_cafile, timeout=1)
+    client = client_module.PveClient(api, task_timeout=1)
+    assert client.get("/version")["version"]
+    assert client_module.clean_params({"a": True, "b": False, "c": None, "d": "x"}) == {"a": 1, "b": 0, "d": "x"}
+
+    # A task still running at task_timeout: the message names the task.
+    site_ct(pve, 100, 80)
+    pve.ct(100).start_secs = 2
+    pve.time_scale = 1
+    upid = client.post("/nodes/pve1/lxc/100/status/start")
+    with pytest.raises(client_module.PveApiError) as caught:
+        client.wait_task(upid, "start of CT 100", timeout=0.5)
+    assert f"PVE task {upid} (start of CT 100) was still running after 0.5 s (task_timeout)" in caught.value.message
+    with pytest.raises(client_module.PveApiError) as caught:
+        client.wait_ct_status("pve1", 100, "running", timeout=0.3)
+    assert "CT 100 on pve1 did not become running within 0.3 s (task_timeout); last status seen: stopped" in str(
+        caught.value
+    )
+    # Polling goes on until the task ends; then its exit status counts.
+    assert client.wait_task(upid, "start of CT 100", timeout=30)["exitstatus"] == "OK"
+    assert client.wait_ct_status("pve1", 100, "running", timeout=5)["status"] == "running"
+    pve.time_scale = 0
+
+    # An API that does not answer in time, and one that is not there.
+    pve.flaky_network(hang_rate=1.0, hang_secs=2)
+    with pytest.raises(client_module.PveApiError) as caught:
+        client.get("/cluster/resources")
+    assert caught.value.message == (
+        f"Proxmox VE API at {api['host']}:{api['port']} did not answer within 1 s (GET /cluster/resources)"
+    )
+    pve.flaky_network()
+    closed = client_module.PveClient(dict(api, port=1), task_timeout=1)
+    with pytest.raises(client_module.PveApiError) as caught:
+        closed.get("/version")
+    assert caught.value.message.startswith(f"Could not connect to the Proxmox VE API at {api['host']}:1 (GET /version)")
+    assert SECRET not in caught.value.message
