@@ -10,7 +10,7 @@ description:
     site's tags, hostname, its own address by the vmid rule, the HA resource and a start.
   - The container that was live is stopped and loses its HA resource. It is kept, tagged C(archive) and not
     started at boot, when it holds snapshots (the customer's other backups), and destroyed when it holds none.
-  - Every step can be undone: when the clone fails it is destroyed; when the new container cannot take over,
+  - Every step can be undone. When the clone fails it is destroyed; when the new container cannot take over,
     it is destroyed and the old one gets back its tags, HA resource and power state.
   - A restore is an action, not a state, so it always reports a change. In check mode nothing is done.
 version_added: "0.1.0"
