@@ -15,15 +15,9 @@ description:
   - A restore is an action, not a state, so it always reports a change. In check mode nothing is done.
 version_added: "0.1.0"
 author: ProxmoxWP
+extends_documentation_fragment:
+  - proxmoxwp_api
 options:
-  api:
-    description: Connection to the Proxmox VE API, as for every proxmoxwp module (see docs/modules.md).
-    type: dict
-    required: true
-  task_timeout:
-    description: Seconds to wait for one PVE task or for a container to reach a power state.
-    type: int
-    default: 900
   service_id:
     description: The service whose containers carry the tags C(proxmoxwp) and C(svc-<service_id>).
     type: int
