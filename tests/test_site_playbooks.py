@@ -105,12 +105,26 @@ def test_a_plan_with_a_smaller_disk_is_refused_and_nothing_changes(site, pve):
     assert live(pve) == before
 
 
-def test_restart_starts_the_container_again(site, pve):
+def test_actions_are_done_once_per_job(site, pve):
+    """Restart, reset and rollback are actions; the job id recorded on the container makes a retry a no-op."""
     site("site_create.yml", plan="basic")
     pid = pve.call(lambda: pve.pve.cts[0].pid)
-    site("site_power.yml", power_action="restart")
+    twice(site, "site_power.yml", power_action="restart", proxmoxwp_job_id=71)
     assert live(pve)[1]["status"] == "running"
     assert pve.call(lambda: pve.pve.cts[0].pid) != pid
+    assert "job-71" in live(pve)[1]["tags"]
+    pid = pve.call(lambda: pve.pve.cts[0].pid)
+    site("site_power.yml", power_action="restart", proxmoxwp_job_id=72)
+    assert pve.call(lambda: pve.pve.cts[0].pid) != pid, "another job restarts again"
+
+    site("backup_create.yml", bak=BAK[0])
+    site("backup_create.yml", bak=BAK[1])
+    twice(site, "backup_rollback.yml", bak=BAK[1], proxmoxwp_job_id=73)
+    assert live(pve)[1]["config"]["parent"] == BAK[1]
+    twice(site, "backup_rollback.yml", bak=BAK[0], proxmoxwp_job_id=74)
+    twice(site, "site_power.yml", power_action="reset", proxmoxwp_job_id=75)
+    assert live(pve)[1]["status"] == "running"
+    assert sorted(n for ct in cluster(pve).values() for n in ct["snapshots"] if n != "initial") == BAK[:2]
 
 
 def test_rollback_to_an_older_backup_on_drbd_keeps_every_backup(site, pve):

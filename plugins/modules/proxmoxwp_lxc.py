@@ -126,6 +126,12 @@ options:
       - V(true) adds the C(suspended) tag, V(false) removes it, omitted leaves the tags as they are.
       - The tag only marks the site; stopping it is M(proxmoxwp_lxc_power)'s job.
     type: bool
+  job_id:
+    description:
+      - Records on the container, as the tag C(job-<job_id>), the job whose action (a rollback, a restart) was
+        carried out last, so that a retry of the same job can see that it is done. Replaces an earlier
+        C(job-*) tag; omitted leaves it.
+    type: int
 notes:
   - Booleans are sent to PVE as 1/0; every task (UPID) is waited for and must end with exit status OK (C(WARNINGS)
     is accepted and reported as a warning).
@@ -232,6 +238,7 @@ from ansible.module_utils.proxmoxwp_guests import (  # noqa: E402
 from ansible.module_utils.proxmoxwp_pve import PveApiError, api_argument_spec, connect  # noqa: E402
 
 NEXTID_TRIES = 5
+JOB_TAG_PREFIX = "job-"
 CREATE_REQUIRED = ("node", "hostname", "ostemplate", "storage", "disk_gb", "network", "gateway")
 PVE_DEFAULTS = {"memory": 512, "swap": 512}
 
@@ -240,12 +247,14 @@ class ModuleFailure(Exception):
     """Ends the module with this message (and the result so far)."""
 
 
-def wanted_tags(service_id, tags, suspended):
+def wanted_tags(service_id, tags, suspended, job_id=None):
     out = set(tags) | {PROJECT_TAG, service_tag(service_id)}
     if suspended is True:
         out.add(SUSPENDED_TAG)
     elif suspended is False:
         out.discard(SUSPENDED_TAG)
+    if job_id is not None:
+        out = {tag for tag in out if not tag.startswith(JOB_TAG_PREFIX)} | {f"{JOB_TAG_PREFIX}{job_id}"}
     return out
 
 
@@ -386,7 +395,7 @@ def reconcile(module, client, live, result):
         before["onboot"], after["onboot"] = onboot, p["onboot"]
         changes["onboot"] = p["onboot"]
     tags = parse_tags(config.get("tags"))
-    new_tags = wanted_tags(p["service_id"], tags, p["suspended"])
+    new_tags = wanted_tags(p["service_id"], tags, p["suspended"], p["job_id"])
     if new_tags != set(tags):
         before["tags"], after["tags"] = format_tags(tags), format_tags(new_tags)
         changes["tags"] = format_tags(new_tags)
@@ -458,6 +467,7 @@ def main():
             ssh_public_keys={"type": "str"},
             description={"type": "str"},
             suspended={"type": "bool"},
+            job_id={"type": "int"},
         ),
         supports_check_mode=True,
     )
