@@ -10,6 +10,8 @@ from datetime import UTC, datetime
 import pytest
 from sites import ROOT, cluster, run_playbook, site_inventory
 
+pytestmark = pytest.mark.cluster
+
 SERVICE = 4101
 TODAY = datetime.now(UTC).strftime("%d%m%Y")
 BAK = [f"BAK{TODAY}-{n}" for n in (1, 2, 3)]
