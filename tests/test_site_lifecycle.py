@@ -117,6 +117,10 @@ FAULTS = {
         lambda p: p.fail_task("POST", "/snapshot", "snapshot feature is not available", 1),
         "snapshot feature is not available",
     ),
+    "task status timeout": (
+        lambda p: p.hang("GET", "/nodes/{node}/tasks/{upid}/status", 15),
+        "did not answer within",
+    ),
     "node offline": (lambda p: p.node_offline("pve1"), "pve1"),
 }
 
