@@ -5,29 +5,16 @@ from __future__ import annotations
 
 import time
 import urllib.parse
-from collections.abc import Callable
 
 import pytest
 import requests
+from conftest import wait_until
 
 from tests.pve.fake import DRBD, TEMPLATE_VOLID
 
-# Also registered from tests/conftest.py; named here too so this file runs on its own.
-pytest_plugins = ["tests.pve.plugin"]
+pytestmark = pytest.mark.cluster
 
 NODE = "pve1"
-
-
-def eventually(condition: Callable[[], object], timeout: float = 5.0, what: str = "") -> object:
-    """Poll until condition() is truthy; fail after timeout seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what or condition}")
-        time.sleep(0.02)
 
 
 class Api:
@@ -55,7 +42,7 @@ class Api:
     def task(self, upid: str) -> dict:
         """The finished task's status (polled until it stops)."""
         path = f"/nodes/{upid.split(':')[1]}/tasks/{urllib.parse.quote(upid, safe='')}/status"
-        return eventually(lambda: (s := self.ok("GET", path))["status"] == "stopped" and s, what=f"task {upid}")
+        return wait_until(lambda: (s := self.ok("GET", path))["status"] == "stopped" and s, what=f"task {upid}")
 
     def run(self, method: str, path: str, **params) -> str:
         """Start a task and return its exit status ('OK' or the error)."""
@@ -135,14 +122,14 @@ def test_rolling_back_a_container_ha_wants_started_fails_on_drbd_until_ha_stops_
     create_ct(api, 100)
     snapshot(api, 100, "first")
     api.ok("POST", "/cluster/ha/resources", sid="ct:100", state="started")
-    eventually(lambda: ct_status(api, 100) == "running", what="HA starts the container")
+    wait_until(lambda: ct_status(api, 100) == "running", what="HA starts the container")
     status = api.run("POST", ct_path(100, "/snapshot/first/rollback"))
     assert "in use" in status and "vm-100-disk-0" in status, status
-    eventually(lambda: ct_status(api, 100) == "running", what="HA starts it again after the rollback stopped it")
+    wait_until(lambda: ct_status(api, 100) == "running", what="HA starts it again after the rollback stopped it")
     assert "lock" not in api.ok("GET", ct_path(100, "/config"))
 
     api.ok("PUT", "/cluster/ha/resources/ct:100", state="stopped")
-    eventually(lambda: ct_status(api, 100) == "stopped", what="HA stops the container")
+    wait_until(lambda: ct_status(api, 100) == "stopped", what="HA stops the container")
     assert api.run("POST", ct_path(100, "/snapshot/first/rollback"), start=1) == "OK"
     manager_passes(pve, 2)
     assert ct_status(api, 100) == "running", "start=1 is an HA start request: HA does not stop it again"
@@ -261,7 +248,7 @@ def test_direct_power_requests_of_an_ha_container_become_ha_requests_and_destroy
     create_ct(api, 100)
     api.ok("POST", "/cluster/ha/resources", sid="ct:100", state="stopped")
     assert api.run("POST", ct_path(100, "/status/start")) == "OK"
-    eventually(lambda: ct_status(api, 100) == "running")
+    wait_until(lambda: ct_status(api, 100) == "running")
     assert api.ok("GET", "/cluster/ha/resources/ct:100")["state"] == "started"
     refused = api.request("DELETE", ct_path(100))
     assert refused.reason == "unable to remove CT 100 - used in HA resources and purge parameter not set."
@@ -274,13 +261,13 @@ def test_the_ha_manager_restarts_a_container_stopped_behind_its_back_only_if_it_
     create_ct(api, 101, start=1)
     api.ok("POST", "/cluster/ha/resources", sid="ct:100", state="started")
     api.ok("POST", "/cluster/ha/resources", sid="ct:101", state="stopped")
-    eventually(lambda: ct_status(api, 100) == "running", what="HA starts ct:100")
-    eventually(lambda: ct_status(api, 101) == "stopped", what="HA stops ct:101")
+    wait_until(lambda: ct_status(api, 100) == "running", what="HA starts ct:100")
+    wait_until(lambda: ct_status(api, 101) == "stopped", what="HA stops ct:101")
     pid = api.ok("GET", ct_path(100, "/status/current"))["pid"]
 
     pve.call(pve.pve.stop_behind_back, 100)
     assert pve.call(lambda: pve.pve.ct(100).ha_state) == "started"
-    eventually(lambda: ct_status(api, 100) == "running", what="HA starts ct:100 again")
+    wait_until(lambda: ct_status(api, 100) == "running", what="HA starts ct:100 again")
     assert api.ok("GET", ct_path(100, "/status/current"))["pid"] != pid
     manager_passes(pve, 3)
     assert ct_status(api, 101) == "stopped", "HA leaves a container it wants stopped alone"
@@ -296,14 +283,14 @@ def test_the_ha_manager_restarts_a_container_stopped_behind_its_back_only_if_it_
 def manager_passes(pve, count: int) -> None:
     """Wait until the background HA manager has had `count` more chances to act."""
     start = pve.call(lambda: pve.pve.ha_ticks)
-    eventually(lambda: pve.call(lambda: pve.pve.ha_ticks) >= start + count, what=f"{count} HA manager passes")
+    wait_until(lambda: pve.call(lambda: pve.pve.ha_ticks) >= start + count, what=f"{count} HA manager passes")
 
 
 def test_a_container_that_cannot_start_ends_in_the_ha_error_state(api, pve):
     create_ct(api, 100)
     pve.call(setattr, pve.pve.ct(100), "start_error", "startup for container '100' failed")
     api.ok("POST", "/cluster/ha/resources", sid="ct:100", max_restart=0)
-    eventually(lambda: "ct:100" in pve.call(lambda: set(pve.pve.ha_errors)), what="the error state")
+    wait_until(lambda: "ct:100" in pve.call(lambda: set(pve.pve.ha_errors)), what="the error state")
     refused = api.request("PUT", "/cluster/ha/resources/ct:100", state="started")
     assert refused.reason == "service 'ct:100' in error state, must be disabled and fixed first"
     api.ok("PUT", "/cluster/ha/resources/ct:100", state="disabled")
@@ -347,6 +334,38 @@ def test_an_offline_node_answers_595(api, pve):
     assert [n["status"] for n in api.ok("GET", "/nodes")] == ["offline"]
     pve.call(pve.pve.node_offline, NODE, False)
     assert api.ok("GET", f"/nodes/{NODE}/lxc") == []
+
+
+def test_take_ids_after_nextid_lets_another_client_take_the_id_before_the_create(api, pve):
+    pve.call(pve.pve.take_ids_after_nextid, 1)
+    assert api.ok("GET", "/cluster/nextid", vmid=105) == "105", "asking whether an id is free does not count"
+    assert api.ok("GET", "/cluster/nextid") == "100"
+    taken = api.request(
+        "POST", f"/nodes/{NODE}/lxc", vmid=100, ostemplate=TEMPLATE_VOLID, rootfs=f"{DRBD}:8", hostname="mine"
+    )
+    assert (taken.status_code, taken.reason) == (500, f"CT 100 already exists on node '{NODE}'")
+    assert api.ok("GET", ct_path(100, "/config"))["hostname"] == "somebody-else"
+    assert ct_status(api, 100) == "stopped"
+    assert api.ok("GET", "/cluster/nextid") == "101"
+    create_ct(api, 101)
+    assert api.ok("GET", "/cluster/nextid") == "102", "only `count` ids are taken"
+
+
+def test_fail_create_leaving_container_fails_the_task_and_keeps_the_container(api, pve):
+    message = "unable to create CT 101 - rsync: write failed: No space left on device"
+    pve.call(pve.pve.fail_create_leaving_container, message, 1, "ct101")
+    create_ct(api, 100)  # another hostname: not affected
+    upid = api.ok(
+        "POST", f"/nodes/{NODE}/lxc", vmid=101, ostemplate=TEMPLATE_VOLID, rootfs=f"{DRBD}:8", hostname="ct101"
+    )
+    task = api.task(upid)
+    assert (task["type"], task["exitstatus"]) == ("vzcreate", message)
+    log = [line["t"] for line in api.ok("GET", f"/nodes/{NODE}/tasks/{urllib.parse.quote(upid, safe='')}/log")]
+    assert log[-2:] == [message, f"TASK ERROR: {message}"]
+    config = api.ok("GET", ct_path(101, "/config"))
+    assert config["rootfs"] == f"{DRBD}:vm-101-disk-0,size=8G" and "lock" not in config, "left behind, unlocked"
+    assert api.run("DELETE", ct_path(101), purge=1) == "OK"
+    create_ct(api, 101)  # `times` used up: the next create of the hostname succeeds
 
 
 # ------------------------------------------------------------------------------------- token and requests

@@ -1,12 +1,11 @@
-"""The proxmoxwp_* Ansible modules, run as operators run them: ansible-playbook against fakepve.
+"""The proxmoxwp_* Ansible modules, run as operators run them: ansible-playbook against the project's fake PVE.
 
 Each test writes a small playbook (several module calls, each registered and allowed to fail), runs it with
 ansible-playbook on localhost, and reads what every call returned from a JSON file the playbook writes last.
-The fake PVE comes from fakepve's pytest plugin (time_scale 0: tasks end before their request returns).
-
-Plain fakepve keeps no HA resources (its /cluster/ha/resources answers are made up from the schema) and has no
-hook between `nextid` and `create`; `HaFakePve` below adds both for the tests that need them. The project fake
-in tests/pve/ goes further (DRBD rules, an HA manager with delays); these tests do not depend on it.
+The fake PVE is tests/pve's ProjectPve from the `pve` fixture (time_scale 0: tasks end before their request
+returns), reached with the `pve_api` connection settings (the project's API token, its CA file). It serves on its
+own event loop thread, so the tests read and change its model only through `pve.call(...)`; its HA manager
+converges HA-managed containers in the background, its fault helpers (tests/pve/faults.py) inject the failures.
 """
 
 from __future__ import annotations
@@ -18,41 +17,34 @@ import os
 import ssl
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-from fakepve import FakePve, PveError
-from fakepve.certs import make_cert
-from fakepve.pytest_plugin import _Serving
+
+from tests.pve.fake import TEMPLATE_VOLID, ProjectPve
+from tests.pve.serving import ServedPve, make_pki
+
+pytestmark = pytest.mark.cluster
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
-TOKEN_ID = "proxmoxwp@pve!ansible"
-SECRET = "secret-value"
-TEMPLATE_NAME = "debian-12-standard_12.7-1_amd64.tar.zst"
-TEMPLATE = "local:vztmpl/" + TEMPLATE_NAME
 API_PREFIX = "/api2/json"
 
 
 # ---------------------------------------------------------------------------------------------- the fake
+# The helpers taking a ProjectPve change the model: run them through pve.call(helper, pve.pve, ...).
 
 
-def prepare(pve: FakePve) -> FakePve:
-    """The API token the modules use and an OS template on `local` (rootfs go to `local-lvm`)."""
-    pve.apitokens[TOKEN_ID] = SECRET
-    pve.store_file("local", TEMPLATE_NAME, 130 * 1024**2, content="vztmpl")
-    return pve
-
-
-def site_ct(pve: FakePve, vmid: int, service_id: int, *extra_tags: str, **kwargs):
+def site_ct(model: ProjectPve, vmid: int, service_id: int, *extra_tags: str, **kwargs):
     tags = ";".join(["proxmoxwp", f"svc-{service_id}", *extra_tags])
     config = {"tags": tags, "rootfs": f"local-lvm:vm-{vmid}-disk-0,size=8G", "onboot": 1, "memory": 1024}
     config.update(kwargs.pop("config", {}))
-    return pve.add_ct(vmid, name=f"site-{service_id}", config=config, **kwargs)
+    model.add_ct(vmid, name=f"site-{service_id}", config=config, **kwargs)
+    return model.ct(vmid)
 
 
-def take_snapshot(ct, name: str, when: int):
+def take_snapshot(model: ProjectPve, vmid: int, name: str, when: int) -> None:
+    ct = model.ct(vmid)
     snap = {k: v for k, v in ct.config.items() if k != "parent"}
     snap.update(snaptime=when, description="")
     if ct.config.get("parent"):
@@ -61,123 +53,19 @@ def take_snapshot(ct, name: str, when: int):
     ct.config["parent"] = name
 
 
-class HaFakePve(FakePve):
-    """fakepve with stateful HA resources, a nextid race on demand and a create task that fails leaving its CT.
-
-    HA requests act at once (time_scale 0): `started` runs the container, `stopped`/`disabled` stop it.
-    """
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.ha_config: dict[str, dict] = {}
-        # This many `nextid` answers are taken by another client right after they were given.
-        self.steal_next_ids = 0
-        # hostname -> exit status: the create task of that hostname fails, leaving the container behind.
-        self.failing_creates: dict[str, str] = {}
-        # The parameters of every DELETE /nodes/{node}/lxc/{vmid} (its query string is not in pve.requests).
-        self.destroyed: list[dict] = []
-
-    async def _nextid(self, v, user):
-        vmid = await super()._nextid(v, user)
-        if self.steal_next_ids and v.get("vmid") in (None, ""):
-            self.steal_next_ids -= 1
-            self.add_ct(int(vmid), name="somebody-else")
-        return vmid
-
-    async def _lxc_create(self, user, v):
-        upid = await super()._lxc_create(user, v)
-        message = self.failing_creates.get(v.get("hostname"))
-        if message:
-            task = self.tasks[upid]
-            task["exitstatus"] = message
-            task["log"] = [line for line in task["log"] if line != "TASK OK"] + [message, "TASK ERROR: " + message]
-        return upid
-
-    async def _lxc_destroy(self, user, v):
-        self.destroyed.append(dict(v))
-        return await super()._lxc_destroy(user, v)
-
-    def _routes_ha_resources(self):
-        return [
-            ("GET", "/cluster/ha/resources", self._ha_list),
-            ("POST", "/cluster/ha/resources", self._ha_add),
-            ("GET", "/cluster/ha/resources/{sid}", self._ha_get),
-            ("PUT", "/cluster/ha/resources/{sid}", self._ha_put),
-            ("DELETE", "/cluster/ha/resources/{sid}", self._ha_delete),
-        ]
-
-    def _ha_ct(self, sid):
-        ct = self.ct(int(str(sid).split(":")[-1]))
-        if ct is None:
-            raise PveError(500, f"unable to find service '{sid}'")
-        return ct
-
-    def _ha_apply(self, ct, state):
-        ct.ha_state = state
-        if state == "started" and ct.status != "running":
-            ct.status, ct.started_at, ct.pid = "running", time.time(), next(self._ct_pids)
-        elif state in ("stopped", "disabled") and ct.status == "running":
-            ct.status, ct.pid = "stopped", None
-
-    async def _ha_list(self, v, user):
-        return [dict(entry) for entry in self.ha_config.values()]
-
-    async def _ha_get(self, v, user):
-        if v["sid"] not in self.ha_config:
-            raise PveError(500, f"no such resource '{v['sid']}'")
-        return dict(self.ha_config[v["sid"]])
-
-    async def _ha_add(self, v, user):
-        sid = v["sid"]
-        if sid in self.ha_config:
-            raise PveError(500, f"resource ID '{sid}' already defined")
-        ct = self._ha_ct(sid)
-        entry = {"sid": sid, "type": "ct", "state": v.get("state") or "started", "digest": "0" * 40}
-        entry.update({k: v[k] for k in ("max_restart", "max_relocate", "comment") if v.get(k) is not None})
-        self.ha_config[sid] = entry
-        self._ha_apply(ct, entry["state"])
-
-    async def _ha_put(self, v, user):
-        entry = self.ha_config.get(v["sid"])
-        if entry is None:
-            raise PveError(500, f"no such resource '{v['sid']}'")
-        entry.update({k: v[k] for k in ("state", "max_restart", "max_relocate", "comment") if v.get(k) is not None})
-        if v.get("state"):
-            self._ha_apply(self._ha_ct(v["sid"]), v["state"])
-
-    async def _ha_delete(self, v, user):
-        if self.ha_config.pop(v["sid"], None) is None:
-            raise PveError(500, f"no such resource '{v['sid']}'")
-        self._ha_ct(v["sid"]).ha_state = None
+def api_for(pve_api: dict, **overrides) -> dict:
+    """The `pve_api` connection settings with overrides; a None drops the option (the module's default applies)."""
+    return {k: v for k, v in dict(pve_api, **overrides).items() if v is not None}
 
 
-@pytest.fixture
-def ha_pve(_fakepve_pki):
-    """An HaFakePve served like fakepve's own fixture (127.0.0.1, free port, time_scale 0)."""
-    pve = HaFakePve(host="127.0.0.1", port=0)
-    pve.time_scale = 0
-    serving = _Serving(pve, *_fakepve_pki)
-    try:
-        yield prepare(pve)
-    finally:
-        serving.stop()
-
-
-@pytest.fixture
-def pve(fakepve):
-    return prepare(fakepve)
-
-
-def api_for(pve: FakePve, cafile: str, **overrides) -> dict:
-    host, port = pve.url.rsplit("//", 1)[1].rsplit(":", 1)
-    api = {"host": host, "port": int(port), "token_id": TOKEN_ID, "token_secret": SECRET, "ca_file": cafile}
-    api.update(overrides)
-    return {k: v for k, v in api.items() if v is not None}
-
-
-def mutations(pve: FakePve) -> list[tuple[str, str, bytes]]:
+def mutations(pve: ServedPve) -> list[tuple[str, str, bytes]]:
     """The non-GET requests the fake received: (method, path without /api2/json, body)."""
-    return [(m, p.removeprefix(API_PREFIX), b) for m, p, b in pve.requests if m != "GET"]
+    return pve.call(lambda: [(m, p.removeprefix(API_PREFIX), b) for m, p, b in pve.pve.requests if m != "GET"])
+
+
+def model(pve: ServedPve, read):
+    """read(model), run on the fake's loop."""
+    return pve.call(read, pve.pve)
 
 
 # ------------------------------------------------------------------------------------------ running plays
@@ -253,7 +141,7 @@ def failed(result: dict) -> str:
 PLAN = {
     "node": "pve1",
     "hostname": "site-42",
-    "ostemplate": TEMPLATE,
+    "ostemplate": TEMPLATE_VOLID,
     "storage": "local-lvm",
     "disk_gb": 8,
     "cores": 1,
@@ -269,12 +157,12 @@ PLAN = {
 # ----------------------------------------------------------------------------------------------- tests
 
 
-def test_create_is_idempotent_reconciles_and_never_shrinks(pve, fakepve_cafile, tmp_path):
+def test_create_is_idempotent_reconciles_and_never_shrinks(pve, pve_api, tmp_path):
     plan = dict(PLAN, service_id=42)
     bigger = dict(plan, cores=2, memory=2048, disk_gb=12)
     play = run_play(
         tmp_path,
-        {"api": api_for(pve, fakepve_cafile)},
+        {"api": pve_api},
         [
             ("check", "proxmoxwp_lxc", dict(plan, check_mode=True)),
             ("check_ha", "proxmoxwp_ha_resource", {"vmid": 100, "wait": True, "check_mode": True}),
@@ -359,12 +247,12 @@ def test_create_is_idempotent_reconciles_and_never_shrinks(pve, fakepve_cafile, 
 
     # What PVE was asked to change: one create per created service, and the reconcile calls; nothing in check
     # mode, nothing for the refused shrink, nothing for the refused addresses.
-    ct = pve.ct(100)
-    assert ct.config["rootfs"].endswith("size=12G") and ct.config["memory"] == 2048 and ct.config["cores"] == 2
-    assert ct.config["net0"].startswith("name=eth0,bridge=vmbr0,") and "ip=10.77.0.100/16" in ct.config["net0"]
-    assert "gw=10.77.0.1" in ct.config["net0"]
-    assert ct.config["features"] == "nesting=1" and ct.config["unprivileged"] == 1 and ct.config["onboot"] == 0
-    assert ct.config["tags"] == "proxmoxwp;suspended;svc-42" and ct.status == "stopped"
+    config, status = pve.call(lambda: (dict(pve.pve.ct(100).config), pve.pve.ct(100).status))
+    assert config["rootfs"].endswith("size=12G") and config["memory"] == 2048 and config["cores"] == 2
+    assert config["net0"].startswith("name=eth0,bridge=vmbr0,") and "ip=10.77.0.100/16" in config["net0"]
+    assert "gw=10.77.0.1" in config["net0"]
+    assert config["features"] == "nesting=1" and config["unprivileged"] == 1 and config["onboot"] == 0
+    assert config["tags"] == "proxmoxwp;suspended;svc-42" and status == "stopped"
     changes = mutations(pve)
     assert [(m, p) for m, p, _ in changes] == [
         ("POST", "/nodes/pve1/lxc"),
@@ -377,15 +265,15 @@ def test_create_is_idempotent_reconciles_and_never_shrinks(pve, fakepve_cafile, 
     create_body = changes[0][2].decode()
     assert "onboot=1" in create_body and "unprivileged=1" in create_body and "True" not in create_body
     assert b"size=12G" in changes[2][2] and b"disk=rootfs" in changes[2][2]
-    assert {c.vmid for c in pve.cts} == {100, 1234}
+    assert model(pve, lambda m: {c.vmid for c in m.cts}) == {100, 1234}
 
 
-def test_power_and_snapshots(pve, fakepve_cafile, tmp_path):
-    site_ct(pve, 100, 42)
+def test_power_and_snapshots(pve, pve_api, tmp_path):
+    pve.call(site_ct, pve.pve, 100, 42)
     snap = {"vmid": 100}
     play = run_play(
         tmp_path,
-        {"api": api_for(pve, fakepve_cafile)},
+        {"api": pve_api},
         [
             ("start", "proxmoxwp_lxc_power", {"vmid": 100, "state": "started"}),
             ("start_again", "proxmoxwp_lxc_power", {"vmid": 100, "node": "pve1", "state": "started"}),
@@ -454,20 +342,24 @@ def test_power_and_snapshots(pve, fakepve_cafile, tmp_path):
     rollbacks = [b for m, p, b in calls if p.endswith("/rollback")]
     assert len(rollbacks) == 2 and b"start=1" in rollbacks[0] and b"start=0" in rollbacks[1]
     assert sum(1 for m, p, _ in calls if m == "POST" and p.endswith("/snapshot")) == 3
-    assert set(pve.ct(100).snapshots) == {"initial", "BAK01012026-2"}
+    assert model(pve, lambda m: set(m.ct(100).snapshots)) == {"initial", "BAK01012026-2"}
 
 
-def test_absent_removes_every_container_with_its_ha_resource(ha_pve, fakepve_cafile, tmp_path):
-    live = site_ct(ha_pve, 100, 7, status="running")
-    take_snapshot(live, "initial", 1767225600)
-    archive = site_ct(ha_pve, 101, 7, "archive")
-    take_snapshot(archive, "BAK01012026-1", 1767225700)
-    site_ct(ha_pve, 102, 8, status="running")
-    ha_pve.ha_config["ct:100"] = {"sid": "ct:100", "type": "ct", "state": "started"}
-    live.ha_state = "started"
+def test_absent_removes_every_container_with_its_ha_resource(pve, pve_api, tmp_path):
+    def setup(m: ProjectPve) -> None:
+        site_ct(m, 100, 7, status="running")
+        take_snapshot(m, 100, "initial", 1767225600)
+        site_ct(m, 101, 7, "archive")
+        take_snapshot(m, 101, "BAK01012026-1", 1767225700)
+        site_ct(m, 102, 8, status="running")
+        # ct:100 is an HA resource requested started (as `ha-manager add ct:100 --state started` leaves it).
+        m.ha_resources["ct:100"] = {"type": "ct", "state": "started"}
+        m.ct(100).ha_state = "started"
+
+    pve.call(setup, pve.pve)
     play = run_play(
         tmp_path,
-        {"api": api_for(ha_pve, fakepve_cafile)},
+        {"api": pve_api},
         [
             ("info", "proxmoxwp_lxc_info", {"service_id": 7}),
             ("check", "proxmoxwp_lxc", {"service_id": 7, "state": "absent", "check_mode": True}),
@@ -493,27 +385,30 @@ def test_absent_removes_every_container_with_its_ha_resource(ha_pve, fakepve_caf
     assert not again["changed"] and again["removed"] == []
     assert ok(play["info_after"])["containers"] == []
 
-    assert [c.vmid for c in ha_pve.cts] == [102] and ha_pve.ha_config == {}
-    calls = mutations(ha_pve)
+    assert model(pve, lambda m: ([c.vmid for c in m.cts], m.ha_resources_left())) == ([102], [])
+    calls = mutations(pve)
     assert [(m, p) for m, p, _ in calls] == [
         ("DELETE", "/nodes/pve1/lxc/101"),
         ("DELETE", "/cluster/ha/resources/ct:100"),
         ("POST", "/nodes/pve1/lxc/100/status/stop"),
         ("DELETE", "/nodes/pve1/lxc/100"),
     ]
-    assert [(d["vmid"], d.get("purge"), d.get("destroy-unreferenced-disks")) for d in ha_pve.destroyed] == [
-        (101, 1, 1),
-        (100, 1, 1),
-    ]
+    # The parameters of the destroys (in their query string, so not in the bodies above).
+    destroys = model(pve, lambda m: m.requests_sent("DELETE"))
+    assert [
+        (d.path.rsplit("/", 1)[1], d.params.get("purge"), d.params.get("destroy-unreferenced-disks"))
+        for d in destroys
+        if "/lxc/" in d.path
+    ] == [("101", "1", "1"), ("100", "1", "1")]
 
 
-def test_ha_resource_and_ha_aware_power(ha_pve, fakepve_cafile, tmp_path):
-    site_ct(ha_pve, 100, 9)
+def test_ha_resource_and_ha_aware_power(pve, pve_api, tmp_path):
+    pve.call(site_ct, pve.pve, 100, 9)
     ha = {"vmid": 100}
     power = {"vmid": 100}
     play = run_play(
         tmp_path,
-        {"api": api_for(ha_pve, fakepve_cafile)},
+        {"api": pve_api},
         [
             ("add_check", "proxmoxwp_ha_resource", dict(ha, check_mode=True)),
             ("add", "proxmoxwp_ha_resource", dict(ha, wait=True)),
@@ -560,24 +455,25 @@ def test_ha_resource_and_ha_aware_power(ha_pve, fakepve_cafile, tmp_path):
     assert not ok(play["remove_again"])["changed"]
     assert "CT 555 does not exist" in failed(play["missing_ct"])
 
-    calls = [(m, p) for m, p, _ in mutations(ha_pve)]
-    assert not [p for m, p in calls if "/status/" in p], "an HA resource is powered through HA only"
-    puts = [b for m, p, b in mutations(ha_pve) if m == "PUT" and p == "/cluster/ha/resources/ct:100"]
+    calls = mutations(pve)
+    assert not [p for m, p, _ in calls if "/status/" in p], "an HA resource is powered through HA only"
+    puts = [b for m, p, b in calls if m == "PUT" and p == "/cluster/ha/resources/ct:100"]
     assert [b for b in puts if b.startswith(b"state=") or b"&state=" in b][:4] == [
         b"state=stopped",
         b"state=started",
         b"state=stopped",
         b"state=started",
     ]
-    assert ha_pve.ha_config == {} and ha_pve.ct(100).ha_state is None
+    assert model(pve, lambda m: (m.ha_resources_left(), m.ct(100).ha_state)) == ([], None)
 
 
-def test_nextid_race_and_failed_create_leave_nothing_behind(ha_pve, fakepve_cafile, tmp_path):
-    ha_pve.steal_next_ids = 2
-    ha_pve.failing_creates["site-51"] = "unable to create CT 103 - rsync: write failed: No space left on device"
+def test_nextid_race_and_failed_create_leave_nothing_behind(pve, pve_api, tmp_path):
+    pve.call(pve.pve.take_ids_after_nextid, 2)
+    message = "unable to create CT 103 - rsync: write failed: No space left on device"
+    pve.call(pve.pve.fail_create_leaving_container, message, 1, "site-51")
     play = run_play(
         tmp_path,
-        {"api": api_for(ha_pve, fakepve_cafile)},
+        {"api": pve_api},
         [
             ("race", "proxmoxwp_lxc", dict(PLAN, service_id=50, hostname="site-50")),
             ("failing", "proxmoxwp_lxc", dict(PLAN, service_id=51, hostname="site-51")),
@@ -587,26 +483,27 @@ def test_nextid_race_and_failed_create_leave_nothing_behind(ha_pve, fakepve_cafi
     )
     race = ok(play["race"])
     assert (race["vmid"], race["ip"]) == (102, "10.77.0.102"), "ids 100 and 101 were taken after nextid gave them"
-    assert ha_pve.ct(100).name == "somebody-else" and ha_pve.ct(101).name == "somebody-else"
+    assert model(pve, lambda m: (m.ct(100).name, m.ct(101).name)) == ("somebody-else", "somebody-else")
     message = failed(play["failing"])
     assert "No space left on device" in message and "The half-created CT 103 was destroyed" in message
     assert ok(play["info"])["containers"] == []
-    assert ha_pve.ct(103) is None
+    assert model(pve, lambda m: m.ct(103)) is None
     assert "vmid 100 is already used" in failed(play["taken"])
 
 
-def test_errors_carry_pve_messages_and_never_the_secret(pve, fakepve_cafile, tmp_path):
-    site_ct(pve, 100, 60)
-    pve.fail("POST", "/nodes/pve1/lxc/100/status/start", error="missing_rootfs_configuration")
-    pve.fail(
-        "PUT", "/nodes/pve1/lxc/100/config", 500, "can't lock file '/run/lock/lxc/pve-config-100.lock' - got timeout"
+def test_errors_carry_pve_messages_and_never_the_secret(pve, pve_api, tmp_path):
+    pve.call(site_ct, pve.pve, 100, 60)
+    pve.call(pve.pve.fail_task, "POST", "/nodes/pve1/lxc/100/status/start", "missing 'rootfs' configuration")
+    pve.call(
+        pve.pve.fail_http,
+        "PUT",
+        "/nodes/pve1/lxc/100/config",
+        500,
+        "can't lock file '/run/lock/lxc/pve-config-100.lock' - got timeout",
     )
     play = run_play(
         tmp_path,
-        {
-            "api": api_for(pve, fakepve_cafile),
-            "wrong_token": api_for(pve, fakepve_cafile, token_secret="not-the-secret"),
-        },
+        {"api": pve_api, "wrong_token": api_for(pve_api, token_secret="not-the-secret")},
         [
             ("task_failure", "proxmoxwp_lxc_power", {"vmid": 100, "state": "started"}),
             ("http_500", "proxmoxwp_lxc", dict(PLAN, service_id=60, memory=4096)),
@@ -633,8 +530,8 @@ def test_errors_carry_pve_messages_and_never_the_secret(pve, fakepve_cafile, tmp
     assert ok(play["info_62"])["containers"] == []
     auth = failed(play["auth"])
     assert "authentication failure [HTTP 401]; check api.token_id and api.token_secret" in auth
-    assert pve.ct(100).config["memory"] == 1024
-    for secret in (SECRET, "not-the-secret"):
+    assert model(pve, lambda m: m.ct(100).config["memory"]) == 1024
+    for secret in (pve_api["token_secret"], "not-the-secret"):
         assert secret not in play.output
         assert secret not in json.dumps(play.results)
 
@@ -644,22 +541,24 @@ def fingerprint_of(cafile: str) -> str:
     return hashlib.sha256(der).hexdigest()
 
 
-def test_tls_pinning_and_verification(pve, fakepve_cafile, tmp_path):
-    site_ct(pve, 100, 70)
-    digest = fingerprint_of(fakepve_cafile)
+def test_tls_pinning_and_verification(pve, pve_api, tmp_path):
+    pve.call(site_ct, pve.pve, 100, 70)
+    digest = fingerprint_of(pve_api["ca_file"])
     pinned = ":".join(digest[i : i + 2] for i in range(0, 64, 2)).upper()
     (tmp_path / "other-pki").mkdir()
-    other_ca = make_cert(str(tmp_path / "other-pki"), hosts=("127.0.0.1",))[0]
+    other_ca = make_pki(str(tmp_path / "other-pki")).certfile
+    # Without ca_file and validate_certs (the module's defaults: verify against the system's CAs).
+    plain = api_for(pve_api, ca_file=None, validate_certs=None)
     play = run_play(
         tmp_path,
         {
-            "api": api_for(pve, fakepve_cafile),
-            "pinned": api_for(pve, None, fingerprint=pinned, validate_certs=True),
-            "pinned_plain_hex": api_for(pve, None, fingerprint=digest),
-            "wrong_pin": api_for(pve, None, fingerprint="00" * 32),
-            "wrong_ca": api_for(pve, other_ca),
-            "no_ca": api_for(pve, None),
-            "bad_pin": api_for(pve, None, fingerprint="abc"),
+            "api": pve_api,
+            "pinned": api_for(plain, fingerprint=pinned, validate_certs=True),
+            "pinned_plain_hex": api_for(plain, fingerprint=digest),
+            "wrong_pin": api_for(plain, fingerprint="00" * 32),
+            "wrong_ca": api_for(plain, ca_file=other_ca),
+            "no_ca": plain,
+            "bad_pin": api_for(plain, fingerprint="abc"),
         },
         [
             ("pinned", "proxmoxwp_lxc_info", {"service_id": 70, "api": "{{ pinned }}"}),
@@ -698,17 +597,19 @@ def load_client_module():
     return module
 
 
-def test_client_timeouts_and_unreachable_api(pve, fakepve_cafile):
+def test_client_timeouts_and_unreachable_api(pve, pve_api):
     client_module = load_client_module()
-    api = api_for(pve, fakepve_cafile, timeout=1)
+    api = api_for(pve_api, timeout=1)
     client = client_module.PveClient(api, task_timeout=1)
     assert client.get("/version")["version"]
     assert client_module.clean_params({"a": True, "b": False, "c": None, "d": "x"}) == {"a": 1, "b": 0, "d": "x"}
 
     # A task still running at task_timeout: the message names the task.
-    site_ct(pve, 100, 80)
-    pve.ct(100).start_secs = 2
-    pve.time_scale = 1
+    def slow_start(m: ProjectPve) -> None:
+        site_ct(m, 100, 80).start_secs = 2
+        m.time_scale = 1
+
+    pve.call(slow_start, pve.pve)
     upid = client.post("/nodes/pve1/lxc/100/status/start")
     with pytest.raises(client_module.PveApiError) as caught:
         client.wait_task(upid, "start of CT 100", timeout=0.5)
@@ -721,18 +622,17 @@ def test_client_timeouts_and_unreachable_api(pve, fakepve_cafile):
     # Polling goes on until the task ends; then its exit status counts.
     assert client.wait_task(upid, "start of CT 100", timeout=30)["exitstatus"] == "OK"
     assert client.wait_ct_status("pve1", 100, "running", timeout=5)["status"] == "running"
-    pve.time_scale = 0
+    pve.call(setattr, pve.pve, "time_scale", 0)
 
     # An API that does not answer in time, and one that is not there.
-    pve.flaky_network(hang_rate=1.0, hang_secs=2)
+    pve.call(pve.pve.hang, "GET", "/cluster/resources", 2)
     with pytest.raises(client_module.PveApiError) as caught:
         client.get("/cluster/resources")
     assert caught.value.message == (
         f"Proxmox VE API at {api['host']}:{api['port']} did not answer within 1 s (GET /cluster/resources)"
     )
-    pve.flaky_network()
     closed = client_module.PveClient(dict(api, port=1), task_timeout=1)
     with pytest.raises(client_module.PveApiError) as caught:
         closed.get("/version")
     assert caught.value.message.startswith(f"Could not connect to the Proxmox VE API at {api['host']}:1 (GET /version)")
-    assert SECRET not in caught.value.message
+    assert pve_api["token_secret"] not in caught.value.message

@@ -6,7 +6,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from conftest import ROOT, wait_job
+import requests
+from conftest import ROOT, wait_job, wait_until
 from sites import cluster, site_inventory
 
 SERVICE = 5202
@@ -45,7 +46,7 @@ def live_vmid(pve) -> int:
     return vmid
 
 
-def test_the_whole_life_of_a_site_through_the_api(api, worker, pve):
+def test_the_whole_life_of_a_site_through_the_api(api, worker, pve, pve_api):
     done(api, api.post("/create-site", SITE))
     site = status(api)
     assert site["state"] == "active"
@@ -66,10 +67,21 @@ def test_the_whole_life_of_a_site_through_the_api(api, worker, pve):
     done(api, api.post("/action/delbak", {"service_id": SERVICE, "bak": names[1]}))
     assert backups(api) == [names[0], names[2]] == pve_backups(pve)
 
+    # An operator takes a backup by hand on the cluster: the next job brings getbak in line.
+    by_hand = f"BAK{TODAY}-9"
+    answer = requests.post(
+        f"{pve.url}/api2/json/nodes/pve1/lxc/{vmid}/snapshot",
+        data={"snapname": by_hand},
+        headers={"Authorization": f"PVEAPIToken={pve_api['token_id']}={pve_api['token_secret']}"},
+        verify=pve.cafile,
+        timeout=10,
+    )
+    assert answer.status_code == 200, answer.reason
+    wait_until(lambda: by_hand in pve_backups(pve), what="the hand-made snapshot")
     done(api, api.post("/action/rollback", {"service_id": SERVICE, "bak": names[0]}))
     assert status(api)["state"] == "active"
     assert status(api)["vmid"] == live_vmid(pve) != vmid, "an older backup on DRBD is restored by clone"
-    assert backups(api) == [names[0], names[2]] == pve_backups(pve)
+    assert backups(api) == [names[0], names[2], by_hand] == pve_backups(pve)
 
     done(api, api.post("/action/power", {"service_id": SERVICE, "action": "reset"}))
     assert status(api)["vmid"] == live_vmid(pve)

@@ -5,6 +5,9 @@
 
 class ModuleDocFragment:
     DOCUMENTATION = r"""
+requirements:
+  - proxmoxer >= 2.2
+  - requests
 options:
   api:
     description: Connection to the Proxmox VE API with an API token.

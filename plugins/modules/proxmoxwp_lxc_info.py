@@ -14,9 +14,6 @@ description:
   - Read-only; runs in check mode as usual.
 version_added: "0.1.0"
 author: ProxmoxWP contributors
-requirements:
-  - proxmoxer >= 2.2
-  - requests
 extends_documentation_fragment:
   - proxmoxwp_api
 options:

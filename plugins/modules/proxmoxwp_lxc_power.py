@@ -19,9 +19,6 @@ description:
   - Supports check mode (nothing is changed; RV(status) is the status the container would reach).
 version_added: "0.1.0"
 author: ProxmoxWP contributors
-requirements:
-  - proxmoxer >= 2.2
-  - requests
 extends_documentation_fragment:
   - proxmoxwp_api
 options:

@@ -61,9 +61,6 @@ options:
     description: The HA resource's max_relocate.
     type: int
     default: 1
-requirements:
-  - proxmoxer
-  - requests
 """
 
 EXAMPLES = r"""

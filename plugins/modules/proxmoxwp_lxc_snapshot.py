@@ -20,9 +20,6 @@ description:
   - Supports check mode.
 version_added: "0.1.0"
 author: ProxmoxWP contributors
-requirements:
-  - proxmoxer >= 2.2
-  - requests
 extends_documentation_fragment:
   - proxmoxwp_api
 options:

@@ -6,6 +6,10 @@ per-path "task fails with my message" (fail(error=...) only knows the catalogue'
 own request handling (FakePve._answer runs after authentication and recording, so like fakepve's own failures
 they only hit authenticated requests).
 
+Two faults of container creation are hooked into fakepve's own routes instead: take_ids_after_nextid (the race
+between `nextid` and `create` that PVE leaves to its clients) and fail_create_leaving_container (a create task
+that fails after the container was made, as when its cleanup fails too).
+
 A path_suffix is matched as fakepve's fail() matches it: the end of the request path
 ('/nodes/pve1/lxc/100/status/start'), or a schema template ('/nodes/{node}/lxc/{vmid}/status/start').
 """
@@ -14,18 +18,29 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 
+from fakepve.model import TaskError
 from fakepve.server import API, error, ok
+
+# The hostname parameter of the container create being handled (None outside one); per request, because the
+# requests of the fake run concurrently on its loop.
+_CREATING: contextvars.ContextVar[tuple[str | None] | None] = contextvars.ContextVar("creating", default=None)
 
 
 class Faults:
-    """Mixin of ProjectPve: fail_task, fail_http, hang, node_offline."""
+    """Mixin of ProjectPve: fail_task, fail_http, hang, node_offline, take_ids_after_nextid,
+    fail_create_leaving_container."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         # (method, path_suffix) -> {'message' or 'secs', 'times'}
         self.task_failures: dict[tuple[str, str], dict] = {}
         self.hangs: dict[tuple[str, str], dict] = {}
+        # {'count', 'hostname'} of take_ids_after_nextid, while ids are left to take.
+        self.id_takeover: dict | None = None
+        # hostname or None (any create) -> {'message', 'times'}
+        self.create_failures: dict[str | None, dict] = {}
         self._closing: asyncio.Event | None = None
 
     def fail_task(self, method: str, path_suffix: str, message: str, times: int | None = 1) -> None:
@@ -54,7 +69,72 @@ class Faults:
         'unknown'; the HA manager leaves its guests alone. offline=False brings it back."""
         self.set_node_offline(node, offline)
 
+    def take_ids_after_nextid(self, count: int, hostname: str = "somebody-else") -> None:
+        """The next `count` GET /cluster/nextid that ask for a free id (no vmid parameter) answer it as usual, and
+        right after, another client takes it: a stopped container with that id and `hostname` (fakepve's add_ct
+        defaults otherwise: local-lvm rootfs, 512 MiB) appears on the first node. A create with that id is then
+        refused before any task with HTTP 500 "CT <id> already exists on node 'pve1'" (reason phrase and message),
+        and the next nextid answers the next free id. A nextid with a vmid (the "is this id free" check) is
+        answered as usual and does not count. A new call replaces the count left."""
+        self.id_takeover = {"count": count, "hostname": hostname} if count > 0 else None
+
+    def fail_create_leaving_container(self, message: str, times: int | None = 1, hostname: str | None = None) -> None:
+        """The next `times` (None: all) container creates (POST /nodes/{node}/lxc without restore; with `hostname`,
+        only those whose hostname parameter is that) are checked and run as usual: the request answers 200 with a
+        UPID, and the task makes the container, its volumes and config (and starts it if start=1). Then the task
+        ends with status 'stopped', exitstatus == message and a log ending '<message>', 'TASK ERROR: <message>';
+        the container stays behind, unlocked, as after a failed create whose cleanup failed too. A create refused
+        before its task (id taken, bad parameter) or failing in its task on its own (a missing template) does not
+        count. One rule per hostname (None: any), a new one replaces it; a hostname rule goes before the any-rule."""
+        self.create_failures[hostname] = {"message": message, "times": times}
+
     # ------------------------------------------------------------------------------------------- plumbing
+
+    async def _nextid(self, v, user):
+        vmid = await super()._nextid(v, user)
+        takeover = self.id_takeover
+        if takeover is not None and v.get("vmid") in (None, ""):
+            takeover["count"] -= 1
+            if takeover["count"] <= 0:
+                self.id_takeover = None
+            self.add_ct(int(vmid), name=takeover["hostname"], node=sorted(self.nodes)[0])
+        return vmid
+
+    async def _lxc_create(self, user, v):
+        token = _CREATING.set((v.get("hostname"),))
+        try:
+            return await super()._lxc_create(user, v)
+        finally:
+            _CREATING.reset(token)
+
+    async def task(self, node, ttype, tid, user, body, *args, **kwargs):
+        creating = _CREATING.get()
+        if ttype == "vzcreate" and creating is not None and self.create_failures:
+            hostname = creating[0]
+            inner = body
+
+            async def body():
+                # The rule is taken once the create itself has succeeded, so a create that fails on its own,
+                # or a concurrent one that already took the last use, leaves it alone.
+                note = await inner()
+                rule = self._take_create_failure(hostname)
+                if rule is None:
+                    return note
+                raise TaskError(rule["message"])
+
+        return await super().task(node, ttype, tid, user, body, *args, **kwargs)
+
+    def _take_create_failure(self, hostname: str | None) -> dict | None:
+        for key in (hostname, None) if hostname is not None else (None,):
+            rule = self.create_failures.get(key)
+            if rule is None:
+                continue
+            if rule["times"] is not None:
+                rule["times"] -= 1
+                if rule["times"] <= 0:
+                    del self.create_failures[key]
+            return rule
+        return None
 
     def _take_rule(self, rules: dict, request, generic) -> dict | None:
         for key, rule in list(rules.items()):
