@@ -246,7 +246,11 @@ class EventSink:
             pending, self._pending = self._pending, []
             done = self._done
             self._flushed = time.monotonic()
-        values = {"progress_done": done, "events_stored": self._stored + len(pending)}
+            # Counted as stored now, while add() is locked out: an event arriving during the write below must
+            # see them, or the bound is exceeded.
+            self._stored += len(pending)
+            stored = self._stored
+        values = {"progress_done": done, "events_stored": stored}
         if beat:
             values["heartbeat_at"] = now()
         with self.runtime.db.session(write=True) as session:
@@ -263,7 +267,6 @@ class EventSink:
                     )
                 )
             session.execute(update(Job).where(Job.id == self.job_id, Job.state == JobState.RUNNING).values(**values))
-        self._stored = values["events_stored"]
 
 
 def finish(

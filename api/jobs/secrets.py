@@ -32,13 +32,18 @@ class SecretBox:
     def _load_or_create_key_file(self) -> str:
         if not self._key_file.exists():
             self._key_file.parent.mkdir(parents=True, exist_ok=True)
+            # Written whole under another name, then linked into place: a process starting at the same moment
+            # never reads a half-written key (which would seal with another key), and the first link wins.
+            draft = self._key_file.with_name(f".{self._key_file.name}.{os.getpid()}.{secrets.token_hex(4)}")
+            fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(secrets.token_urlsafe(48))
             try:
-                fd = os.open(self._key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                os.link(draft, self._key_file)
             except FileExistsError:
                 pass  # another process made it first
-            else:
-                with os.fdopen(fd, "w") as handle:
-                    handle.write(secrets.token_urlsafe(48))
+            finally:
+                draft.unlink()
         return self._key_file.read_text().strip()
 
     def seal(self, values: dict[str, str]) -> bytes:
