@@ -190,6 +190,19 @@ def ha_resource(client, vmid, listing=None):
     return entry
 
 
+def destroy_container(client, node, vmid, ha_listing=None):
+    """Remove a container the way PVE wants it: HA resource first (else the manager starts it again), then stop
+    (destroying a running CT fails), then destroy with its disks and snapshots."""
+    listing = ha_resources(client) if ha_listing is None else ha_listing
+    path = f"/nodes/{node}/lxc/{vmid}"
+    if ha_sid(vmid) in listing:
+        client.delete(f"/cluster/ha/resources/{ha_sid(vmid)}")
+    if client.ct_status(node, vmid).get("status") == "running":
+        client.run("POST", path + "/status/stop", f"stop of CT {vmid}")
+        client.wait_ct_status(node, vmid, "stopped")
+    client.run("DELETE", path, f"destroy of CT {vmid}", purge=True, **{"destroy-unreferenced-disks": True})
+
+
 # ---------------------------------------------------------------- snapshots
 
 

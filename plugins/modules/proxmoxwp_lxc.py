@@ -222,10 +222,10 @@ from ansible.module_utils.proxmoxwp_guests import (  # noqa: E402
     as_bool,
     as_int,
     container_ip,
+    destroy_container,
     find_guest,
     format_tags,
     ha_resources,
-    ha_sid,
     parse_tags,
     rootfs_gib,
     service_containers,
@@ -429,14 +429,7 @@ def remove_all(module, client, entries, result):
         return
     listing = ha_resources(client)
     for entry in entries:
-        vmid, node = as_int(entry["vmid"]), entry["node"]
-        path = f"/nodes/{node}/lxc/{vmid}"
-        if ha_sid(vmid) in listing:
-            client.delete(f"/cluster/ha/resources/{ha_sid(vmid)}")
-        if client.ct_status(node, vmid).get("status") == "running":
-            client.run("POST", path + "/status/stop", f"stop of CT {vmid}")
-            client.wait_ct_status(node, vmid, "stopped")
-        client.run("DELETE", path, f"destroy of CT {vmid}", purge=True, **{"destroy-unreferenced-disks": True})
+        destroy_container(client, entry["node"], as_int(entry["vmid"]), listing)
 
 
 def main():

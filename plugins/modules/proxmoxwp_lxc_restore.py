@@ -103,6 +103,8 @@ from ansible.module_utils.proxmoxwp_address import container_address, net0  # no
 from ansible.module_utils.proxmoxwp_guests import (  # noqa: E402
     ARCHIVE_TAG,
     PROJECT_TAG,
+    destroy_container,
+    find_guest,
     format_tags,
     ha_resource,
     ha_sid,
@@ -150,7 +152,7 @@ class Restore:
         if old["snapshots"]:
             result["archived"] = old["vmid"]
         else:
-            self.destroy(old["node"], old["vmid"])
+            destroy_container(self.client, old["node"], old["vmid"])
             result["destroyed"] = old["vmid"]
         return result
 
@@ -238,7 +240,7 @@ class Restore:
     def give_back(self, new, old):
         """Undo a failed take-over: the new container goes, the old one is the site again as it was."""
         try:
-            self.destroy(new["node"], new["vmid"])
+            destroy_container(self.client, new["node"], new["vmid"])
             node, vmid = old["node"], old["vmid"]
             self.client.put(self.ct_path(node, vmid, "/config"), tags=old["tags"] or None, onboot=old["onboot"])
             if old["ha"]:
@@ -256,25 +258,12 @@ class Restore:
             self.module.warn(f"Undoing the failed restore was incomplete: {exc.message}")
 
     def destroy_if_there(self, vmid):
-        for item in self.client.get("/cluster/resources", type="vm") or []:
-            if int(item.get("vmid", -1)) == int(vmid) and item.get("type") == "lxc":
-                try:
-                    self.destroy(item["node"], vmid)
-                except PveApiError as exc:
-                    self.module.warn(f"CT {vmid} of the failed restore could not be removed: {exc.message}")
-
-    def destroy(self, node, vmid):
-        if ha_resource(self.client, vmid):
-            self.client.delete(f"/cluster/ha/resources/{ha_sid(vmid)}")
-        if self.client.ct_status(node, vmid).get("status") == "running":
-            self.client.run("POST", self.ct_path(node, vmid, "/status/stop"), f"stop CT {vmid}")
-        self.client.run(
-            "DELETE",
-            self.ct_path(node, vmid),
-            f"destroy CT {vmid}",
-            purge=True,
-            **{"destroy-unreferenced-disks": True},
-        )
+        guest = find_guest(self.client, vmid)
+        if guest is not None and guest.get("type") == "lxc":
+            try:
+                destroy_container(self.client, guest["node"], vmid)
+            except PveApiError as exc:
+                self.module.warn(f"CT {vmid} of the failed restore could not be removed: {exc.message}")
 
 
 def main():
