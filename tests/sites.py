@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def site_inventory(directory: Path, pve_api: dict, storage: str = "drbd1", ha: bool = True) -> Path:
-    """A copy of the lab inventory whose Proxmox settings point at the fake (HA on, no SSH to wait for)."""
+    """A copy of the lab inventory whose Proxmox settings point at the fake (HA on; the fake has no container to log in to)."""
     inventory = directory / "inventory"
     shutil.copytree(ROOT / "inventory" / "lab", inventory)
     proxmox = inventory / "group_vars" / "all" / "proxmox.yml"
@@ -23,7 +23,8 @@ def site_inventory(directory: Path, pve_api: dict, storage: str = "drbd1", ha: b
         proxmoxwp_pve_api=dict(pve_api),
         proxmoxwp_pve_storage=storage,
         proxmoxwp_pve_ha_enabled=ha,
-        proxmoxwp_ct_wait_for_ssh=False,
+        proxmoxwp_ct_ssh={"user": "root", "private_key_file": "", "timeout": 30},
+        proxmoxwp_wordpress_install=False,
     )
     proxmox.write_text("---\n" + yaml.safe_dump(settings, sort_keys=False))
     return inventory

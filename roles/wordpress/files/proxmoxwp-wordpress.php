@@ -1,0 +1,93 @@
+<?php
+/**
+ * Installs WordPress and reports its state, the way wp-cli's `core install` does: load WordPress with
+ * WP_INSTALLING set and call its own installer. There is no wp-cli in the container.
+ *
+ *   php proxmoxwp-wordpress.php install   < {"root", "host", "title", "admin_user", "admin_email", "admin_password"}
+ *   php proxmoxwp-wordpress.php status    < {"root", "host"}
+ *
+ * The request comes on stdin, so the password is never on a command line. The answer is one JSON object
+ * on stdout; an error is a JSON object with "error" and exit status 1.
+ */
+
+function proxmoxwp_answer( array $answer, int $status = 0 ): void {
+	fwrite( STDOUT, json_encode( $answer ) . "\n" );
+	exit( $status );
+}
+
+set_error_handler(
+	static function ( int $severity, string $message ): bool {
+		// WordPress's own deprecation notices and warnings are not failures of the installation.
+		return ! ( $severity & ( E_ERROR | E_USER_ERROR | E_RECOVERABLE_ERROR ) );
+	}
+);
+
+$command = $argv[1] ?? '';
+$request = json_decode( stream_get_contents( STDIN ), true );
+if ( ! in_array( $command, array( 'install', 'status' ), true ) || ! is_array( $request ) ) {
+	proxmoxwp_answer( array( 'error' => 'usage: proxmoxwp-wordpress.php install|status < request.json' ), 1 );
+}
+
+// WordPress reads the host and scheme of "the request" while it loads; the site's own name stands in.
+$_SERVER['HTTP_HOST']   = $request['host'];
+$_SERVER['SERVER_NAME'] = $request['host'];
+$_SERVER['REQUEST_URI'] = '/';
+
+// As while installing, WordPress loads without redirecting to its installer and without plugins.
+define( 'WP_INSTALLING', true );
+// The API hands the password to the customer; WordPress's e-mail with it is not sent.
+function wp_new_blog_notification() {}
+
+ob_start();
+require $request['root'] . '/wp-load.php';
+require_once ABSPATH . 'wp-admin/includes/upgrade.php';
+ob_end_clean();
+
+global $wpdb;
+if ( ! $wpdb->check_connection( false ) ) {
+	proxmoxwp_answer( array( 'error' => 'WordPress cannot connect to its database.' ), 1 );
+}
+
+$installed = is_blog_installed();
+
+if ( 'status' === $command ) {
+	$tables = $wpdb->get_col( $wpdb->prepare( 'SHOW TABLES LIKE %s', $wpdb->esc_like( $wpdb->prefix ) . '%' ) );
+	proxmoxwp_answer(
+		array(
+			'installed'     => $installed,
+			'tables'        => array_values( $tables ),
+			'prefix'        => $wpdb->prefix,
+			// The title as the front page shows it (escaped and typographically dressed by WordPress).
+			'display_title' => $installed ? get_bloginfo( 'name', 'display' ) : null,
+		)
+	);
+}
+
+if ( $installed ) {
+	proxmoxwp_answer( array( 'changed' => false ) );
+}
+
+foreach ( array( 'title', 'admin_user', 'admin_email', 'admin_password' ) as $field ) {
+	if ( ! isset( $request[ $field ] ) || '' === $request[ $field ] ) {
+		proxmoxwp_answer( array( 'error' => "The installation needs $field." ), 1 );
+	}
+}
+if ( ! is_email( $request['admin_email'] ) ) {
+	proxmoxwp_answer( array( 'error' => 'The administrator e-mail address is not valid.' ), 1 );
+}
+
+ob_start();
+$result = wp_install(
+	wp_slash( $request['title'] ),
+	wp_slash( $request['admin_user'] ),
+	wp_slash( $request['admin_email'] ),
+	true,
+	'',
+	wp_slash( $request['admin_password'] )
+);
+ob_end_clean();
+
+if ( is_wp_error( $result ) ) {
+	proxmoxwp_answer( array( 'error' => $result->get_error_message() ), 1 );
+}
+proxmoxwp_answer( array( 'changed' => true, 'user_id' => $result['user_id'] ) );
