@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def site_inventory(directory: Path, pve_api: dict, storage: str = "drbd1", ha: bool = True) -> Path:
-    """A copy of the lab inventory whose Proxmox settings point at the fake (HA on; the fake has no container to log in to)."""
+    """A copy of the lab inventory pointing at the fake (HA on; the fake has no container to log in to)."""
     inventory = directory / "inventory"
     shutil.copytree(ROOT / "inventory" / "lab", inventory)
     proxmox = inventory / "group_vars" / "all" / "proxmox.yml"

@@ -1,0 +1,308 @@
+"""Lab containers: made, started, stopped, archived and destroyed with Debian's LXC tools.
+
+Each container is a directory `<lxcpath>/<name>/` holding its LXC `config`, its root (an overlay `upper`
+dir on the cached rootfs, or a `rootfs` dir copied or unpacked from a golden image), LXC's `lxc.log` and
+the `console.log` of its boot. Removing that directory removes the container.
+
+Creating on the cached rootfs stacks an overlay on it, which takes milliseconds and no space; without
+overlayfs the rootfs is copied (`cp -a --reflink=auto`, a few seconds). Before the first boot the host
+writes the container's identity into it: hostname, hosts, resolv.conf, root's authorized_keys, and an empty
+machine id so systemd makes a new one (each container also makes its own SSH host keys when it boots).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import os
+import re
+import subprocess
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from lab.archive import create_archive, extract_archive, is_archive
+from lab.commands import run, tail
+from lab.errors import ContainerExistsError, ContainerNotFoundError, LabError
+from lab.files import write_file
+from lab.lxcconfig import ContainerConfig, Rootfs, memory_limit_line, read_config
+from lab.mounts import check_mount_path, overlay_mounted, overlay_supported, remove_tree
+from lab.network import check_bridge_name
+from lab.resolv import check_nameservers, host_nameservers, resolv_conf
+from lab.waiting import wait_for
+
+NAME = re.compile(r"^[a-z][a-z0-9-]{0,62}$")  # also a valid hostname
+AUTHORIZED_KEY = re.compile(r"^(ssh-[a-z0-9-]+|ecdsa-sha2-[a-z0-9-]+|sk-[a-z0-9@.-]+) [A-Za-z0-9+/=]+( [^\n]*)?$")
+START_TIMEOUT = 30.0
+STOP_TIMEOUT = 30.0
+KILL_TIMEOUT = 15.0
+ATTACH_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+@dataclass(frozen=True)
+class ContainerInfo:
+    name: str
+    state: str  # LXC's: STOPPED, RUNNING, STARTING, STOPPING, ...
+    ip: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"name": self.name, "state": self.state, "ip": self.ip}
+
+
+class Containers:
+    """The lab containers under one LXC path (`lxc-* -P <lxcpath>`)."""
+
+    def __init__(self, lxcpath: Path) -> None:
+        self.lxcpath = Path(lxcpath).absolute()
+        check_mount_path(self.lxcpath)
+
+    # --- creating ---
+
+    def create(
+        self,
+        name: str,
+        *,
+        source: Path,
+        ip_cidr: str,
+        gateway: str,
+        bridge: str,
+        authorized_key: str,
+        memory_mb: int | None = None,
+        nameservers: list[str] | None = None,
+        overlay: bool | None = None,
+    ) -> ContainerInfo:
+        """Make the stopped container `name` at `ip_cidr` (ADDRESS/PREFIX) on `bridge`, routed by `gateway`.
+
+        `source` is the cached rootfs directory (see `ensure_rootfs`) or a golden image (`.tar.zst` or
+        `.tar.gz`, see `export`). `overlay` chooses how a rootfs directory is used: stacked (True), copied
+        (False) or stacked when the kernel can (None). `nameservers` default to the host's.
+        """
+        check_name(name)
+        address = _parse_address(ip_cidr)
+        router = _parse_gateway(gateway, address)
+        check_bridge_name(bridge)
+        key = _check_authorized_key(authorized_key)
+        if memory_mb is not None:
+            memory_limit_line(memory_mb)  # refuses a limit below 1 MiB before anything is made
+        servers = check_nameservers(nameservers) if nameservers is not None else host_nameservers()
+        source = Path(source).absolute()
+
+        self.lxcpath.mkdir(parents=True, exist_ok=True)
+        directory = self.directory(name)
+        try:
+            directory.mkdir(mode=0o750)
+        except FileExistsError:
+            raise ContainerExistsError(f"container {name} already exists in {self.lxcpath}: destroy it first") from None
+        try:
+            rootfs = self._make_root(directory, source, overlay)
+            with self._mounted(directory, rootfs) as root:
+                _write_identity(root, name, address, key, servers)
+            config = ContainerConfig(name, rootfs, bridge, address, router, memory_mb, directory / "console.log")
+            partial = directory / "config.partial"
+            partial.write_text(config.render())
+            os.replace(partial, directory / "config")  # the config appears last: then the container exists
+        except BaseException:
+            remove_tree(directory)
+            raise
+        return ContainerInfo(name, "STOPPED", str(address.ip))
+
+    def _make_root(self, directory: Path, source: Path, overlay: bool | None) -> Rootfs:
+        if is_archive(source):
+            root = directory / "rootfs"
+            root.mkdir(mode=0o755)
+            extract_archive(source, root)
+            return Rootfs("dir", root)
+        if not (source / "usr/bin").is_dir():
+            raise LabError(f"{source} is neither a root filesystem directory nor a .tar.zst/.tar.gz archive")
+        if overlay is None:
+            overlay = overlay_supported()
+        if overlay:
+            upper = directory / "upper"
+            upper.mkdir()
+            # The merged / takes the upper dir's owner and mode, so they must be the lower's.
+            info = source.stat()
+            os.chown(upper, info.st_uid, info.st_gid)
+            os.chmod(upper, info.st_mode & 0o7777)
+            return Rootfs("overlay", upper, source)
+        root = directory / "rootfs"
+        run(["cp", "-a", "--reflink=auto", "--", str(source), str(root)], timeout=600)
+        return Rootfs("dir", root)
+
+    @contextlib.contextmanager
+    def _mounted(self, directory: Path, rootfs: Rootfs, *, readonly: bool = False) -> Iterator[Path]:
+        """The container's whole root as one tree on the host, for as long as the block runs."""
+        if rootfs.kind != "overlay":
+            yield rootfs.path
+            return
+        assert rootfs.lower is not None
+        # LXC mounts the same layers with the work dir beside the upper one; while the container is
+        # stopped we may use it.
+        work = rootfs.path.parent / "work"
+        with overlay_mounted(rootfs.lower, rootfs.path, work, directory / "mnt", readonly=readonly) as root:
+            yield root
+
+    # --- running ---
+
+    def start(self, name: str) -> None:
+        """Boot the container (in the background) and return once LXC reports it RUNNING."""
+        self._require(name)
+        if self.state(name) == "RUNNING":
+            return
+        log = self.directory(name) / "lxc.log"
+        try:
+            run([*self._lxc("lxc-start", name), "--logfile", str(log), "--logpriority", "INFO"], timeout=START_TIMEOUT)
+        except LabError as exc:
+            raise LabError(f"{exc}; {_log_errors(log)} (whole log: {log})") from exc
+        self._wait_state(name, "RUNNING", START_TIMEOUT)
+
+    def stop(self, name: str, timeout: float = STOP_TIMEOUT) -> None:
+        """Shut the container down cleanly; after `timeout` seconds LXC kills it. Stopped already is fine."""
+        self._require(name)
+        if self.state(name) == "STOPPED":
+            return
+        # lxc-stop asks init to halt and kills the container itself once its timeout has passed.
+        run([*self._lxc("lxc-stop", name), "--timeout", str(int(timeout))], timeout=timeout + KILL_TIMEOUT, check=False)
+        if self.state(name) != "STOPPED":
+            run([*self._lxc("lxc-stop", name), "--kill"], timeout=KILL_TIMEOUT, check=False)
+        self._wait_state(name, "STOPPED", KILL_TIMEOUT)
+
+    def destroy(self, name: str) -> None:
+        """Stop the container if it runs and remove its directory; a missing container is not an error."""
+        check_name(name)
+        directory = self.directory(name)
+        if not directory.exists():
+            return
+        if self.exists(name) and self.state(name) != "STOPPED":
+            self.stop(name)
+        remove_tree(directory)
+
+    def attach(
+        self, name: str, argv: Sequence[str], *, timeout: float = 60.0, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        """Run `argv` inside the running container (lxc-attach, clean environment); its CompletedProcess."""
+        self._require(name)
+        return run(
+            [*self._lxc("lxc-attach", name), "--clear-env", "--set-var", ATTACH_PATH, "--", *argv],
+            timeout=timeout,
+            check=check,
+        )
+
+    # --- golden images ---
+
+    def export(self, name: str, archive: Path) -> Path:
+        """Stop the container and write its root filesystem to `archive` (.tar.zst or .tar.gz), atomically.
+
+        Machine-specific state stays out (see lab.archive); a container made from the archive is new.
+        """
+        self._require(name)
+        self.stop(name)
+        archive = Path(archive).absolute()
+        with self._mounted(self.directory(name), self._rootfs(name), readonly=True) as root:
+            create_archive(root, archive)
+        return archive
+
+    # --- looking ---
+
+    def directory(self, name: str) -> Path:
+        return self.lxcpath / name
+
+    def exists(self, name: str) -> bool:
+        check_name(name)
+        return (self.directory(name) / "config").is_file()
+
+    def state(self, name: str) -> str:
+        """LXC's state of the container: STOPPED, STARTING, RUNNING, STOPPING, ..."""
+        self._require(name)
+        return run([*self._lxc("lxc-info", name), "--state", "--no-humanize"]).stdout.strip()
+
+    def ip(self, name: str) -> str:
+        """The container's address (without prefix), from its config."""
+        self._require(name)
+        address = read_config(self.directory(name) / "config")["lxc.net.0.ipv4.address"]
+        return str(ipaddress.ip_interface(address).ip)
+
+    def list(self) -> list[ContainerInfo]:
+        """Every container under the LXC path, by name, with its state and address."""
+        if not self.lxcpath.is_dir():
+            return []
+        names = sorted(entry.name for entry in self.lxcpath.iterdir() if NAME.fullmatch(entry.name))
+        return [ContainerInfo(name, self.state(name), self.ip(name)) for name in names if self.exists(name)]
+
+    # --- helpers ---
+
+    def _lxc(self, program: str, name: str) -> tuple[str, ...]:
+        """The start of an lxc-* command about `name` (a tuple: `list` in this class names the method)."""
+        return (program, "--lxcpath", str(self.lxcpath), "--name", name)
+
+    def _require(self, name: str) -> None:
+        if not self.exists(name):
+            raise ContainerNotFoundError(f"no container {name} in {self.lxcpath}")
+
+    def _rootfs(self, name: str) -> Rootfs:
+        return Rootfs.parse(read_config(self.directory(name) / "config")["lxc.rootfs.path"])
+
+    def _wait_state(self, name: str, wanted: str, timeout: float) -> None:
+        seen = ""
+
+        def reached() -> bool:
+            nonlocal seen
+            seen = self.state(name)
+            return seen == wanted
+
+        wait_for(reached, timeout=timeout, what=f"container {name} to be {wanted}", last_seen=lambda: seen)
+
+
+def check_name(name: str) -> None:
+    if not NAME.fullmatch(name):
+        raise LabError(f"invalid container name {name!r}: a-z, 0-9 and '-', starting with a letter, at most 63")
+
+
+def _write_identity(root: Path, name: str, address: ipaddress.IPv4Interface, key: str, servers: list[str]) -> None:
+    write_file(root, "/etc/hostname", f"{name}\n")
+    write_file(root, "/etc/hosts", _hosts(name, address))
+    write_file(root, "/etc/resolv.conf", resolv_conf(servers))
+    write_file(root, "/etc/machine-id", "", mode=0o444)
+    write_file(root, "/root/.ssh/authorized_keys", f"{key}\n", mode=0o600, dir_mode=0o700)
+
+
+def _hosts(name: str, address: ipaddress.IPv4Interface) -> str:
+    return (
+        f"127.0.0.1\tlocalhost\n{address.ip}\t{name}\n"
+        "::1\tlocalhost ip6-localhost ip6-loopback\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n"
+    )
+
+
+def _parse_address(ip_cidr: str) -> ipaddress.IPv4Interface:
+    try:
+        address = ipaddress.ip_interface(ip_cidr)
+    except ValueError:
+        address = None
+    if not isinstance(address, ipaddress.IPv4Interface) or "/" not in ip_cidr:
+        raise LabError(f"invalid address {ip_cidr!r}: expected an IPv4 ADDRESS/PREFIX such as 10.231.0.10/24")
+    return address
+
+
+def _parse_gateway(gateway: str, address: ipaddress.IPv4Interface) -> ipaddress.IPv4Address:
+    try:
+        router = ipaddress.IPv4Address(gateway)
+    except ValueError as exc:
+        raise LabError(f"invalid gateway {gateway!r}: expected an IPv4 address") from exc
+    if router not in address.network or router == address.ip:
+        raise LabError(f"the gateway {gateway} must be another address of the container's subnet {address.network}")
+    return router
+
+
+def _check_authorized_key(key: str) -> str:
+    key = key.strip()
+    if not AUTHORIZED_KEY.fullmatch(key):
+        raise LabError("the authorized key must be one OpenSSH public key line (type, base64, optional comment)")
+    return key
+
+
+def _log_errors(log: Path) -> str:
+    """LXC's ERROR lines from its log: usually the reason a start failed."""
+    try:
+        lines = [line for line in log.read_text(errors="replace").splitlines() if " ERROR " in line]
+    except OSError:
+        return "no LXC log"
+    return tail("\n".join(lines)) if lines else "no ERROR in LXC's log"

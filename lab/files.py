@@ -1,0 +1,59 @@
+"""Writing files into a container's root filesystem from the host, without following its symlinks.
+
+The host writes /etc/hostname, /etc/resolv.conf and root's authorized_keys into a tree that belongs to
+the container. A path there may be a symlink (resolv.conf often points at /run/systemd/resolve/...), and an
+absolute symlink followed from the host lands in the host's own files. So every directory on the way is
+checked to be a real directory, and the file itself is replaced by rename, which replaces a symlink rather
+than writing through it.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import tempfile
+from pathlib import Path, PurePosixPath
+
+from lab.errors import LabError
+
+
+def write_file(root: Path, path: str, content: str, *, mode: int = 0o644, dir_mode: int = 0o755) -> Path:
+    """Write `content` to `path` (absolute inside the container) under `root`, owned by root.
+
+    Missing directories are made with `dir_mode`; an existing file (or symlink) is replaced atomically.
+    """
+    parent = ensure_directory(root, str(PurePosixPath(path).parent), mode=dir_mode)
+    name = PurePosixPath(path).name
+    fd, temporary = tempfile.mkstemp(dir=parent, prefix=f".{name}.")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(content)
+        os.chmod(temporary, mode)
+        os.chown(temporary, 0, 0)
+        os.replace(temporary, parent / name)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return parent / name
+
+
+def ensure_directory(root: Path, path: str, *, mode: int = 0o755) -> Path:
+    """The directory `path` (absolute inside the container) under `root`, made if missing.
+
+    LabError when a component is a symlink or not a directory: we do not guess where it should lead.
+    """
+    current = root
+    for part in PurePosixPath(path).relative_to("/").parts:
+        if part in ("..", "."):
+            raise LabError(f"refusing the path {path!r}: it must not contain '.' or '..'")
+        current = current / part
+        try:
+            info = os.lstat(current)
+        except FileNotFoundError:
+            os.mkdir(current, mode)
+            os.chmod(current, mode)  # mkdir's mode is filtered by the umask
+            os.chown(current, 0, 0)
+            continue
+        if not stat.S_ISDIR(info.st_mode):
+            raise LabError(f"{path} in the container is not a plain directory at {current.relative_to(root)}")
+    return current

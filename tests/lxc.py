@@ -1,0 +1,180 @@
+"""Fixtures for tests that make real LXC containers; a pytest plugin (`pytest_plugins = ["tests.lxc"]`).
+
+One session builds the Debian rootfs once (about a minute and a half, in this run's temporary directory:
+a new run builds afresh), makes one bridge on a subnet no route on the host uses, and keeps its containers
+under one LXC path. At the end of the session, passed or failed, every container there is destroyed, then
+the bridge and its nftables table are removed, then the directory with the rootfs.
+
+Tests using these are skipped when not root or when the tools are missing (scripts/install.sh installs
+them). Containers get addresses from `LabBridge.next_ip`, and boot with `boot_container`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import shlex
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from lab import Bridge, Containers, LabError, ensure_bridge, ensure_rootfs, free_subnet, remove_bridge, wait_ssh
+from lab.containers import NAME
+from lab.mounts import remove_tree
+
+TOOLS = ("lxc-start", "debootstrap", "nft", "ip", "ssh", "ssh-keygen", "tar", "zstd")
+SUBNET_POOL = "10.231.0.0/16"  # apart from 10.77.0.0/16, the lab inventory's
+FIRST_HOST = 10  # .1 is the gateway; the addresses below .10 stay free for tests that want fixed ones
+SSH_TIMEOUT = 60.0
+SSH_OPTIONS = (
+    "-o", "StrictHostKeyChecking=no",
+    "-o", "UserKnownHostsFile=/dev/null",
+    "-o", "BatchMode=yes",
+    "-o", "ConnectTimeout=10",
+    "-o", "LogLevel=ERROR",
+)  # fmt: skip
+
+
+@dataclass
+class LabBridge:
+    """The session's bridge, and the next container address on it."""
+
+    bridge: Bridge
+    _next_host: int = field(default=FIRST_HOST)
+
+    @property
+    def name(self) -> str:
+        return self.bridge.name
+
+    @property
+    def gateway(self) -> str:
+        return str(self.bridge.gateway.ip)
+
+    def next_ip(self) -> str:
+        """A not yet given ADDRESS/PREFIX of the bridge's subnet (only this session uses the subnet)."""
+        subnet = self.bridge.subnet
+        if self._next_host >= subnet.num_addresses - 1:
+            raise LabError(f"no address left in {subnet}")
+        address = subnet[self._next_host]
+        self._next_host += 1
+        return f"{address}/{subnet.prefixlen}"
+
+
+@dataclass(frozen=True)
+class SshKey:
+    private: Path
+    public: str
+
+
+@dataclass(frozen=True)
+class LabHost:
+    """A booted container: its name and address."""
+
+    name: str
+    ip: str
+
+
+def skip_reason() -> str | None:
+    """Why containers cannot be made here, or None when they can."""
+    if os.geteuid() != 0:
+        return "real LXC containers need root"
+    missing = [tool for tool in TOOLS if shutil.which(tool) is None]
+    if missing:
+        return f"missing {', '.join(missing)} (scripts/install.sh installs them)"
+    return None
+
+
+@pytest.fixture(scope="session")
+def lab_dir(tmp_path_factory) -> Iterator[Path]:
+    """This run's directory for the rootfs cache, the LXC path and the SSH key; removed at the end."""
+    reason = skip_reason()
+    if reason:
+        pytest.skip(reason)
+    base = os.environ.get("PROXMOXWP_TEST_TMP")
+    directory = Path(tempfile.mkdtemp(prefix="lab-", dir=base)) if base else tmp_path_factory.mktemp("lab")
+    yield directory
+    remove_tree(directory)
+
+
+@pytest.fixture(scope="session")
+def lab_rootfs(lab_dir) -> Path:
+    """The cached Debian 12 rootfs, built once in this run."""
+    return ensure_rootfs(lab_dir / "cache")
+
+
+@pytest.fixture(scope="session")
+def lab_bridge(lab_dir) -> Iterator[LabBridge]:
+    """A bridge with NAT on the first free /24 of 10.231.0.0/16; removed with its nft table at the end."""
+    name = f"pwpt{os.getpid() % 100000}"
+    subnet = free_subnet(SUBNET_POOL)
+    try:
+        yield LabBridge(ensure_bridge(name, f"{subnet[1]}/{subnet.prefixlen}"))
+    finally:
+        remove_bridge(name)
+
+
+@pytest.fixture(scope="session")
+def lab_containers(lab_dir, lab_bridge) -> Iterator[Containers]:
+    """Containers under this run's LXC path; all destroyed at the end (before the bridge goes)."""
+    containers = Containers(lab_dir / "lxc")
+    yield containers
+    failures = []
+    names = sorted(entry.name for entry in containers.lxcpath.iterdir()) if containers.lxcpath.is_dir() else []
+    for name in names:
+        if not NAME.fullmatch(name):
+            continue  # not a container's directory
+        try:
+            containers.destroy(name)
+        except LabError as exc:
+            failures.append(str(exc))
+    assert not failures, f"could not destroy every test container: {failures}"
+
+
+@pytest.fixture(scope="session")
+def lab_ssh_key(lab_dir) -> SshKey:
+    """An ed25519 key pair without passphrase, for root logins into the test containers."""
+    private = lab_dir / "id_ed25519"
+    argv = ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "proxmoxwp-tests", "-f", str(private)]
+    subprocess.run(argv, check=True, capture_output=True)
+    return SshKey(private, private.with_suffix(".pub").read_text())
+
+
+def boot_container(
+    containers: Containers,
+    name: str,
+    *,
+    source: Path,
+    bridge: LabBridge,
+    key: SshKey,
+    **options,
+) -> LabHost:
+    """Create `name` from `source` at the bridge's next address, start it, and wait until SSH answers."""
+    info = containers.create(
+        name,
+        source=source,
+        ip_cidr=bridge.next_ip(),
+        gateway=bridge.gateway,
+        bridge=bridge.name,
+        authorized_key=key.public,
+        **options,
+    )
+    containers.start(name)
+    wait_ssh(info.ip, timeout=SSH_TIMEOUT)
+    return LabHost(name, info.ip)
+
+
+def ssh(
+    host: LabHost | str, key: SshKey, command: Sequence[str], *, check: bool = True, timeout: float = 120.0
+) -> subprocess.CompletedProcess[str]:
+    """Run `command` (an argument list, quoted for the remote shell) as root on `host`."""
+    ip = host.ip if isinstance(host, LabHost) else str(ipaddress.ip_address(host))
+    argv = ["ssh", *SSH_OPTIONS, "-i", str(key.private), f"root@{ip}", shlex.join(command)]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+    if check and result.returncode != 0:
+        pytest.fail(f"{shlex.join(command)} on {ip} exited {result.returncode}: {result.stderr.strip()}")
+    return result
