@@ -38,11 +38,12 @@ BIN = Path(sys.executable).parent
 
 
 def pytest_collection_modifyitems(config, items):
-    """Tests marked `cluster` do not use the API's database: the test script runs them in one of its passes."""
+    """Tests marked `cluster` or `containers` do not use the API's database: the test script runs them in one of
+    its passes."""
     if os.environ.get("PROXMOXWP_TEST_SKIP_CLUSTER") == "1":
         skip = pytest.mark.skip(reason="independent of the database; ran in the SQLite pass")
         for item in items:
-            if item.get_closest_marker("cluster"):
+            if item.get_closest_marker("cluster") or item.get_closest_marker("containers"):
                 item.add_marker(skip)
 
 

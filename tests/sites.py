@@ -13,8 +13,9 @@ from api.jobs.runner import PlaybookRun
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def site_inventory(directory: Path, pve_api: dict, storage: str = "drbd1", ha: bool = True) -> Path:
-    """A copy of the lab inventory pointing at the fake (HA on; the fake has no container to log in to)."""
+def site_inventory(directory: Path, pve_api: dict, storage: str = "drbd1", ha: bool = True, **overrides) -> Path:
+    """A copy of the lab inventory pointing at the fake (HA on; the fake has no container to log in to), with
+    `overrides` of its Proxmox settings."""
     inventory = directory / "inventory"
     shutil.copytree(ROOT / "inventory" / "lab", inventory)
     proxmox = inventory / "group_vars" / "all" / "proxmox.yml"
@@ -26,6 +27,7 @@ def site_inventory(directory: Path, pve_api: dict, storage: str = "drbd1", ha: b
         proxmoxwp_ct_ssh={"user": "root", "private_key_file": "", "timeout": 30},
         proxmoxwp_wordpress_install=False,
     )
+    settings.update(overrides)
     proxmox.write_text("---\n" + yaml.safe_dump(settings, sort_keys=False))
     return inventory
 

@@ -4,6 +4,7 @@ runs them. Every playbook is run twice: the second run must change nothing."""
 from __future__ import annotations
 
 import ipaddress
+import socket
 import subprocess
 from datetime import UTC, datetime
 
@@ -214,3 +215,29 @@ def test_operators_run_the_playbooks_by_hand_without_the_api(inventory, pve, tmp
 
 def pve_token_secret_absent(text: str, pve) -> bool:
     return pve.pve.token_secret not in text
+
+
+def test_a_container_that_never_answers_ssh_fails_the_create_clearly_and_is_removed(tmp_path, pve, pve_api):
+    key = tmp_path / "id_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    with socket.socket() as probe:  # a loopback port nothing listens on: the fake's container has no sshd
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    inventory = site_inventory(
+        tmp_path,
+        pve_api,
+        proxmoxwp_ct_network="127.0.0.0/8",
+        proxmoxwp_ct_gateway="127.0.0.1",
+        proxmoxwp_ct_ssh={"user": "root", "port": port, "private_key_file": str(key), "timeout": 3},
+        proxmoxwp_wordpress_install=True,
+    )
+
+    run = run_playbook(
+        inventory, tmp_path / "runs", "site_create.yml",
+        service_id=SERVICE, plan="basic", email="owner@example.com", admin_password="pw-0123456789",
+    )  # fmt: skip
+
+    assert not run.ok
+    assert "did not answer SSH within 3 seconds" in run.message
+    assert cluster(pve) == {}
+    assert pve.call(pve.pve.ha_resources_left) == []
