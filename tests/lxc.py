@@ -138,9 +138,10 @@ def lab_containers(lab_dir, lab_bridge) -> Iterator[Containers]:
 @pytest.fixture(scope="session")
 def lab_ssh_key(lab_dir) -> SshKey:
     """An ed25519 key pair without passphrase, for root logins into the test containers."""
-    private = lab_dir / "id_ed25519"
-    argv = ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "proxmoxwp-tests", "-f", str(private)]
-    subprocess.run(argv, check=True, capture_output=True)
+    private = lab_dir / "id_ed25519"  # the lab_container role's key path too: whoever comes first makes it
+    if not private.exists():
+        argv = ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "proxmoxwp-tests", "-f", str(private)]
+        subprocess.run(argv, check=True, capture_output=True)
     return SshKey(private, private.with_suffix(".pub").read_text())
 
 

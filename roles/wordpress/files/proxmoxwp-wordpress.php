@@ -11,9 +11,30 @@
  */
 
 function proxmoxwp_answer( array $answer, int $status = 0 ): void {
+	$GLOBALS['proxmoxwp_answered'] = true;
 	fwrite( STDOUT, json_encode( $answer ) . "\n" );
 	exit( $status );
 }
+
+// WordPress ends the process itself when it cannot load (wp_die: no database, a broken configuration); what
+// it printed becomes the error, without its markup.
+register_shutdown_function(
+	static function (): void {
+		if ( ! empty( $GLOBALS['proxmoxwp_answered'] ) ) {
+			return;
+		}
+		$seen = '';
+		while ( ob_get_level() > 0 ) {
+			$seen .= ob_get_clean();
+		}
+		if ( preg_match( '~<h1>(.*?)</h1>~s', $seen, $heading ) ) {
+			$seen = $heading[1];
+		}
+		$seen = trim( preg_replace( '/\s+/', ' ', strip_tags( $seen ) ) );
+		fwrite( STDOUT, json_encode( array( 'error' => 'WordPress stopped while loading: ' . substr( $seen, 0, 300 ) ) ) . "\n" );
+		exit( 1 );
+	}
+);
 
 set_error_handler(
 	static function ( int $severity, string $message ): bool {
