@@ -284,7 +284,7 @@ if [[ ${PROXMOXWP_TEST_SQLITE_ONLY:-0} == 1 ]]; then
   record "pytest: PostgreSQL + Redis" "SKIP (PROXMOXWP_TEST_SQLITE_ONLY=1)"
 else
   if step "start PostgreSQL and Redis" start_servers; then
-    # Tests marked `cluster` (modules and playbooks against the fake PVE) never touch the API's database:
+    # Tests marked `cluster` (against the fake PVE) or `containers` (real LXC) never touch the API's database:
     # they ran in the SQLite pass already.
     SKIP_CLUSTER=0
     [[ ${PROXMOXWP_TEST_SERVERS_ONLY:-0} == 1 ]] || SKIP_CLUSTER=1
