@@ -11,6 +11,9 @@ import os
 import re
 import subprocess
 import sys
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -92,68 +95,98 @@ def test_a_container_from_the_golden_image_only_does_the_per_site_part(
     assert not lab_containers.list()
 
 
-def test_the_health_check_fails_with_what_it_saw(
-    lab_env, lab_dir, lab_bridge, lab_containers, lab_ssh_key, golden_image
-):
-    address = lab_bridge.next_ip()
-    lab_containers.create(
-        "health", source=golden_image, ip_cidr=address, gateway=lab_bridge.gateway, bridge=lab_bridge.name,
-        authorized_key=lab_ssh_key.public,
-    )  # fmt: skip
-    lab_containers.start("health")
-    host = address.split("/")[0]
-    inventory = {
-        "all": {
-            "hosts": {
-                "health": {
-                    "ansible_host": host,
-                    "ansible_user": "root",
-                    "ansible_ssh_private_key_file": str(lab_ssh_key.private),
-                    "ansible_ssh_common_args": "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null",
-                    "ansible_python_interpreter": "/usr/bin/python3",
-                }
-            },
-            "vars": {
-                "wordpress_source": "debian",
-                "wordpress_site_domain": "s7.sites.lab.test",
-                "wordpress_admin_email": "owner@example.com",
-                "wordpress_admin_password": "another password 123",
-                "wordpress_health_timeout": 4,
-            },
-        }
-    }
-    inventory_file = lab_dir / "health-inventory.json"
-    inventory_file.write_text(json.dumps(inventory))
+@dataclass
+class GoldenSite:
+    """A site installed by the role (entry point main) in a container from the golden image."""
 
-    def play(entry_point: str) -> subprocess.CompletedProcess:
-        playbook = inventory_file.with_name(f"health-{entry_point}.yml")
+    ip: str
+    lxcpath: Path
+    inventory: Path
+    env: dict[str, str]
+
+    def play(self, entry_point: str, **variables) -> subprocess.CompletedProcess:
+        """Run one entry point of the role against the site; variables as extra vars."""
+        playbook = self.inventory.with_name(f"golden-site-{entry_point}.yml")
         playbook.write_text(
             "- hosts: all\n  gather_facts: false\n  tasks:\n"
             f"    - ansible.builtin.include_role:\n        name: wordpress\n        tasks_from: {entry_point}\n"
         )
+        extra = ["-e", json.dumps(variables)] if variables else []
         return subprocess.run(
-            ["ansible-playbook", "-i", str(inventory_file), str(playbook)],
-            cwd=ROOT, env=lab_env, capture_output=True, text=True, check=False,
+            ["ansible-playbook", "-i", str(self.inventory), *extra, str(playbook)],
+            cwd=ROOT, env=self.env, capture_output=True, text=True, check=False,
         )  # fmt: skip
 
-    def in_container(*argv: str) -> None:
-        subprocess.run(["lxc-attach", "-P", str(lab_containers.lxcpath), "-n", "health", "--", *argv], check=True)
+    def run(self, *argv: str) -> None:
+        subprocess.run(["lxc-attach", "-P", str(self.lxcpath), "-n", "golden-site", "--", *argv], check=True)
 
-    wait_ssh(host, timeout=60)
-    installed = play("main")
+    def post(self, size: int) -> int:
+        """The status of a POST of `size` bytes to the front page, as a browser uploading a file."""
+        request = urllib.request.Request(
+            f"http://{self.ip}/", data=b"x" * size, headers={"Host": "s7.sites.lab.test"}, method="POST"
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=30) as answer:  # noqa: S310 (our own container)
+                return answer.status
+        except urllib.error.HTTPError as error:
+            return error.code
+
+
+@pytest.fixture(scope="module")
+def golden_site(lab_env, lab_dir, lab_bridge, lab_containers, lab_ssh_key, golden_image) -> GoldenSite:
+    address = lab_bridge.next_ip()
+    lab_containers.create(
+        "golden-site", source=golden_image, ip_cidr=address, gateway=lab_bridge.gateway, bridge=lab_bridge.name,
+        authorized_key=lab_ssh_key.public,
+    )  # fmt: skip
+    lab_containers.start("golden-site")
+    ip = address.split("/")[0]
+    host = {
+        "ansible_host": ip,
+        "ansible_user": "root",
+        "ansible_ssh_private_key_file": str(lab_ssh_key.private),
+        "ansible_ssh_common_args": "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null",
+        "ansible_python_interpreter": "/usr/bin/python3",
+    }
+    site_vars = {
+        "wordpress_source": "debian",
+        "wordpress_site_domain": "s7.sites.lab.test",
+        "wordpress_admin_email": "owner@example.com",
+        "wordpress_admin_password": "another password 123",
+        "wordpress_health_timeout": 4,
+    }
+    inventory = lab_dir / "golden-site-inventory.json"
+    inventory.write_text(json.dumps({"all": {"hosts": {"golden-site": host}, "vars": site_vars}}))
+    site = GoldenSite(ip, lab_containers.lxcpath, inventory, lab_env)
+    wait_ssh(ip, timeout=60)
+    installed = site.play("main")
     assert installed.returncode == 0, installed.stdout[-3000:]
+    return site
 
-    in_container("systemctl", "stop", "php8.2-fpm")
-    broken = play("health")
+
+def test_the_health_check_fails_with_what_it_saw(golden_site):
+    golden_site.run("systemctl", "stop", "php8.2-fpm")
+    broken = golden_site.play("health")
     assert broken.returncode != 0
     assert "The front page of s7.sites.lab.test answered 502" in " ".join(broken.stdout.split())
 
-    in_container("systemctl", "start", "php8.2-fpm")
-    in_container("systemctl", "stop", "mariadb.socket", "mariadb")  # the socket would start it again
-    no_database = play("health")
+    golden_site.run("systemctl", "start", "php8.2-fpm")
+    golden_site.run("systemctl", "stop", "mariadb.socket", "mariadb")  # the socket would start it again
+    no_database = golden_site.play("health")
     assert no_database.returncode != 0
     assert "WordPress stopped while loading: Error establishing a database connection" in no_database.stdout
 
-    in_container("systemctl", "start", "mariadb.socket", "mariadb")
-    healthy = play("health")
+    golden_site.run("systemctl", "start", "mariadb.socket", "mariadb")
+    healthy = golden_site.play("health")
     assert healthy.returncode == 0, healthy.stdout[-3000:]
+
+
+def test_a_plan_change_applies_its_upload_limit(golden_site):
+    two_megabytes = 2 * 1024 * 1024
+    small = golden_site.play("limits", wordpress_upload_max_mb=1)
+    assert small.returncode == 0, small.stdout[-3000:]
+    assert golden_site.post(two_megabytes) == 413
+
+    large = golden_site.play("limits", wordpress_upload_max_mb=8)
+    assert large.returncode == 0, large.stdout[-3000:]
+    assert golden_site.post(two_megabytes) == 200
