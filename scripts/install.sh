@@ -32,7 +32,7 @@ export DEBIAN_FRONTEND=noninteractive
 DEBIAN_PACKAGES=(python3 python3-venv python3-dev python3-pip build-essential git curl ca-certificates sqlite3
   libffi-dev libssl-dev openssh-client rsync lxc debootstrap nftables iproute2 zstd)
 # The servers the test suite starts for itself, on loopback, in temporary directories.
-DEV_DEBIAN_PACKAGES=(postgresql redis-server)
+DEV_DEBIAN_PACKAGES=(postgresql redis-server pdns-server pdns-backend-sqlite3)
 
 say() { printf '==> %s\n' "$*"; }
 

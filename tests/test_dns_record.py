@@ -1,0 +1,148 @@
+"""The role dns_record (module proxmoxwp_dns_record) against a real PowerDNS Authoritative server and the
+Cloudflare double: records appear, change and disappear as the flows say, a second run changes nothing, and
+dnspython resolves what the role wrote."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+import dns.resolver
+import pytest
+import requests
+from sites import ROOT
+
+pytestmark = pytest.mark.cluster
+
+WRITES = {"POST", "PATCH", "PUT", "DELETE"}
+
+
+def play(tmp_path: Path, operation: str, check: bool = False, verbosity: int = 0, **variables):
+    """Run one entry point of the role on localhost as a playbook does; the result and the changed count."""
+    playbook = tmp_path / f"dns-{operation}.yml"
+    playbook.write_text(
+        "- hosts: localhost\n  gather_facts: false\n  tasks:\n"
+        f"    - ansible.builtin.include_role:\n        name: dns_record\n        tasks_from: {operation}\n"
+    )
+    extra = tmp_path / "dns-vars.json"
+    extra.write_text(json.dumps(variables))
+    argv = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", "tests/inventory/hosts.yml",
+            "-e", f"@{extra}", str(playbook)]  # fmt: skip
+    argv += ["--check"] * check + ["-" + "v" * verbosity] * bool(verbosity)
+    result = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, check=False)
+    recap = [line for line in result.stdout.splitlines() if line.startswith("localhost ")]
+    changed = int(recap[-1].split("changed=")[1].split()[0]) if recap else -1
+    return result, changed
+
+
+@pytest.fixture
+def pdns_site(powerdns, tmp_path):
+    zone = f"z{secrets.token_hex(4)}.proxmoxwp.test"
+    powerdns.create_zone(zone)
+    dns_settings = {
+        "provider": "powerdns",
+        "powerdns": {"api_url": powerdns.api_url.split("/api/")[0], "api_key": powerdns.api_key},
+        "ttl": 60,
+    }
+    return {"proxmoxwp_dns": dns_settings, "proxmoxwp_base_zone": zone, "dns_record_name": f"s42.{zone}"}
+
+
+def answers(powerdns, name: str, record_type: str) -> list[str]:
+    try:
+        return sorted(r.to_text() for r in powerdns.resolver().resolve(name, record_type))
+    except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
+        return []
+
+
+def test_powerdns_records_appear_change_and_disappear(powerdns, pdns_site, tmp_path):
+    name = pdns_site["dns_record_name"]
+    first, changed = play(tmp_path, "present", dns_record_addresses=["203.0.113.10"], **pdns_site)
+    assert first.returncode == 0, first.stdout[-2000:]
+    assert changed == 1  # one looped task: the A set made, the AAAA set already absent
+    assert answers(powerdns, name, "A") == ["203.0.113.10"]
+
+    again, changed = play(tmp_path, "present", dns_record_addresses=["203.0.113.10"], **pdns_site)
+    assert again.returncode == 0 and changed == 0
+
+    moved, changed = play(tmp_path, "present", dns_record_addresses=["203.0.113.20", "2001:db8::1"], **pdns_site)
+    assert moved.returncode == 0 and changed == 1
+    assert answers(powerdns, name, "A") == ["203.0.113.20"]
+    assert answers(powerdns, name, "AAAA") == ["2001:db8::1"]
+
+    removed, changed = play(tmp_path, "absent", **pdns_site)
+    assert removed.returncode == 0 and changed == 1
+    assert answers(powerdns, name, "A") == [] and answers(powerdns, name, "AAAA") == []
+
+    gone, changed = play(tmp_path, "absent", **pdns_site)
+    assert gone.returncode == 0 and changed == 0
+
+
+def test_check_mode_changes_nothing(powerdns, pdns_site, tmp_path):
+    run, changed = play(tmp_path, "present", check=True, dns_record_addresses=["203.0.113.10"], **pdns_site)
+    assert run.returncode == 0 and changed > 0
+    assert answers(powerdns, pdns_site["dns_record_name"], "A") == []
+
+
+def test_a_wrong_api_key_fails_with_the_servers_reason_and_no_secret(powerdns, pdns_site, tmp_path):
+    pdns_site["proxmoxwp_dns"]["powerdns"]["api_key"] = "wrong-key-0123456789"
+    run, _ = play(tmp_path, "present", verbosity=3, dns_record_addresses=["203.0.113.10"], **pdns_site)
+    assert run.returncode != 0
+    assert "HTTP 401" in run.stdout
+    assert "wrong-key-0123456789" not in run.stdout + run.stderr
+
+
+def test_a_name_outside_the_zone_is_refused(pdns_site, tmp_path):
+    pdns_site["dns_record_name"] = "s42.elsewhere.test"
+    run, _ = play(tmp_path, "present", dns_record_addresses=["203.0.113.10"], **pdns_site)
+    assert run.returncode != 0
+    assert "is not in the zone" in run.stdout
+
+
+@pytest.fixture
+def cf_site(cloudflare):
+    zone = cloudflare.add_zone("sites.proxmoxwp.test")
+    dns_settings = {"provider": "cloudflare", "cloudflare": {"api_url": cloudflare.url, "api_token": cloudflare.token}}
+    site = {"proxmoxwp_dns": dns_settings, "proxmoxwp_base_zone": zone.name, "dns_record_name": f"s7.{zone.name}"}
+    return zone, site
+
+
+def cf_records(cloudflare, zone, name: str) -> list[tuple[str, str]]:
+    response = requests.get(
+        f"{cloudflare.url}/zones/{zone.id}/dns_records", params={"name": name}, headers=cloudflare.headers, timeout=10
+    )
+    return sorted((r["type"], r["content"]) for r in response.json()["result"])
+
+
+def test_cloudflare_records_are_upserted_among_several_per_name(cloudflare, cf_site, tmp_path):
+    zone, site = cf_site
+    name = site["dns_record_name"]
+    # A stray record at the name (an earlier address): several A records per name are allowed, so it must go.
+    stray = {"type": "A", "name": name, "content": "198.51.100.7", "ttl": 300, "proxied": False}
+    requests.post(f"{cloudflare.url}/zones/{zone.id}/dns_records", json=stray, headers=cloudflare.headers, timeout=10)
+
+    first, _ = play(tmp_path, "present", dns_record_addresses=["203.0.113.10"], **site)
+    assert first.returncode == 0, first.stdout[-2000:]
+    assert cf_records(cloudflare, zone, name) == [("A", "203.0.113.10")]
+
+    writes_before = sum(call.method in WRITES for call in cloudflare.state.calls)
+    again, changed = play(tmp_path, "present", dns_record_addresses=["203.0.113.10"], **site)
+    assert again.returncode == 0 and changed == 0
+    assert sum(call.method in WRITES for call in cloudflare.state.calls) == writes_before
+
+    removed, changed = play(tmp_path, "absent", **site)
+    assert removed.returncode == 0 and changed == 1
+    assert cf_records(cloudflare, zone, name) == []
+    gone, changed = play(tmp_path, "absent", **site)
+    assert gone.returncode == 0 and changed == 0
+
+
+def test_cloudflare_a_wrong_token_fails_with_its_error_code(cloudflare, cf_site, tmp_path):
+    _zone, site = cf_site
+    site["proxmoxwp_dns"]["cloudflare"]["api_token"] = "not-the-token-0123456789"
+    run, _ = play(tmp_path, "present", verbosity=3, dns_record_addresses=["203.0.113.10"], **site)
+    assert run.returncode != 0
+    assert "(10000)" in run.stdout
+    assert "not-the-token-0123456789" not in run.stdout + run.stderr
