@@ -28,7 +28,7 @@ from api.db import Database
 from api.migrate import upgrade
 from api.models import Base
 
-pytest_plugins = ["tests.pve.plugin", "tests.lxc", "tests.powerdns", "tests.cloudflare.plugin"]
+pytest_plugins = ["tests.pve.plugin", "tests.lxc", "tests.powerdns", "tests.cloudflare.plugin", "tests.npm"]
 
 ROOT = Path(__file__).resolve().parent.parent
 TESTS = ROOT / "tests"

@@ -4,16 +4,14 @@ dnspython resolves what the role wrote."""
 
 from __future__ import annotations
 
-import json
 import secrets
-import subprocess
-import sys
 from pathlib import Path
 
 import dns.resolver
 import pytest
 import requests
-from sites import ROOT
+
+from roles import run_role
 
 pytestmark = pytest.mark.cluster
 
@@ -21,21 +19,8 @@ WRITES = {"POST", "PATCH", "PUT", "DELETE"}
 
 
 def play(tmp_path: Path, operation: str, check: bool = False, verbosity: int = 0, **variables):
-    """Run one entry point of the role on localhost as a playbook does; the result and the changed count."""
-    playbook = tmp_path / f"dns-{operation}.yml"
-    playbook.write_text(
-        "- hosts: localhost\n  gather_facts: false\n  tasks:\n"
-        f"    - ansible.builtin.include_role:\n        name: dns_record\n        tasks_from: {operation}\n"
-    )
-    extra = tmp_path / "dns-vars.json"
-    extra.write_text(json.dumps(variables))
-    argv = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", "tests/inventory/hosts.yml",
-            "-e", f"@{extra}", str(playbook)]  # fmt: skip
-    argv += ["--check"] * check + ["-" + "v" * verbosity] * bool(verbosity)
-    result = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, check=False)
-    recap = [line for line in result.stdout.splitlines() if line.startswith("localhost ")]
-    changed = int(recap[-1].split("changed=")[1].split()[0]) if recap else -1
-    return result, changed
+    run = run_role(tmp_path, "dns_record", operation, check=check, verbosity=verbosity, **variables)
+    return run, run.changed
 
 
 @pytest.fixture
