@@ -469,7 +469,12 @@ class Lifecycle:
             service = self._for_customer(session, data.service_id)
             toggles = [job for job in self._unfinished(session, service.service_id) if job.kind == "toggle"]
             current = toggles[-1].params["proxy_enabled"] if toggles else service.proxy_enabled
-            job = self._job(session, service, "toggle", {"proxy_enabled": not current, "subdomain": service.subdomain})
+            params = {
+                "proxy_enabled": not current,
+                "subdomain": service.subdomain,
+                "domains": [domain.domain for domain in service.domains],
+            }
+            job = self._job(session, service, "toggle", params)
             return self._accepted(session, service, job, proxy_enabled=not current)
 
         return self.runtime.db.write(work)

@@ -10,8 +10,7 @@ from pathlib import Path
 import dns.resolver
 import pytest
 import requests
-
-from roles import run_role
+from role_runs import run_role
 
 pytestmark = pytest.mark.cluster
 

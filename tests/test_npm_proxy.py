@@ -5,8 +5,7 @@ missing permission)."""
 from __future__ import annotations
 
 import pytest
-
-from roles import run_role
+from role_runs import run_role
 
 pytestmark = pytest.mark.cluster
 

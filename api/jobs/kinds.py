@@ -102,7 +102,7 @@ def _upgraded(_session: Session, service: Service, job: Job) -> None:
 def _domain_added(session: Session, _service: Service, job: Job) -> None:
     if domain := _domain(session, job):
         domain.state = str((job.stats or {}).get("domain_state") or "active")
-        domain.message = None
+        domain.message = str((job.stats or {}).get("domain_message") or "") or None
 
 
 def _domain_failed(session: Session, _service: Service, job: Job) -> None:

@@ -70,6 +70,12 @@ options:
     description: Whether the host serves.
     type: bool
     default: true
+  create:
+    description:
+      - Whether a missing host is made. V(false) only changes a host that exists (the toggle flips the hosts a site
+        has, and makes none).
+    type: bool
+    default: true
   certificate:
     description:
       - V(letsencrypt) requests (or reuses) a Let's Encrypt certificate and forces SSL.
@@ -192,6 +198,8 @@ class Run:
         wanted = base_fields(p)
         host = own_host(self.npm, wanted["domain_names"])
         check_names_free(self.npm, wanted["domain_names"], host["id"] if host else None)
+        if host is None and not p["create"]:
+            return
         if host is None:
             host = self.do("create host", "POST", "/nginx/proxy-hosts", wanted) or {"id": None, **wanted}
             host.setdefault("enabled", True)
@@ -270,6 +278,7 @@ def main():
             "forward_port": {"type": "int", "default": 80},
             "forward_scheme": {"type": "str", "default": "http", "choices": ["http", "https"]},
             "enabled": {"type": "bool", "default": True},
+            "create": {"type": "bool", "default": True},
             "certificate": {"type": "str", "default": "letsencrypt", "choices": ["letsencrypt", "none"]},
             "state": {"type": "str", "default": "present", "choices": ["present", "absent"]},
         },
