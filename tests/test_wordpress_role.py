@@ -6,6 +6,7 @@ Every container lives under this run's lab directory (tests/lxc.py), which is cl
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -99,6 +100,7 @@ def test_a_container_from_the_golden_image_only_does_the_per_site_part(
 class GoldenSite:
     """A site installed by the role (entry point main) in a container from the golden image."""
 
+    name: str
     ip: str
     lxcpath: Path
     inventory: Path
@@ -106,7 +108,7 @@ class GoldenSite:
 
     def play(self, entry_point: str, **variables) -> subprocess.CompletedProcess:
         """Run one entry point of the role against the site; variables as extra vars."""
-        playbook = self.inventory.with_name(f"golden-site-{entry_point}.yml")
+        playbook = self.inventory.with_name(f"{self.name}-{entry_point}.yml")
         playbook.write_text(
             "- hosts: all\n  gather_facts: false\n  tasks:\n"
             f"    - ansible.builtin.include_role:\n        name: wordpress\n        tasks_from: {entry_point}\n"
@@ -118,7 +120,7 @@ class GoldenSite:
         )  # fmt: skip
 
     def run(self, *argv: str) -> None:
-        subprocess.run(["lxc-attach", "-P", str(self.lxcpath), "-n", "golden-site", "--", *argv], check=True)
+        subprocess.run(["lxc-attach", "-P", str(self.lxcpath), "-n", self.name, "--", *argv], check=True)
 
     def post(self, size: int) -> int:
         """The status of a POST of `size` bytes to the front page, as a browser uploading a file."""
@@ -132,14 +134,14 @@ class GoldenSite:
             return error.code
 
 
-@pytest.fixture(scope="module")
-def golden_site(lab_env, lab_dir, lab_bridge, lab_containers, lab_ssh_key, golden_image) -> GoldenSite:
+def site_container(name: str, lab_env, lab_dir, lab_bridge, lab_containers, lab_ssh_key, golden_image) -> GoldenSite:
+    """A started container from the golden image, with an inventory for the role (nothing run yet)."""
     address = lab_bridge.next_ip()
     lab_containers.create(
-        "golden-site", source=golden_image, ip_cidr=address, gateway=lab_bridge.gateway, bridge=lab_bridge.name,
+        name, source=golden_image, ip_cidr=address, gateway=lab_bridge.gateway, bridge=lab_bridge.name,
         authorized_key=lab_ssh_key.public,
     )  # fmt: skip
-    lab_containers.start("golden-site")
+    lab_containers.start(name)
     ip = address.split("/")[0]
     host = {
         "ansible_host": ip,
@@ -155,10 +157,15 @@ def golden_site(lab_env, lab_dir, lab_bridge, lab_containers, lab_ssh_key, golde
         "wordpress_admin_password": "another password 123",
         "wordpress_health_timeout": 4,
     }
-    inventory = lab_dir / "golden-site-inventory.json"
-    inventory.write_text(json.dumps({"all": {"hosts": {"golden-site": host}, "vars": site_vars}}))
-    site = GoldenSite(ip, lab_containers.lxcpath, inventory, lab_env)
+    inventory = lab_dir / f"{name}-inventory.json"
+    inventory.write_text(json.dumps({"all": {"hosts": {name: host}, "vars": site_vars}}))
     wait_ssh(ip, timeout=60)
+    return GoldenSite(name, ip, lab_containers.lxcpath, inventory, lab_env)
+
+
+@pytest.fixture(scope="module")
+def golden_site(lab_env, lab_dir, lab_bridge, lab_containers, lab_ssh_key, golden_image) -> GoldenSite:
+    site = site_container("golden-site", lab_env, lab_dir, lab_bridge, lab_containers, lab_ssh_key, golden_image)
     installed = site.play("main")
     assert installed.returncode == 0, installed.stdout[-3000:]
     return site
@@ -190,3 +197,29 @@ def test_a_plan_change_applies_its_upload_limit(golden_site):
     large = golden_site.play("limits", wordpress_upload_max_mb=8)
     assert large.returncode == 0, large.stdout[-3000:]
     assert golden_site.post(two_megabytes) == 200
+
+
+def test_a_release_archive_on_the_controller_is_installed_only_with_its_checksum(
+    golden_site, lab_env, lab_dir, lab_bridge, lab_containers, lab_ssh_key, golden_image
+):
+    # A release archive shaped as wordpress.org ships one (one folder, wordpress/), from the golden site's core.
+    archive = lab_dir / "wordpress-release.tar.gz"
+    with archive.open("wb") as out:
+        tar = ["tar", "-C", "/var/www", "--exclude=wordpress/wp-config.php", "-czf", "-", "wordpress"]
+        subprocess.run(["lxc-attach", "-P", str(lab_containers.lxcpath), "-n", "golden-site", "--", *tar],
+                       stdout=out, check=True)  # fmt: skip
+    digest = hashlib.sha256(archive.read_bytes()).hexdigest()
+    site = site_container("archive-site", lab_env, lab_dir, lab_bridge, lab_containers, lab_ssh_key, golden_image)
+    # Another folder than the image's, so the core really comes from the archive.
+    source = {"wordpress_source": "archive", "wordpress_archive_src": str(archive), "wordpress_root": "/srv/wordpress"}
+
+    refused = site.play("main", **source, wordpress_archive_checksum="sha256:" + "0" * 64)
+    assert refused.returncode != 0
+    assert f"has the sha256 checksum {digest}, not the expected" in " ".join(refused.stdout.split())
+
+    installed = site.play("main", **source, wordpress_archive_checksum=f"sha256:{digest}")
+    assert installed.returncode == 0, installed.stdout[-3000:]
+    request = urllib.request.Request(f"http://{site.ip}/", headers={"Host": "s7.sites.lab.test"})
+    with urllib.request.urlopen(request, timeout=30) as answer:  # noqa: S310 (our own container)
+        assert answer.status == 200
+        assert "s7.sites.lab.test" in answer.read().decode()
