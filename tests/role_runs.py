@@ -1,4 +1,4 @@
-"""Running one entry point of a role on localhost, as a playbook does, for the tests of the edge roles."""
+"""Running one entry point of a role as a playbook does, on localhost or on the hosts of an inventory."""
 
 from __future__ import annotations
 
@@ -23,18 +23,29 @@ class RoleRun:
         return self.returncode == 0
 
 
-def run_role(tmp_path: Path, role: str, entry_point: str, check: bool = False, verbosity: int = 0, **variables):
+def run_role(
+    tmp_path: Path,
+    role: str,
+    entry_point: str,
+    check: bool = False,
+    verbosity: int = 0,
+    inventory: Path | None = None,
+    env: dict[str, str] | None = None,
+    **variables,
+) -> RoleRun:
+    """Run one entry point of a role as a playbook does: on localhost, or on every host of `inventory`."""
+    hosts = "all" if inventory else "localhost"
     playbook = tmp_path / f"{role}-{entry_point}.yml"
     playbook.write_text(
-        "- hosts: localhost\n  gather_facts: false\n  tasks:\n"
+        f"- hosts: {hosts}\n  gather_facts: false\n  tasks:\n"
         f"    - ansible.builtin.include_role:\n        name: {role}\n        tasks_from: {entry_point}\n"
     )
     extra = tmp_path / f"{role}-vars.json"
     extra.write_text(json.dumps(variables))
-    argv = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", "tests/inventory/hosts.yml",
+    argv = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(inventory or "tests/inventory/hosts.yml"),
             "-e", f"@{extra}", str(playbook)]  # fmt: skip
     argv += ["--check"] * check + ["-" + "v" * verbosity] * bool(verbosity)
-    result = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, check=False)
-    recap = [line for line in result.stdout.splitlines() if line.startswith("localhost ")]
-    changed = int(recap[-1].split("changed=")[1].split()[0]) if recap else -1
+    result = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+    recap = [line for line in result.stdout.splitlines() if " : ok=" in line]
+    changed = sum(int(line.split("changed=")[1].split()[0]) for line in recap) if recap else -1
     return RoleRun(result.returncode, result.stdout, result.stderr, changed)

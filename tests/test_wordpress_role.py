@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from role_runs import RoleRun, run_role
 from sites import ROOT
 
 from lab import wait_ssh
@@ -106,18 +107,10 @@ class GoldenSite:
     inventory: Path
     env: dict[str, str]
 
-    def play(self, entry_point: str, **variables) -> subprocess.CompletedProcess:
+    def play(self, entry_point: str, **variables) -> RoleRun:
         """Run one entry point of the role against the site; variables as extra vars."""
-        playbook = self.inventory.with_name(f"{self.name}-{entry_point}.yml")
-        playbook.write_text(
-            "- hosts: all\n  gather_facts: false\n  tasks:\n"
-            f"    - ansible.builtin.include_role:\n        name: wordpress\n        tasks_from: {entry_point}\n"
-        )
-        extra = ["-e", json.dumps(variables)] if variables else []
-        return subprocess.run(
-            ["ansible-playbook", "-i", str(self.inventory), *extra, str(playbook)],
-            cwd=ROOT, env=self.env, capture_output=True, text=True, check=False,
-        )  # fmt: skip
+        return run_role(self.inventory.parent, "wordpress", entry_point, inventory=self.inventory, env=self.env,
+                        **variables)  # fmt: skip
 
     def run(self, *argv: str) -> None:
         subprocess.run(["lxc-attach", "-P", str(self.lxcpath), "-n", self.name, "--", *argv], check=True)
