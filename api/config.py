@@ -29,6 +29,30 @@ def _split_csv(value: object) -> object:
     return value
 
 
+DNS_PORT = 53
+
+
+def resolver_address(text: str) -> tuple[str, int]:
+    """`192.0.2.53`, `192.0.2.53:5353`, `2001:db8::53` or `[2001:db8::53]:5353` as (address, port).
+
+    Only IP addresses: a resolver named by a host name would need a resolver to find it."""
+    host, port = text.strip(), str(DNS_PORT)
+    if host.startswith("["):
+        host, bracket, rest = host[1:].partition("]")
+        if not bracket or (rest and not rest.startswith(":")):
+            raise ValueError(f"{text!r} is not IP, IP:PORT or [IPv6]:PORT")
+        port = rest[1:] if rest else port
+    elif host.count(":") == 1:  # IPv4:port (a bare IPv6 address has at least two colons)
+        host, port = host.split(":")
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(f"{text!r} is not IP, IP:PORT or [IPv6]:PORT") from None
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(f"{text!r} has no valid port (1 to 65535)")
+    return str(address), int(port)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="PROXMOXWP_", extra="ignore")
 
@@ -50,6 +74,9 @@ class Settings(BaseSettings):
     max_events_per_job: int = Field(default=500, ge=10, le=100_000)
     secret_key: str | None = None
     max_wait_seconds: int = Field(default=60, ge=0, le=600)
+    # Where setdomain asks whether a customer's domain points to us; empty = the system's (/etc/resolv.conf).
+    dns_resolvers: Annotated[list[tuple[str, int]], NoDecode] = Field(default_factory=list)
+    dns_timeout: float = Field(default=5.0, gt=0, le=60)
 
     @field_validator("data_dir", mode="before")
     @classmethod
@@ -79,6 +106,13 @@ class Settings(BaseSettings):
             except ValueError as exc:
                 raise ValueError(f"{value!r} is not an IP address or network") from exc
         return values
+
+    @field_validator("dns_resolvers", mode="before")
+    @classmethod
+    def _resolvers(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        return [resolver_address(item) for item in _split_csv(value)]  # type: ignore[union-attr]
 
     @field_validator("job_timeouts", mode="before")
     @classmethod

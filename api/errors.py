@@ -30,8 +30,12 @@ def conflict(code: str, error: str, **extra: object) -> ApiError:
     return ApiError(409, code, error, **extra)
 
 
-def unprocessable(code: str, error: str) -> ApiError:
-    return ApiError(422, code, error)
+def unprocessable(code: str, error: str, **extra: object) -> ApiError:
+    return ApiError(422, code, error, **extra)
+
+
+def unavailable(code: str, error: str, **extra: object) -> ApiError:
+    return ApiError(503, code, error, **extra)
 
 
 # What a value that does not match a field's pattern should look like, in words.

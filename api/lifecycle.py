@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from api import presenters, validation
+from api import domain_dns, presenters, validation
 from api.errors import ApiError, bad_request, conflict, not_found, unprocessable
 from api.jobs.kinds import KINDS
 from api.models import UNFINISHED, Backup, Domain, Job, JobState, Service, ServiceState
@@ -85,9 +85,9 @@ class Lifecycle:
             raise not_found("unknown_service", f"There is no site for service {service_id}.")
         return service
 
-    def _for_customer(self, session: Session, service_id: int) -> Service:
+    def _for_customer(self, session: Session, service_id: int, lock: bool = True) -> Service:
         """A service on which the customer may act: it exists, is not suspended, created or deleted."""
-        service = self._existing(session, service_id)
+        service = self._existing(session, service_id, lock)
         projected = self._projected(session, service)
         if projected in (ServiceState.DELETING, ServiceState.DELETED):
             raise conflict("deleting", "This site is being deleted.")
@@ -304,6 +304,8 @@ class Lifecycle:
         def work(session: Session) -> Answer:
             service = self._for_customer(session, data.service_id)
             params = {"power_action": data.action}
+            if data.action == "reset":  # a reset may move the site: its proxy hosts follow
+                params.update(subdomain=service.subdomain, domains=[d.domain for d in service.domains])
             if data.status is not None:
                 params["paymenter_status"] = data.status
             job = self._job(session, service, "power", params, heading_to=POWER_HEADING[data.action])
@@ -366,7 +368,9 @@ class Lifecycle:
             backup = self._backup(session, service, data.bak)
             if backup.state != "present":
                 raise conflict("backup_busy", f"Backup {data.bak} is not available ({backup.state}).")
-            job = self._job(session, service, "rollback", {"bak": data.bak}, heading_to=ServiceState.ACTIVE)
+            # a restore by clone moves the site: its proxy hosts are pointed at the new container
+            params = {"bak": data.bak, "subdomain": service.subdomain, "domains": [d.domain for d in service.domains]}
+            job = self._job(session, service, "rollback", params, heading_to=ServiceState.ACTIVE)
             return self._accepted(session, service, job, bak=data.bak)
 
         return self.runtime.db.write(work)
@@ -391,22 +395,25 @@ class Lifecycle:
     # ---- domains -------------------------------------------------------------------------------------
 
     def set_domain(self, data: DomainRequest) -> Answer:
+        # The DNS check is network I/O: it runs between a read and the write transaction, so no lock is held while
+        # resolvers answer. The write transaction makes every check again, as another request may have run since.
+        with self.runtime.db.session() as session:
+            service = self._for_customer(session, data.service_id, lock=False)
+            domain = self._attachable(session, service, data.domain)
+            verify = domain is None or domain.state == "failed"  # an attached domain answers its state unchecked
+            subdomain, public_ip = service.subdomain, service.public_ip
+        if verify:
+            settings = self.runtime.settings
+            domain_dns.check(data.domain, subdomain, public_ip, settings.dns_resolvers, settings.dns_timeout)
+
         def work(session: Session) -> Answer:
             service = self._for_customer(session, data.service_id)
-            domain = session.scalar(select(Domain).where(Domain.domain == data.domain))
-            if domain is not None and domain.service_id != service.service_id:
-                raise conflict("domain_taken", f"The domain {data.domain} is already attached to another site.")
+            domain = self._attachable(session, service, data.domain)
             if domain is not None and domain.state != "failed":
                 return self._domain_answer(
                     session, service, domain, self._pending_job(session, service, "domain_add", data.domain)
                 )
             if domain is None:
-                plan = self._plan(service.plan)
-                if len(service.domains) >= plan.domains:
-                    raise unprocessable(
-                        "domain_quota",
-                        f"The plan allows {plan.domains} custom domains and all are used; remove one first.",
-                    )
                 domain = Domain(service_id=service.service_id, domain=data.domain)
                 session.add(domain)
             domain.state, domain.message = "pending", None
@@ -419,6 +426,20 @@ class Lifecycle:
             return self._domain_answer(session, service, domain, job)
 
         return self.runtime.db.write(work)
+
+    def _attachable(self, session: Session, service: Service, name: str) -> Domain | None:
+        """The site's row for the domain, if any; refuses a domain of another site, or a new one over the quota."""
+        domain = session.scalar(select(Domain).where(Domain.domain == name))
+        if domain is not None and domain.service_id != service.service_id:
+            raise conflict("domain_taken", f"The domain {name} is already attached to another site.")
+        if domain is None:
+            plan = self._plan(service.plan)
+            if len(service.domains) >= plan.domains:
+                raise unprocessable(
+                    "domain_quota",
+                    f"The plan allows {plan.domains} custom domains and all are used; remove one first.",
+                )
+        return domain
 
     def _domain_answer(self, session: Session, service: Service, domain: Domain, job: Job | None) -> Answer:
         return self._accepted(

@@ -35,6 +35,7 @@ class Operation:
     errors: list[int] = field(default_factory=list)
     authenticated: bool = True
     path_params: dict[str, dict] = field(default_factory=dict)
+    error_notes: dict[int, str] = field(default_factory=dict)
 
 
 OPERATIONS: list[Operation] = []
@@ -51,8 +52,10 @@ def route(
     errors: tuple[int, ...] = (400, 404),
     authenticated: bool = True,
     path_params: dict[str, dict] | None = None,
+    error_notes: dict[int, str] | None = None,
 ) -> Callable:
-    """Register a view; it receives the validated request model as `data` when a body or query is declared."""
+    """Register a view; it receives the validated request model as `data` when a body or query is declared.
+    `error_notes` describe an error status for this operation in place of the general ERROR_STATUSES text."""
     paths = [paths] if isinstance(paths, str) else paths
     all_errors = sorted({*errors, 503} | ({401} if authenticated else set()))
     prefix = blueprint.url_prefix or ""  # the document lists the paths as served, prefix included
@@ -67,6 +70,7 @@ def route(
             all_errors,
             authenticated,
             path_params or {},
+            error_notes or {},
         )
     )
 
@@ -140,7 +144,7 @@ def document(plans: list[str]) -> dict:
             }
         for status in op.errors:
             spec["responses"][str(status)] = {
-                "description": ERROR_STATUSES[status],
+                "description": op.error_notes.get(status, ERROR_STATUSES[status]),
                 "content": {"application/json": {"schema": ref(ErrorAnswer)}},
             }
         if op.body is not None:

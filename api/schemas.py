@@ -112,6 +112,14 @@ class ErrorAnswer(BaseModel):
     error: str = Field(description="One sentence a customer may read.")
     code: str = Field(description="Machine-readable reason.")
     job_id: int | None = None
+    found: dict[str, list[str]] | None = Field(
+        default=None,
+        description="setdomain refused for its DNS: the records seen, {'A': [...], 'AAAA': [...], 'CNAME': [...]}.",
+    )
+    expected: dict[str, str] | None = Field(
+        default=None,
+        description="setdomain refused for its DNS: what would do, {'A' or 'AAAA': public IP, 'CNAME': subdomain}.",
+    )
 
 
 class JobView(BaseModel):

@@ -28,7 +28,15 @@ from api.db import Database
 from api.migrate import upgrade
 from api.models import Base
 
-pytest_plugins = ["tests.pve.plugin", "tests.lxc", "tests.powerdns", "tests.cloudflare.plugin", "tests.npm"]
+pytest_plugins = [
+    "tests.pve.plugin",
+    "tests.lxc",
+    "tests.powerdns",
+    "tests.cloudflare.plugin",
+    "tests.npm",
+    "tests.published_dns",
+    "tests.edge",
+]
 
 ROOT = Path(__file__).resolve().parent.parent
 TESTS = ROOT / "tests"
@@ -87,8 +95,9 @@ def control_dir(tmp_path) -> Path:
 
 
 @pytest.fixture
-def env(tmp_path, control_dir, database_url) -> dict[str, str]:
-    """The PROXMOXWP_* environment of one test: its own data dir, inventory copy, database and queue."""
+def env(tmp_path, control_dir, database_url, dns_resolvers) -> dict[str, str]:
+    """The PROXMOXWP_* environment of one test: its own data dir, inventory copy, database and queue; custom
+    domains are checked against the session's PowerDNS (tests/published_dns.py), never the system's resolver."""
     inventory = tmp_path / "inventory"
     shutil.copytree(TESTS / "inventory", inventory)
     (inventory / "group_vars" / "all" / "control.yml").write_text(f"test_control_dir: {control_dir}\n")
@@ -104,6 +113,8 @@ def env(tmp_path, control_dir, database_url) -> dict[str, str]:
         "PROXMOXWP_STALE_AFTER_SECONDS": "5",
         "PROXMOXWP_REAPER_SECONDS": "0.5",
         "PROXMOXWP_WORKERS": "4",
+        "PROXMOXWP_DNS_RESOLVERS": dns_resolvers,
+        "PROXMOXWP_DNS_TIMEOUT": "2",
     }
     return values
 

@@ -13,22 +13,24 @@ from api.jobs.runner import PlaybookRun
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def site_inventory(directory: Path, pve_api: dict, storage: str = "drbd1", ha: bool = True, **overrides) -> Path:
-    """A copy of the lab inventory pointing at the fake (HA on; the fake has no container to log in to), with
-    `overrides` of its Proxmox settings."""
+def site_inventory(
+    directory: Path, pve_api: dict, edge: dict, storage: str = "drbd1", ha: bool = True, **overrides
+) -> Path:
+    """A copy of the lab inventory pointing at the fake (HA on; the fake has no container to log in to) and at the
+    `edge` settings (tests/edge.py `EdgePeers.settings`: DNS zone and NPM), with `overrides` of its settings."""
     inventory = directory / "inventory"
     shutil.copytree(ROOT / "inventory" / "lab", inventory)
-    proxmox = inventory / "group_vars" / "all" / "proxmox.yml"
-    settings = yaml.safe_load(proxmox.read_text())
-    settings.update(
-        proxmoxwp_pve_api=dict(pve_api),
-        proxmoxwp_pve_storage=storage,
-        proxmoxwp_pve_ha_enabled=ha,
-        proxmoxwp_ct_ssh={"user": "root", "private_key_file": "", "timeout": 30},
-        proxmoxwp_wordpress_install=False,
-    )
-    settings.update(overrides)
-    proxmox.write_text("---\n" + yaml.safe_dump(settings, sort_keys=False))
+    settings = {
+        "proxmoxwp_pve_api": dict(pve_api),
+        "proxmoxwp_pve_storage": storage,
+        "proxmoxwp_pve_ha_enabled": ha,
+        "proxmoxwp_ct_ssh": {"user": "root", "private_key_file": "", "timeout": 30},
+        "proxmoxwp_wordpress_install": False,
+        **edge,
+        **overrides,
+    }
+    # Read after every other file of group_vars/all, by Ansible and by the API alike (both merge in name order).
+    (inventory / "group_vars" / "all" / "zz_test.yml").write_text("---\n" + yaml.safe_dump(settings, sort_keys=False))
     return inventory
 
 

@@ -197,3 +197,12 @@ def test_every_answer_keeps_to_the_document(api_schema, subtests, mode):
         with subtests.test(operation=operation.label):
             run()
     assert len(tested) == len(EVERY)
+
+
+def test_setdomain_documents_its_dns_answers(document):
+    responses = document["paths"]["/action/setdomain"]["post"]["responses"]
+    for code in ("domain_quota", "dns_not_pointing", "dns_no_records"):
+        assert code in responses["422"]["description"], code
+    assert "dns_unavailable" in responses["503"]["description"]
+    error = document["components"]["schemas"]["ErrorAnswer"]["properties"]
+    assert {"found", "expected"} <= error.keys()

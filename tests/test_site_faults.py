@@ -105,14 +105,14 @@ CASES = {
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_a_fault_fails_the_run_with_pves_message_and_a_retry_succeeds(tmp_path, pve, pve_api, case):
+def test_a_fault_fails_the_run_with_pves_message_and_a_retry_succeeds(tmp_path, pve, pve_api, edge_peers, case):
     playbook, variables, first, inject, expected, after = CASES[case]
-    inventory = site_inventory(tmp_path, pve_api)
+    inventory = site_inventory(tmp_path, pve_api, edge_peers.settings)
 
     def play(name: str, **more):
         return run_playbook(inventory, tmp_path / "runs", name, service_id=SERVICE, **more)
 
-    assert play("site_create.yml", plan="basic").ok
+    assert play("site_create.yml", plan="basic", public_ip="203.0.113.10").ok
     for name in first:
         assert play("backup_create.yml", bak=name).ok
     before = sites(pve)

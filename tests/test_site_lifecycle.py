@@ -16,9 +16,10 @@ TODAY = datetime.now(UTC).strftime("%d%m%Y")
 
 
 @pytest.fixture
-def env(env, tmp_path, pve_api):
-    """The API's environment with the real playbooks and an inventory that points at the fake cluster."""
-    inventory = site_inventory(tmp_path / "site", pve_api)
+def env(env, tmp_path, pve_api, edge_peers):
+    """The API's environment with the real playbooks and an inventory that points at the fake cluster, a DNS zone
+    of the test's own and the NPM double."""
+    inventory = site_inventory(tmp_path / "site", pve_api, edge_peers.settings)
     return {**env, "PROXMOXWP_INVENTORY": str(inventory), "PROXMOXWP_PLAYBOOK_DIR": str(ROOT / "playbooks")}
 
 
@@ -46,12 +47,41 @@ def live_vmid(pve) -> int:
     return vmid
 
 
-def test_the_whole_life_of_a_site_through_the_api(api, worker, pve, pve_api):
+def forwards(edge_peers) -> dict[str, str]:
+    return {name: host["forward_host"] for name, host in edge_peers.hosts().items()}
+
+
+def test_the_whole_life_of_a_site_through_the_api(api, worker, pve, pve_api, edge_peers, dns_records):
     done(api, api.post("/create-site", SITE))
     site = status(api)
     assert site["state"] == "active"
     vmid = live_vmid(pve)
     assert site["vmid"] == vmid and cluster(pve)[vmid]["status"] == "running"
+    subdomain = site["subdomain"]
+    assert subdomain == edge_peers.subdomain(SERVICE)
+    assert edge_peers.addresses(subdomain) == [SITE["public_ip"]]
+    assert forwards(edge_peers) == {subdomain: site["ip"]}
+
+    # A custom domain whose owner pointed it at the site with a CNAME; one pointing elsewhere is refused.
+    domain = dns_records.publish(dns_records.name("www"), cname=subdomain)
+    elsewhere = dns_records.publish(dns_records.name("shop"), a=["198.51.100.7"])
+    refused = api.post("/action/setdomain", {"service_id": SERVICE, "domain": elsewhere})
+    assert refused.status_code == 422 and refused.get_json()["found"]["A"] == ["198.51.100.7"]
+    done(api, api.post("/action/setdomain", {"service_id": SERVICE, "domain": domain}))
+    listed = api.get("/action/getdomain", service_id=SERVICE).get_json()
+    assert [(d["domain"], d["state"]) for d in listed["domains"]] == [(domain, "active")]
+    host = edge_peers.hosts()[domain]
+    assert host["forward_host"] == site["ip"] and host["ssl_forced"] and host["certificate_id"] > 0
+
+    off = api.post("/action/toggle", {"service_id": SERVICE})
+    assert off.get_json()["proxy_enabled"] is False
+    done(api, off)
+    assert [h["enabled"] for h in edge_peers.hosts().values()] == [False, False]
+    assert status(api)["proxy_enabled"] is False
+    on = api.post("/action/toggle", {"service_id": SERVICE})
+    assert on.get_json()["proxy_enabled"] is True
+    done(api, on)
+    assert [h["enabled"] for h in edge_peers.hosts().values()] == [True, True]
     assert backups(api) == [] and cluster(pve)[vmid]["snapshots"] == ["initial"]
 
     names = []
@@ -81,12 +111,16 @@ def test_the_whole_life_of_a_site_through_the_api(api, worker, pve, pve_api):
     done(api, api.post("/action/rollback", {"service_id": SERVICE, "bak": names[0]}))
     assert status(api)["state"] == "active"
     assert status(api)["vmid"] == live_vmid(pve) != vmid, "an older backup on DRBD is restored by clone"
+    ip = status(api)["ip"]
+    assert forwards(edge_peers) == {subdomain: ip, domain: ip}, "the proxy follows the site to its new container"
     assert backups(api) == [names[0], names[2], by_hand] == pve_backups(pve)
 
     done(api, api.post("/action/power", {"service_id": SERVICE, "action": "reset"}))
     assert status(api)["vmid"] == live_vmid(pve)
     assert cluster(pve)[live_vmid(pve)]["status"] == "running"
     assert backups(api) == pve_backups(pve)
+    ip = status(api)["ip"]
+    assert forwards(edge_peers) == {subdomain: ip, domain: ip}
 
     done(api, api.post("/action/power", {"service_id": SERVICE, "action": "stop"}))
     assert status(api)["state"] == "stopped" and cluster(pve)[live_vmid(pve)]["status"] == "stopped"
@@ -112,6 +146,7 @@ def test_the_whole_life_of_a_site_through_the_api(api, worker, pve, pve_api):
     done(api, api.post("/delete-site", {"service_id": SERVICE}))
     assert cluster(pve) == {}, "nothing of the site is left in Proxmox"
     assert pve.call(lambda: pve.pve.ha_resources_left()) == []
+    assert edge_peers.addresses(subdomain) == [] and edge_peers.hosts() == {} and edge_peers.certificates() == []
 
 
 # Each Proxmox step of provisioning, broken once: (what, how to break it, text of PVE's error that must reach
@@ -138,7 +173,9 @@ FAULTS = {
 
 
 @pytest.mark.parametrize("fault", sorted(FAULTS))
-def test_a_fault_at_a_proxmox_step_fails_the_job_leaves_nothing_and_a_retry_succeeds(api, worker, pve, fault):
+def test_a_fault_at_a_proxmox_step_fails_the_job_leaves_nothing_and_a_retry_succeeds(
+    api, worker, pve, edge_peers, fault
+):
     inject, expected = FAULTS[fault]
     pve.call(inject, pve.pve)
     job = done(api, api.post("/create-site", SITE), expect="failed")
@@ -147,6 +184,7 @@ def test_a_fault_at_a_proxmox_step_fails_the_job_leaves_nothing_and_a_retry_succ
     assert site["state"] == "failed" and expected in site["failure_reason"]
     assert cluster(pve) == {}, "nothing half-created is left behind"
     assert pve.call(lambda: pve.pve.ha_resources_left()) == []
+    assert edge_peers.addresses(edge_peers.subdomain(SERVICE)) == [] and edge_peers.hosts() == {}
 
     pve.call(lambda: pve.pve.node_offline("pve1", False))
     done(api, api.post("/create-site", SITE))

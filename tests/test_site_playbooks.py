@@ -16,12 +16,12 @@ pytestmark = pytest.mark.cluster
 SERVICE = 4101
 TODAY = datetime.now(UTC).strftime("%d%m%Y")
 BAK = [f"BAK{TODAY}-{n}" for n in (1, 2, 3)]
-SUBDOMAIN = f"wp{SERVICE}.lab.proxmoxwp.test"
+PUBLIC_IP = "203.0.113.10"
 
 
 @pytest.fixture
-def inventory(tmp_path, pve_api):
-    return site_inventory(tmp_path, pve_api)
+def inventory(tmp_path, pve_api, edge_peers):
+    return site_inventory(tmp_path, pve_api, edge_peers.settings)
 
 
 @pytest.fixture
@@ -29,6 +29,8 @@ def site(inventory, tmp_path):
     """Run a lifecycle playbook for the test's service; the run must succeed."""
 
     def play(playbook: str, expect_ok: bool = True, **variables):
+        if playbook == "site_create.yml":
+            variables.setdefault("public_ip", PUBLIC_IP)
         run = run_playbook(inventory, tmp_path / "runs", playbook, service_id=SERVICE, **variables)
         if expect_ok:
             assert run.ok, f"{playbook} failed: {run.failed_task}: {run.message}"
@@ -50,7 +52,8 @@ def live(pve) -> tuple[int, dict]:
     return next(iter(sites.items()))
 
 
-def test_a_site_lives_and_dies_and_no_playbook_changes_anything_twice(site, pve):
+def test_a_site_lives_and_dies_and_no_playbook_changes_anything_twice(site, pve, edge_peers):
+    subdomain = edge_peers.subdomain(SERVICE)
     created = twice(site, "site_create.yml", plan="basic")
     vmid, ct = live(pve)
     assert created.changed > 0
@@ -59,7 +62,11 @@ def test_a_site_lives_and_dies_and_no_playbook_changes_anything_twice(site, pve)
     assert created.stats["backups"] == []
     assert ct["status"] == "running" and ct["ha"] == "started"
     assert ct["tags"] == ["proxmoxwp", f"svc-{SERVICE}"]
-    assert ct["config"]["hostname"] == SUBDOMAIN
+    assert ct["config"]["hostname"] == subdomain
+    assert edge_peers.addresses(subdomain) == [PUBLIC_IP]
+    host = edge_peers.hosts()[subdomain]
+    assert host["forward_host"] == created.stats["ip"] and host["enabled"] and host["ssl_forced"]
+    assert host["certificate_id"] > 0 and created.stats["ssl"] == "active"
     assert ct["config"]["cores"] == 1 and ct["config"]["memory"] == 1024 and ct["config"]["swap"] == 512
     assert ct["config"]["rootfs"].startswith("drbd1:") and "size=8G" in ct["config"]["rootfs"]
     assert ct["config"]["unprivileged"] == 1 and "nesting=1" in ct["config"]["features"]
@@ -97,6 +104,7 @@ def test_a_site_lives_and_dies_and_no_playbook_changes_anything_twice(site, pve)
 
     twice(site, "site_delete.yml")
     assert cluster(pve) == {}
+    assert edge_peers.addresses(subdomain) == [] and edge_peers.hosts() == {} and edge_peers.certificates() == []
 
 
 def test_a_plan_with_a_smaller_disk_is_refused_and_nothing_changes(site, pve):
@@ -130,15 +138,23 @@ def test_actions_are_done_once_per_job(site, pve):
     assert sorted(n for ct in cluster(pve).values() for n in ct["snapshots"] if n != "initial") == BAK[:2]
 
 
-def test_rollback_to_an_older_backup_on_drbd_keeps_every_backup(site, pve):
+def test_rollback_to_an_older_backup_on_drbd_keeps_every_backup(site, pve, edge_peers):
+    subdomain, domain = edge_peers.subdomain(SERVICE), "www.customer-site.test"
     site("site_create.yml", plan="basic")
+    assert site("domain_add.yml", domain=domain).stats["domain_state"] == "active"
+    site("proxy_toggle.yml", proxy_enabled=False, subdomain=subdomain, domains=[domain])
     first_vmid, _ = live(pve)
     for name in BAK:
         site("backup_create.yml", bak=name)
 
-    rolled = site("backup_rollback.yml", bak=BAK[0])
+    rolled = site("backup_rollback.yml", bak=BAK[0], domains=[domain])
     vmid, ct = live(pve)
     assert vmid != first_vmid, "DRBD cannot roll back to an older snapshot: the site must be a clone"
+    hosts = edge_peers.hosts()
+    assert {name: (h["forward_host"], h["enabled"]) for name, h in hosts.items()} == {
+        subdomain: (rolled.stats["ip"], False),
+        domain: (rolled.stats["ip"], False),
+    }, "the proxy hosts follow the site to its new container and stay switched off"
     assert rolled.stats["vmid"] == vmid and rolled.stats["ip"] == str(ipaddress.ip_network("10.77.0.0/16")[vmid])
     assert ct["status"] == "running" and ct["ha"] == "started" and ct["snapshots"] == []
     archive = cluster(pve)[first_vmid]
@@ -146,17 +162,19 @@ def test_rollback_to_an_older_backup_on_drbd_keeps_every_backup(site, pve):
     assert archive["snapshots"] == ["initial", *BAK]
     assert rolled.stats["backups"] == sorted(BAK)
 
-    reset = site("site_power.yml", power_action="reset")
+    reset = site("site_power.yml", power_action="reset", domains=[domain])
     vmid_after_reset, ct = live(pve)
     assert vmid_after_reset not in (vmid, first_vmid)
+    assert {h["forward_host"] for h in edge_peers.hosts().values()} == {reset.stats["ip"]}
     assert reset.stats["backups"] == sorted(BAK)
     assert vmid not in cluster(pve), "a replaced container without snapshots is destroyed, not archived"
 
     for name in BAK:
         site("backup_delete.yml", bak=name)
     assert first_vmid in cluster(pve), "the first container keeps `initial` while the site lives"
-    site("site_delete.yml")
+    site("site_delete.yml", domains=[domain])
     assert cluster(pve) == {}
+    assert edge_peers.hosts() == {} and edge_peers.certificates() == []
 
 
 def test_rollback_to_the_latest_backup_is_done_in_place(site, pve):
@@ -170,10 +188,10 @@ def test_rollback_to_the_latest_backup_is_done_in_place(site, pve):
     assert live(pve)[1]["status"] == "running"
 
 
-def test_a_storage_that_rolls_back_to_any_snapshot_is_rolled_back_in_place(tmp_path, pve, pve_api):
-    inventory = site_inventory(tmp_path, pve_api, storage="local-lvm")
+def test_a_storage_that_rolls_back_to_any_snapshot_is_rolled_back_in_place(tmp_path, pve, pve_api, edge_peers):
+    inventory = site_inventory(tmp_path, pve_api, edge_peers.settings, storage="local-lvm")
     run = lambda playbook, **v: run_playbook(inventory, tmp_path / "runs", playbook, service_id=SERVICE, **v)  # noqa: E731
-    assert run("site_create.yml", plan="basic").ok
+    assert run("site_create.yml", plan="basic", public_ip=PUBLIC_IP).ok
     vmid, _ = live(pve)
     for name in BAK[:2]:
         assert run("backup_create.yml", bak=name).ok
@@ -194,30 +212,36 @@ def test_the_ha_manager_restarts_a_running_site_but_not_a_suspended_one(site, pv
     assert live(pve)[1]["status"] == "stopped", "a suspended site stays stopped"
 
 
-def test_operators_run_the_playbooks_by_hand_without_the_api(inventory, pve, tmp_path):
+def test_operators_run_the_playbooks_by_hand_without_the_api(inventory, pve, tmp_path, edge_peers):
     def playbook(name: str, *args: str) -> subprocess.CompletedProcess:
         command = [str(ROOT / ".venv" / "bin" / "ansible-playbook"), "-i", str(inventory), f"playbooks/{name}"]
         return subprocess.run(
             [*command, "-e", f"service_id={SERVICE}", *args], cwd=ROOT, capture_output=True, text=True, timeout=300
         )
 
-    checked = playbook("site_create.yml", "-e", "plan=basic", "--check")
+    subdomain = edge_peers.subdomain(SERVICE)
+    checked = playbook("site_create.yml", "-e", "plan=basic", "-e", f"public_ip={PUBLIC_IP}", "--check")
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert cluster(pve) == {}, "check mode creates nothing"
-    created = playbook("site_create.yml", "-e", "plan=basic")
+    assert edge_peers.addresses(subdomain) == [] and edge_peers.hosts() == {}
+    created = playbook("site_create.yml", "-e", "plan=basic", "-e", f"public_ip={PUBLIC_IP}")
     assert created.returncode == 0, created.stdout + created.stderr
     assert live(pve)[1]["status"] == "running"
-    assert pve_token_secret_absent(created.stdout + created.stderr, pve)
+    assert edge_peers.addresses(subdomain) == [PUBLIC_IP] and subdomain in edge_peers.hosts()
+    output = created.stdout + created.stderr
+    assert pve_token_secret_absent(output, pve)
+    assert edge_peers.npm.secret not in output and edge_peers.powerdns.api_key not in output
     deleted = playbook("site_delete.yml")
     assert deleted.returncode == 0, deleted.stdout + deleted.stderr
     assert cluster(pve) == {}
+    assert edge_peers.addresses(subdomain) == [] and edge_peers.hosts() == {}
 
 
 def pve_token_secret_absent(text: str, pve) -> bool:
     return pve.pve.token_secret not in text
 
 
-def test_a_container_that_never_answers_ssh_fails_the_create_clearly_and_is_removed(tmp_path, pve, pve_api):
+def test_a_container_that_never_answers_ssh_fails_the_create_clearly_and_is_removed(tmp_path, pve, pve_api, edge_peers):
     key = tmp_path / "id_ed25519"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
     with socket.socket() as probe:  # a loopback port nothing listens on: the fake's container has no sshd
@@ -226,6 +250,7 @@ def test_a_container_that_never_answers_ssh_fails_the_create_clearly_and_is_remo
     inventory = site_inventory(
         tmp_path,
         pve_api,
+        edge_peers.settings,
         proxmoxwp_ct_network="127.0.0.0/8",
         proxmoxwp_ct_gateway="127.0.0.1",
         proxmoxwp_ct_ssh={"user": "root", "port": port, "private_key_file": str(key), "timeout": 3},
@@ -235,6 +260,7 @@ def test_a_container_that_never_answers_ssh_fails_the_create_clearly_and_is_remo
     run = run_playbook(
         inventory, tmp_path / "runs", "site_create.yml",
         service_id=SERVICE, plan="basic", email="owner@example.com", admin_password="pw-0123456789",
+        public_ip=PUBLIC_IP,
     )  # fmt: skip
 
     assert not run.ok

@@ -21,6 +21,7 @@ from api.jobs.secrets import scrub
 
 # runner events that end one task on one host
 TASK_RESULTS = {"runner_on_ok", "runner_on_failed", "runner_on_skipped", "runner_on_unreachable"}
+FAILURES = {"runner_on_failed", "runner_on_unreachable", "runner_item_on_failed"}
 KEPT_RESULT_KEYS = (
     "msg",
     "censored",
@@ -141,8 +142,20 @@ class PlaybookRun:
         self.cancelled = cancelled or (lambda: False)
         self.secret_values = sorted((v for v in secrets.values() if v), key=len, reverse=True)
         self._task_uuids: set[str] = set()
+        self._failed_item_task: str | None = None
         self._lock = threading.Lock()
         self.result = RunResult(status="error", rc=None)
+
+    def _failed(self, name: str, task_uuid: str | None, record: dict, summary: dict) -> None:
+        # The task where the run broke is the first failure. The message is the last one's: a rescue that undoes
+        # the run fails again with the reason and what it could not undo. A failed loop's own message is only
+        # "One or more items failed", so its failed item's message is kept.
+        if self.result.failed_task is None:
+            self.result.failed_task, self.result.failed_host = record["task"], record["host"]
+        if name == "runner_on_failed" and task_uuid is not None and task_uuid == self._failed_item_task:
+            return
+        self._failed_item_task = task_uuid if name == "runner_item_on_failed" else None
+        self.result.message = scrub(failure_text(summary), self.secret_values)
 
     def _handle(self, event: dict) -> bool:
         name = event.get("event", "")
@@ -158,11 +171,8 @@ class PlaybookRun:
             if name in TASK_RESULTS and data.get("task_uuid"):
                 self._task_uuids.add(data["task_uuid"])
                 record["tasks_done"] = len(self._task_uuids)
-            first_failure = self.result.failed_task is None and not summary.get("ignore_errors")
-            if name in ("runner_on_failed", "runner_on_unreachable") and first_failure:
-                self.result.failed_task = record["task"]
-                self.result.failed_host = record["host"]
-                self.result.message = scrub(failure_text(summary), self.secret_values)
+            if name in FAILURES and not summary.get("ignore_errors"):
+                self._failed(name, data.get("task_uuid"), record, summary)
             if name == "playbook_on_stats":
                 self.result.stats = summary.get("artifact_data") or {}
         self.on_event(record)

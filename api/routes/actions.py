@@ -88,6 +88,13 @@ def getdomain(data: schemas.ServiceRef):
     {200: schemas.DomainAccepted, 202: schemas.DomainAccepted},
     body=schemas.DomainRequest,
     errors=(400, 404, 409, 422),
+    error_notes={
+        422: "All custom domains of the plan are used (domain_quota), or the domain's DNS does not point to the "
+        "site (dns_not_pointing, dns_no_records; `found` lists the A, AAAA and CNAME records seen, `expected` what "
+        "would do)",
+        503: "The DNS resolvers did not answer (dns_unavailable; try again later), the database is unreachable, "
+        "or the awaited job failed",
+    },
 )
 def setdomain(data: schemas.DomainRequest):
     return reply(lifecycle().set_domain(data), data)

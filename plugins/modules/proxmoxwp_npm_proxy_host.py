@@ -67,9 +67,10 @@ options:
     choices: [http, https]
     default: http
   enabled:
-    description: Whether the host serves.
+    description:
+      - Whether the host serves. Left out, a new host serves and an existing one keeps its state (a restore that
+        moves the site to another container changes where the hosts forward to, not whether they serve).
     type: bool
-    default: true
   create:
     description:
       - Whether a missing host is made. V(false) only changes a host that exists (the toggle flips the hosts a site
@@ -208,13 +209,14 @@ class Run:
             diff = differences(host, wanted)
             if diff:
                 host = self.do("update host", "PUT", f"/nginx/proxy-hosts/{host['id']}", diff) or {**host, **diff}
-        if bool(host.get("enabled")) != p["enabled"]:
-            verb = "enable" if p["enabled"] else "disable"
+        enabled = bool(host.get("enabled")) if p["enabled"] is None else p["enabled"]
+        if bool(host.get("enabled")) != enabled:
+            verb = "enable" if enabled else "disable"
             self.do(f"{verb} host", "POST", f"/nginx/proxy-hosts/{host['id']}/{verb}")
-            host["enabled"] = p["enabled"]
-        self.result.update(host_id=host["id"], enabled=p["enabled"], certificate_id=host.get("certificate_id") or 0)
+            host["enabled"] = enabled
+        self.result.update(host_id=host["id"], enabled=enabled, certificate_id=host.get("certificate_id") or 0)
         if p["certificate"] == "letsencrypt":
-            self.certify(host, wanted["domain_names"], p["enabled"])
+            self.certify(host, wanted["domain_names"], enabled)
         if host["id"] is not None and self.actions and not self.module.check_mode:
             after = self.npm.call("GET", f"/nginx/proxy-hosts/{host['id']}")
             meta = after.get("meta") or {}
@@ -277,7 +279,7 @@ def main():
             "forward_host": {"type": "str"},
             "forward_port": {"type": "int", "default": 80},
             "forward_scheme": {"type": "str", "default": "http", "choices": ["http", "https"]},
-            "enabled": {"type": "bool", "default": True},
+            "enabled": {"type": "bool"},
             "create": {"type": "bool", "default": True},
             "certificate": {"type": "str", "default": "letsencrypt", "choices": ["letsencrypt", "none"]},
             "state": {"type": "str", "default": "present", "choices": ["present", "absent"]},

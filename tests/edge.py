@@ -1,0 +1,59 @@
+"""pytest fixture `edge_peers`: where a test's sites are published, a zone of its own on the session's PowerDNS and
+a fresh NPM double (tests/powerdns.py, tests/npm.py).
+
+Register with `pytest_plugins = ["tests.edge"]`. `.settings` are the inventory variables that point the playbooks
+at both (give them to `sites.site_inventory`); `.addresses(name)` resolves a name through PowerDNS as a visitor
+would; `.hosts()` lists NPM's proxy hosts by their first name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+from dataclasses import dataclass
+
+import dns.resolver
+import pytest
+
+
+@dataclass(frozen=True)
+class EdgePeers:
+    zone: str
+    npm: object  # tests.npm.ServedNpm
+    powerdns: object  # tests.powerdns.PowerDns
+
+    @property
+    def settings(self) -> dict:
+        return {
+            "proxmoxwp_base_zone": self.zone,
+            "proxmoxwp_npm_api": {"url": self.npm.url, "identity": self.npm.identity, "secret": self.npm.secret},
+            "proxmoxwp_dns": {
+                "provider": "powerdns",
+                "powerdns": {"api_url": self.powerdns.api_url.split("/api/")[0], "api_key": self.powerdns.api_key},
+                "ttl": 60,
+            },
+        }
+
+    def subdomain(self, service_id: int) -> str:
+        return f"wp{service_id}.{self.zone}"
+
+    def addresses(self, name: str) -> list[str]:
+        """The A and AAAA answers for `name`, sorted; [] when the name has none."""
+        found = []
+        for record_type in ("A", "AAAA"):
+            with contextlib.suppress(dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
+                found += [r.to_text() for r in self.powerdns.resolver().resolve(name, record_type)]
+        return sorted(found)
+
+    def hosts(self) -> dict[str, dict]:
+        return {host["domain_names"][0]: host for host in self.npm.state.proxy_hosts()}
+
+    def certificates(self) -> list[dict]:
+        return self.npm.state.certificates()
+
+
+@pytest.fixture
+def edge_peers(powerdns, npm) -> EdgePeers:
+    zone = f"z{secrets.token_hex(4)}.proxmoxwp.test"
+    powerdns.create_zone(zone)
+    return EdgePeers(zone, npm, powerdns)
