@@ -3,7 +3,8 @@
 A cached Debian 12 rootfs (`ensure_rootfs`), a bridge with NAT to reach the mirror (`ensure_bridge`), and
 containers made on them in a few milliseconds (`Containers`: an overlay on the cached rootfs) or about a
 second (from a golden image archive written by `Containers.export`). `python -m lab` offers the same as
-commands printing JSON, for Ansible playbooks.
+commands printing JSON, for Ansible playbooks. `lab.pve` is the lab's Proxmox VE API on these containers
+(`python -m lab.pve`, docs/lab-pve.md).
 """
 
 from lab.containers import ContainerInfo, Containers

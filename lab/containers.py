@@ -8,6 +8,8 @@ Creating on the cached rootfs stacks an overlay on it, which takes milliseconds 
 overlayfs the rootfs is copied (`cp -a --reflink=auto`, a few seconds). Before the first boot the host
 writes the container's identity into it: hostname, hosts, resolv.conf, root's authorized_keys, and an empty
 machine id so systemd makes a new one (each container also makes its own SSH host keys when it boots).
+`configure` writes the config, hostname, hosts and resolv.conf of a stopped container anew (the lab's Proxmox VE
+does so before every start, as PVE does); `set_limits` changes a running one's cgroup limits.
 """
 
 from __future__ import annotations
@@ -25,13 +27,16 @@ from lab.archive import create_archive, extract_archive, is_archive
 from lab.commands import run, tail
 from lab.errors import ContainerExistsError, ContainerNotFoundError, LabError
 from lab.files import write_file
-from lab.lxcconfig import ContainerConfig, Rootfs, memory_limit_line, read_config
+from lab.lxcconfig import ContainerConfig, Limits, Rootfs, read_config
 from lab.mounts import check_mount_path, overlay_mounted, overlay_supported, remove_tree
 from lab.network import check_bridge_name
 from lab.resolv import check_nameservers, host_nameservers, resolv_conf
 from lab.waiting import wait_for
 
 NAME = re.compile(r"^[a-z][a-z0-9-]{0,62}$")  # also a valid hostname
+# A domain name the kernel takes as its host name (at most 64 characters).
+LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+HOSTNAME = re.compile(rf"^(?=.{{1,64}}$){LABEL}(\.{LABEL})*$")
 AUTHORIZED_KEY = re.compile(r"^(ssh-[a-z0-9-]+|ecdsa-sha2-[a-z0-9-]+|sk-[a-z0-9@.-]+) [A-Za-z0-9+/=]+( [^\n]*)?$")
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 30.0
@@ -66,25 +71,27 @@ class Containers:
         ip_cidr: str,
         gateway: str,
         bridge: str,
-        authorized_key: str,
+        authorized_key: str | None,
         memory_mb: int | None = None,
         nameservers: list[str] | None = None,
         overlay: bool | None = None,
+        hostname: str | None = None,
+        swap_mb: int | None = None,
+        cores: int | None = None,
+        autostart: bool = False,
     ) -> ContainerInfo:
         """Make the stopped container `name` at `ip_cidr` (ADDRESS/PREFIX) on `bridge`, routed by `gateway`.
 
         `source` is the cached rootfs directory (see `ensure_rootfs`) or a golden image (`.tar.zst` or
         `.tar.gz`, see `export`). `overlay` chooses how a rootfs directory is used: stacked (True), copied
-        (False) or stacked when the kernel can (None). `nameservers` default to the host's.
+        (False) or stacked when the kernel can (None). `authorized_key` is one or more OpenSSH public key lines
+        for root (None: none). The rest is what `configure` takes.
         """
         check_name(name)
-        address = _parse_address(ip_cidr)
-        router = _parse_gateway(gateway, address)
-        check_bridge_name(bridge)
-        key = _check_authorized_key(authorized_key)
-        if memory_mb is not None:
-            memory_limit_line(memory_mb)  # refuses a limit below 1 MiB before anything is made
-        servers = check_nameservers(nameservers) if nameservers is not None else host_nameservers()
+        settings = _settings(
+            name, ip_cidr, gateway, bridge, nameservers, hostname, memory_mb, swap_mb, cores, autostart
+        )
+        keys = _check_authorized_keys(authorized_key) if authorized_key is not None else None
         source = Path(source).absolute()
 
         self.lxcpath.mkdir(parents=True, exist_ok=True)
@@ -96,15 +103,63 @@ class Containers:
         try:
             rootfs = self._make_root(directory, source, overlay)
             with self._mounted(directory, rootfs) as root:
-                _write_identity(root, name, address, key, servers)
-            config = ContainerConfig(name, rootfs, bridge, address, router, memory_mb, directory / "console.log")
-            partial = directory / "config.partial"
-            partial.write_text(config.render())
-            os.replace(partial, directory / "config")  # the config appears last: then the container exists
+                _write_identity(root, settings)
+                write_file(root, "/etc/machine-id", "", mode=0o444)
+                if keys is not None:
+                    write_file(root, "/root/.ssh/authorized_keys", keys, mode=0o600, dir_mode=0o700)
+            self._write_config(directory, settings, rootfs)  # the config appears last: then the container exists
         except BaseException:
             remove_tree(directory)
             raise
-        return ContainerInfo(name, "STOPPED", str(address.ip))
+        return ContainerInfo(name, "STOPPED", str(settings.address.ip))
+
+    def configure(
+        self,
+        name: str,
+        *,
+        ip_cidr: str,
+        gateway: str,
+        bridge: str,
+        nameservers: list[str] | None = None,
+        hostname: str | None = None,
+        memory_mb: int | None = None,
+        swap_mb: int | None = None,
+        cores: int | None = None,
+        autostart: bool = False,
+    ) -> None:
+        """Rewrite the stopped container's LXC config and its host name, hosts and resolv.conf from these settings.
+
+        Proxmox VE does this at every start, from its own record of the container; the lab's PVE does the same.
+        `hostname` may be a domain name: /etc/hostname gets its first label, /etc/hosts both (Debian's way).
+        `nameservers` default to the host's; limits not given are not set; `autostart` marks it for lxc-autostart.
+        """
+        self._require(name)
+        settings = _settings(
+            name, ip_cidr, gateway, bridge, nameservers, hostname, memory_mb, swap_mb, cores, autostart
+        )
+        if self.state(name) != "STOPPED":
+            raise LabError(f"container {name} is running: its configuration changes only while it is stopped")
+        directory = self.directory(name)
+        rootfs = self.rootfs(name)
+        with self._mounted(directory, rootfs) as root:
+            _write_identity(root, settings)
+        self._write_config(directory, settings, rootfs)
+
+    def _write_config(self, directory: Path, settings: _Settings, rootfs: Rootfs) -> None:
+        config = ContainerConfig(
+            directory.name,
+            rootfs,
+            settings.bridge,
+            settings.address,
+            settings.gateway,
+            settings.limits,
+            directory / "console.log",
+            settings.hostname,
+            settings.autostart,
+        )
+        partial = directory / "config.partial"
+        partial.write_text(config.render())
+        os.replace(partial, directory / "config")
 
     def _make_root(self, directory: Path, source: Path, overlay: bool | None) -> Rootfs:
         if is_archive(source):
@@ -155,16 +210,52 @@ class Containers:
             raise LabError(f"{exc}; {_log_errors(log)} (whole log: {log})") from exc
         self._wait_state(name, "RUNNING", START_TIMEOUT)
 
-    def stop(self, name: str, timeout: float = STOP_TIMEOUT) -> None:
-        """Shut the container down cleanly; after `timeout` seconds LXC kills it. Stopped already is fine."""
+    def stop(self, name: str, timeout: float = STOP_TIMEOUT, *, kill: bool = True) -> bool:
+        """Shut the container down cleanly; after `timeout` seconds LXC kills it, or with `kill=False` leaves it
+        running. True when it is stopped (stopped already is fine); a timeout of 0 kills it at once."""
         self._require(name)
         if self.state(name) == "STOPPED":
-            return
-        # lxc-stop asks init to halt and kills the container itself once its timeout has passed.
-        run([*self._lxc("lxc-stop", name), "--timeout", str(int(timeout))], timeout=timeout + KILL_TIMEOUT, check=False)
+            return True
+        if timeout > 0:
+            # lxc-stop asks init to halt and kills the container itself once its timeout has passed.
+            halt = [*self._lxc("lxc-stop", name), "--timeout", str(max(1, int(timeout)))]
+            run([*halt, *([] if kill else ["--nokill"])], timeout=timeout + KILL_TIMEOUT, check=False)
         if self.state(name) != "STOPPED":
+            if not kill:
+                return False
             run([*self._lxc("lxc-stop", name), "--kill"], timeout=KILL_TIMEOUT, check=False)
         self._wait_state(name, "STOPPED", KILL_TIMEOUT)
+        return True
+
+    @contextlib.contextmanager
+    def frozen(self, name: str) -> Iterator[None]:
+        """The running container's processes frozen for the duration of the block (nothing writes to its root),
+        a stopped one left as it is."""
+        if self.state(name) != "RUNNING":
+            yield
+            return
+        run(self._lxc("lxc-freeze", name))
+        try:
+            yield
+        finally:
+            run(self._lxc("lxc-unfreeze", name))
+
+    def set_limits(self, name: str, limits: Limits) -> None:
+        """Apply `limits` to the running container at once (its config is for the next start: see configure)."""
+        pending = limits.cgroup_settings()
+        # cgroup v1 wants memory <= memory+swap at every moment: raising both works in the other order, so a setting
+        # refused in the first round is tried again after the others.
+        for _round in range(2):
+            refused = []
+            for key, value in pending:
+                done = run([*self._lxc("lxc-cgroup", name), key, value], check=False)
+                if done.returncode != 0:
+                    refused.append((key, value, tail(done.stderr or done.stdout)))
+            if not refused:
+                return
+            pending = [(key, value) for key, value, _ in refused]
+        key, value, why = refused[0]
+        raise LabError(f"the limit {key}={value} could not be set on container {name}: {why}")
 
     def destroy(self, name: str) -> None:
         """Stop the container if it runs and remove its directory; a missing container is not an error."""
@@ -197,7 +288,7 @@ class Containers:
         self._require(name)
         self.stop(name)
         archive = Path(archive).absolute()
-        with self._mounted(self.directory(name), self._rootfs(name), readonly=True) as root:
+        with self._mounted(self.directory(name), self.rootfs(name), readonly=True) as root:
             create_archive(root, archive)
         return archive
 
@@ -214,6 +305,23 @@ class Containers:
         """LXC's state of the container: STOPPED, STARTING, RUNNING, STOPPING, ..."""
         self._require(name)
         return run([*self._lxc("lxc-info", name), "--state", "--no-humanize"]).stdout.strip()
+
+    def pid(self, name: str) -> int | None:
+        """The host's pid of the container's init, or None when it is not running."""
+        self._require(name)
+        found = run([*self._lxc("lxc-info", name), "--pid", "--no-humanize"], check=False).stdout.strip()
+        return int(found) if found.isdigit() else None
+
+    def running(self) -> set[str]:
+        """The names of the containers under the LXC path that run now (one lxc-ls for all of them)."""
+        if not self.lxcpath.is_dir():
+            return set()
+        return set(run(["lxc-ls", "--lxcpath", str(self.lxcpath), "--running", "-1"]).stdout.split())
+
+    def rootfs(self, name: str) -> Rootfs:
+        """Where the container's root is: a directory, or an overlay's upper dir on a lower one."""
+        self._require(name)
+        return Rootfs.parse(read_config(self.directory(name) / "config")["lxc.rootfs.path"])
 
     def ip(self, name: str) -> str:
         """The container's address (without prefix), from its config."""
@@ -238,9 +346,6 @@ class Containers:
         if not self.exists(name):
             raise ContainerNotFoundError(f"no container {name} in {self.lxcpath}")
 
-    def _rootfs(self, name: str) -> Rootfs:
-        return Rootfs.parse(read_config(self.directory(name) / "config")["lxc.rootfs.path"])
-
     def _wait_state(self, name: str, wanted: str, timeout: float) -> None:
         seen = ""
 
@@ -257,17 +362,53 @@ def check_name(name: str) -> None:
         raise LabError(f"invalid container name {name!r}: a-z, 0-9 and '-', starting with a letter, at most 63")
 
 
-def _write_identity(root: Path, name: str, address: ipaddress.IPv4Interface, key: str, servers: list[str]) -> None:
-    write_file(root, "/etc/hostname", f"{name}\n")
-    write_file(root, "/etc/hosts", _hosts(name, address))
-    write_file(root, "/etc/resolv.conf", resolv_conf(servers))
-    write_file(root, "/etc/machine-id", "", mode=0o444)
-    write_file(root, "/root/.ssh/authorized_keys", f"{key}\n", mode=0o600, dir_mode=0o700)
+@dataclass(frozen=True)
+class _Settings:
+    """What `create` and `configure` write, checked before anything is made or changed."""
+
+    hostname: str
+    address: ipaddress.IPv4Interface
+    gateway: ipaddress.IPv4Address
+    bridge: str
+    nameservers: list[str]
+    limits: Limits
+    autostart: bool
 
 
-def _hosts(name: str, address: ipaddress.IPv4Interface) -> str:
+def _settings(
+    name: str,
+    ip_cidr: str,
+    gateway: str,
+    bridge: str,
+    nameservers: list[str] | None,
+    hostname: str | None,
+    memory_mb: int | None,
+    swap_mb: int | None,
+    cores: int | None,
+    autostart: bool,
+) -> _Settings:
+    address = _parse_address(ip_cidr)
+    router = _parse_gateway(gateway, address)
+    check_bridge_name(bridge)
+    if hostname is not None and not HOSTNAME.fullmatch(hostname):
+        raise LabError(f"invalid host name {hostname!r}: a domain name of at most 64 characters")
+    servers = check_nameservers(nameservers) if nameservers is not None else host_nameservers()
+    limits = Limits(memory_mb, swap_mb, cores)
+    return _Settings(hostname or name, address, router, bridge, servers, limits, autostart)
+
+
+def _write_identity(root: Path, settings: _Settings) -> None:
+    short = settings.hostname.split(".", 1)[0]
+    write_file(root, "/etc/hostname", f"{short}\n")
+    write_file(root, "/etc/hosts", _hosts(settings.hostname, settings.address))
+    write_file(root, "/etc/resolv.conf", resolv_conf(settings.nameservers))
+
+
+def _hosts(hostname: str, address: ipaddress.IPv4Interface) -> str:
+    short = hostname.split(".", 1)[0]
+    names = hostname if short == hostname else f"{hostname} {short}"
     return (
-        f"127.0.0.1\tlocalhost\n{address.ip}\t{name}\n"
+        f"127.0.0.1\tlocalhost\n{address.ip}\t{names}\n"
         "::1\tlocalhost ip6-localhost ip6-loopback\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n"
     )
 
@@ -292,11 +433,12 @@ def _parse_gateway(gateway: str, address: ipaddress.IPv4Interface) -> ipaddress.
     return router
 
 
-def _check_authorized_key(key: str) -> str:
-    key = key.strip()
-    if not AUTHORIZED_KEY.fullmatch(key):
-        raise LabError("the authorized key must be one OpenSSH public key line (type, base64, optional comment)")
-    return key
+def _check_authorized_keys(text: str) -> str:
+    """The key lines as authorized_keys holds them; LabError unless each is an OpenSSH public key line."""
+    keys = [line.strip() for line in text.splitlines() if line.strip()]
+    if not keys or not all(AUTHORIZED_KEY.fullmatch(key) for key in keys):
+        raise LabError("an authorized key must be an OpenSSH public key line (type, base64, optional comment)")
+    return "".join(f"{key}\n" for key in keys)
 
 
 def _log_errors(log: Path) -> str:

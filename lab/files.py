@@ -9,12 +9,15 @@ than writing through it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
 from lab.errors import LabError
+from lab.mounts import remove_tree
 
 
 def write_file(root: Path, path: str, content: str, *, mode: int = 0o644, dir_mode: int = 0o755) -> Path:
@@ -57,3 +60,18 @@ def ensure_directory(root: Path, path: str, *, mode: int = 0o755) -> Path:
         if not stat.S_ISDIR(info.st_mode):
             raise LabError(f"{path} in the container is not a plain directory at {current.relative_to(root)}")
     return current
+
+
+@contextlib.contextmanager
+def tree_in_place(target: Path, prefix: str) -> Iterator[Path]:
+    """A fresh directory beside `target` to build a container's root tree in. It becomes `target` (mode 0755, so
+    the container's / is traversable) when the block ends, or is removed when the block fails; either way nothing
+    half-built is ever at `target`."""
+    work = Path(tempfile.mkdtemp(prefix=prefix, dir=target.parent))
+    try:
+        yield work
+        os.chmod(work, 0o755)  # noqa: S103 - mkdtemp made it 0700
+        os.rename(work, target)
+    except BaseException:
+        remove_tree(work)
+        raise

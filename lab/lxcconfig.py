@@ -7,13 +7,16 @@ location and the address from it, so nothing else has to be kept in step with it
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from lab.errors import LabError
 
 COMMON_CONFIG = "/usr/share/lxc/config/common.conf"
 CGROUP_V1_MEMORY = Path("/sys/fs/cgroup/memory")
+# cgroup v1 limits memory+swap only when the kernel accounts swap (swapaccount=1).
+CGROUP_V1_MEMSW = CGROUP_V1_MEMORY / "memory.memsw.limit_in_bytes"
 
 
 @dataclass(frozen=True)
@@ -43,14 +46,61 @@ class Rootfs:
 
 
 @dataclass(frozen=True)
+class Limits:
+    """What the container may use, as Proxmox VE limits a container: memory and swap in MiB, a number of cores.
+
+    Each is a cgroup setting in the syntax of the host's cgroup version, written into the config for the next
+    start (`lines`) or set on a running container with lxc-cgroup (`cgroup_settings`). Swap is limited as
+    memory+swap on cgroup v1 (PVE does the same), and only when the kernel accounts swap; cores pin the container
+    to that many of the host's CPUs (the first ones: the lab does not balance them as PVE does).
+    """
+
+    memory_mb: int | None = None
+    swap_mb: int | None = None
+    cores: int | None = None
+
+    def __post_init__(self) -> None:
+        for what in ("memory_mb", "swap_mb", "cores"):
+            value = getattr(self, what)
+            if value is not None and (value < (0 if what == "swap_mb" else 1)):
+                raise LabError(f"{what} must be {'0 or more' if what == 'swap_mb' else 'positive'}, not {value}")
+
+    def cgroup_settings(self) -> list[tuple[str, str]]:
+        """(cgroup file, value) pairs; memory before memory+swap, which cgroup v1 wants at least as large."""
+        v1 = CGROUP_V1_MEMORY.is_dir()
+        settings = []
+        if self.memory_mb is not None:
+            settings.append(("memory.limit_in_bytes" if v1 else "memory.max", f"{self.memory_mb}M"))
+            if self.swap_mb is not None:
+                if not v1:
+                    settings.append(("memory.swap.max", f"{self.swap_mb}M"))
+                elif CGROUP_V1_MEMSW.exists():
+                    settings.append(("memory.memsw.limit_in_bytes", f"{self.memory_mb + self.swap_mb}M"))
+        if self.cores is not None:
+            settings.append(("cpuset.cpus", ",".join(str(cpu) for cpu in host_cpus()[: self.cores])))
+        return settings
+
+    def lines(self) -> list[str]:
+        prefix = "lxc.cgroup" if CGROUP_V1_MEMORY.is_dir() else "lxc.cgroup2"
+        return [f"{prefix}.{key} = {value}" for key, value in self.cgroup_settings()]
+
+
+def host_cpus() -> list[int]:
+    """The CPUs this process may run on, in order."""
+    return sorted(os.sched_getaffinity(0))
+
+
+@dataclass(frozen=True)
 class ContainerConfig:
     name: str
     rootfs: Rootfs
     bridge: str
     address: ipaddress.IPv4Interface
     gateway: ipaddress.IPv4Address
-    memory_mb: int | None = None
+    limits: Limits = field(default_factory=Limits)
     console_log: Path | None = None
+    hostname: str | None = None  # the kernel's host name (lxc.uts.name); the name when None
+    autostart: bool = False  # lxc.start.auto: started by lxc-autostart, PVE's `onboot`
 
     def render(self) -> str:
         """The config file's text.
@@ -63,7 +113,7 @@ class ContainerConfig:
             "# Written by ProxmoxWP's lab package (lab/containers.py).",
             f"lxc.include = {COMMON_CONFIG}",
             "lxc.arch = linux64",
-            f"lxc.uts.name = {self.name}",
+            f"lxc.uts.name = {self.hostname or self.name}",
             f"lxc.rootfs.path = {self.rootfs.spec}",
             "lxc.net.0.type = veth",
             f"lxc.net.0.link = {self.bridge}",
@@ -78,21 +128,13 @@ class ContainerConfig:
         ]
         if self.console_log is not None:
             lines.append(f"lxc.console.logfile = {self.console_log}")
-        if self.memory_mb is not None:
-            lines.append(memory_limit_line(self.memory_mb))
+        if self.autostart:
+            lines.append("lxc.start.auto = 1")
+        lines += self.limits.lines()
         for line in lines:
             if "\n" in line:
                 raise LabError(f"a setting contains a newline: {line!r}")
         return "\n".join(lines) + "\n"
-
-
-def memory_limit_line(memory_mb: int) -> str:
-    """The memory limit in the syntax of the host's memory controller (cgroup v1 or v2)."""
-    if memory_mb <= 0:
-        raise LabError(f"memory_mb must be positive, not {memory_mb}")
-    if CGROUP_V1_MEMORY.is_dir():
-        return f"lxc.cgroup.memory.limit_in_bytes = {memory_mb}M"
-    return f"lxc.cgroup2.memory.max = {memory_mb}M"
 
 
 def read_config(path: Path) -> dict[str, str]:

@@ -12,22 +12,17 @@ a rootfs directory that exists is always a whole one.
 
 from __future__ import annotations
 
-import contextlib
-import errno
-import fcntl
 import hashlib
 import os
 import re
 import shutil
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 from lab.commands import run
 from lab.errors import LabError
-from lab.files import ensure_directory, write_file
+from lab.files import ensure_directory, tree_in_place, write_file
+from lab.locks import exclusive
 from lab.mounts import remove_tree
-from lab.waiting import wait_for
 
 SUITE = "bookworm"
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
@@ -92,41 +87,15 @@ def ensure_rootfs(cache_dir: Path) -> Path:
     target = cache_dir / rootfs_name(url)
     if target.is_dir():
         return target
-    with _locked(cache_dir / ".rootfs.lock"):
+    lock = cache_dir / ".rootfs.lock"
+    with exclusive(lock, timeout=LOCK_TIMEOUT, what=f"another build of the rootfs to finish ({lock})"):
         if target.is_dir():  # built by whoever held the lock before us
             return target
         _remove_stale_builds(cache_dir)
-        build = Path(tempfile.mkdtemp(prefix=".build-", dir=cache_dir))
-        try:
+        with tree_in_place(target, ".build-") as build:
             _debootstrap(build, url, cache_dir)
             _clean(build)
-            os.chmod(build, 0o755)  # noqa: S103 - mkdtemp made it 0700; the container's / must be traversable
-            os.rename(build, target)
-        except BaseException:
-            remove_tree(build)
-            raise
     return target
-
-
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """Hold an exclusive flock on `path`, waiting for it at most LOCK_TIMEOUT seconds."""
-    with open(path, "w") as handle:
-
-        def acquired() -> bool:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError as exc:
-                if exc.errno in (errno.EAGAIN, errno.EACCES):
-                    return False
-                raise
-            return True
-
-        wait_for(acquired, timeout=LOCK_TIMEOUT, interval=1.0, what=f"another build of the rootfs to finish ({path})")
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _remove_stale_builds(cache_dir: Path) -> None:

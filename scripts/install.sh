@@ -29,8 +29,10 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 export DEBIAN_FRONTEND=noninteractive
 
+# nginx: the lab's proxy runs an nginx of its own on loopback ports (docs/lab-proxy.md); the install does not
+# start the system's nginx (with_services_held).
 DEBIAN_PACKAGES=(python3 python3-venv python3-dev python3-pip build-essential git curl ca-certificates sqlite3
-  libffi-dev libssl-dev openssh-client rsync lxc debootstrap nftables iproute2 zstd)
+  libffi-dev libssl-dev openssh-client rsync lxc debootstrap nftables iproute2 zstd nginx)
 # The servers the test suite starts for itself, on loopback, in temporary directories.
 DEV_DEBIAN_PACKAGES=(postgresql redis-server pdns-server pdns-backend-sqlite3)
 

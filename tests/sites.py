@@ -9,6 +9,7 @@ from pathlib import Path
 import yaml
 
 from api.jobs.runner import PlaybookRun
+from lab.pve.fake import TEMPLATE_VOLID
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -26,6 +27,8 @@ def site_inventory(
         "proxmoxwp_pve_ha_enabled": ha,
         "proxmoxwp_ct_ssh": {"user": "root", "private_key_file": "", "timeout": 30},
         "proxmoxwp_wordpress_install": False,
+        # the fake's Debian template, whatever images a lab on this machine has built
+        "proxmoxwp_pve_ostemplate": TEMPLATE_VOLID,
         **edge,
         **overrides,
     }

@@ -1,4 +1,4 @@
-"""The project's fake PVE (tests/pve) over real HTTPS with certificate verification, as the project's modules see
+"""The project's fake PVE (lab/pve) over real HTTPS with certificate verification, as the project's modules see
 it: DRBD storage rules, stateful HA and its manager, the fault helpers, the reference check and the request log."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pytest
 import requests
 from conftest import wait_until
 
-from tests.pve.fake import DRBD, TEMPLATE_VOLID
+from lab.pve.fake import DRBD, TEMPLATE_VOLID
 
 pytestmark = pytest.mark.cluster
 

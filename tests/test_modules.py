@@ -2,10 +2,10 @@
 
 Each test writes a small playbook (several module calls, each registered and allowed to fail), runs it with
 ansible-playbook on localhost, and reads what every call returned from a JSON file the playbook writes last.
-The fake PVE is tests/pve's ProjectPve from the `pve` fixture (time_scale 0: tasks end before their request
+The fake PVE is lab.pve's ProjectPve from the `pve` fixture (time_scale 0: tasks end before their request
 returns), reached with the `pve_api` connection settings (the project's API token, its CA file). It serves on its
 own event loop thread, so the tests read and change its model only through `pve.call(...)`; its HA manager
-converges HA-managed containers in the background, its fault helpers (tests/pve/faults.py) inject the failures.
+converges HA-managed containers in the background, its fault helpers (lab/pve/faults.py) inject the failures.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.pve.fake import TEMPLATE_VOLID, ProjectPve
-from tests.pve.serving import ServedPve, make_pki
+from lab.pve.fake import TEMPLATE_VOLID, ProjectPve
+from lab.pve.serving import ServedPve, make_pki
 
 pytestmark = pytest.mark.cluster
 

@@ -3,7 +3,8 @@ the local lab.
 
 `NpmState` (lab/npm/state.py) is NPM's behaviour without HTTP, with fault hooks and a view of the hosts nginx
 serves; `create_app(state)` (lab/npm/app.py) serves it under `/api` like NPM; request bodies are checked
-against NPM's own OpenAPI document (lab/npm/schema.py). `python -m lab.npm` serves one from the command line.
+against NPM's own OpenAPI document (lab/npm/schema.py). `python -m lab.npm` serves one from the command line;
+with `--nginx-dir` its enabled hosts are served by a real nginx (lab/npm/proxy.py, docs/lab-proxy.md).
 """
 
 from lab.npm.app import create_app

@@ -8,7 +8,8 @@ before and after a host's config is written. Operations return the JSON rows NPM
 subclasses carrying NPM's status and message; lab/npm/app.py only translates HTTP.
 
 Nginx is modelled as the config files NPM left in place, each a snapshot of its host as written
-(`enabled_hosts()`), so the lab can later render them into real server blocks (`subscribe()` tells it when). A
+(`enabled_hosts()`), which the lab renders into a real nginx's server blocks (lab/npm/proxy.py: `subscribe()`
+tells it when, and `attach_nginx()` lets that nginx refuse a host's config as NPM's would). A
 config whose certificate files are gone (the certificate was deleted: NPM revokes it and certbot deletes the
 files) makes every later `nginx -t` fail, as in NPM: everything that writes a config or requests a certificate
 answers 500, even a PUT removing the certificate from that host (NPM tests nginx before rewriting the file),
@@ -266,6 +267,10 @@ class EnabledHost:
 
 
 Observer = Callable[["NpmState"], None]
+# A real nginx's verdict on one host's config (lab/npm/proxy.py): the host as it would be written, and the name
+# of a `fail_nginx` fault to break it with (None: none); answers nginx's error, or None when nginx accepts it.
+NginxCheck = Callable[[EnabledHost, str | None], str | None]
+STATE_FORMAT = 1
 
 
 class NpmState:
@@ -297,6 +302,7 @@ class NpmState:
         self._certificate_faults: dict[str, str] = {}
         self._nginx_faults: dict[str, str | None] = {}
         self._observers: list[Observer] = []
+        self._nginx_check: NginxCheck | None = None
         self._ids = {"user": 0, "host": 0, "certificate": 0}
         self.issuances: list[Issuance] = []
         self.admin = self.add_user(identity, secret, admin=True)
@@ -480,7 +486,10 @@ class NpmState:
                 )
 
     def fail_nginx(self, *domains: str, message: str | None = None) -> None:
-        """Configs written from now on for hosts with one of these names fail `nginx -t` (nginx_online false)."""
+        """Configs written from now on for hosts with one of these names fail `nginx -t` (nginx_online false).
+
+        With a real nginx attached (`attach_nginx`) and no `message`, the config really is broken (the name
+        written as a directive) and the error is that nginx's."""
         with self._lock:
             for domain in domains:
                 self._nginx_faults[domain.lower()] = message
@@ -510,6 +519,51 @@ class NpmState:
         """
         with self._lock:
             return [self._enabled_host(self._configs[host_id]) for host_id in sorted(self._configs)]
+
+    def attach_nginx(self, check: NginxCheck | None) -> None:
+        """Let a real nginx judge each host config NPM would write (None detaches it).
+
+        It is asked after the model's own checks, under the lock, and its error takes the path of a
+        `fail_nginx` fault: `meta.nginx_online` false, `nginx_err` its message, the config kept out. A
+        `fail_nginx` fault without a message is handed to it, to break the real config with.
+        """
+        with self._lock:
+            self._nginx_check = check
+
+    def export(self) -> dict[str, Any]:
+        """What `restore` needs to bring this NPM back after a restart: hosts, certificates, the configs nginx
+        serves, the id counters and the admin's tokens (so the file holding it is a secret). Not the users
+        (they come from the command line), the faults nor the issuances."""
+        with self._lock:
+            tokens = [
+                {"token": token, "user_id": record.user_id, "expires": record.expires.isoformat()}
+                for token, record in self._tokens.items()
+                if record.user_id == self.admin.id and record.expires > self._now()
+            ]
+            return {
+                "format": STATE_FORMAT,
+                "ids": {"host": self._ids["host"], "certificate": self._ids["certificate"]},
+                "hosts": [copy.deepcopy(row) for row in self._hosts.values()],
+                "certificates": [copy.deepcopy(row) for row in self._certificates.values()],
+                "configs": [copy.deepcopy(row) for row in self._configs.values()],
+                "tokens": tokens,
+            }
+
+    def restore(self, data: dict[str, Any]) -> None:
+        """Replace hosts, certificates and configs with an `export()`; its tokens become the admin's."""
+        if data.get("format") != STATE_FORMAT:
+            raise ValueError(f"not a saved NPM double state (format {data.get('format')!r})")
+        with self._change():
+            self._hosts = {row["id"]: {column: row[column] for column in HOST_COLUMNS} for row in data["hosts"]}
+            self._certificates = {
+                row["id"]: {column: row[column] for column in CERTIFICATE_COLUMNS} for row in data["certificates"]
+            }
+            self._configs = {row["id"]: {column: row[column] for column in HOST_COLUMNS} for row in data["configs"]}
+            for kind in ("host", "certificate"):
+                self._ids[kind] = max(self._ids[kind], int(data["ids"][kind]))
+            for token in data["tokens"]:
+                expires = datetime.fromisoformat(token["expires"])
+                self._tokens[token["token"]] = _Token(self.admin.id, expires)
 
     def subscribe(self, observer: Observer) -> Callable[[], None]:
         """Call `observer(state)` after every change (under the lock: keep it short); returns an unsubscribe."""
@@ -707,14 +761,16 @@ class NpmState:
                 raise CommandError(error, NGINX_TEST)
 
     def _config_error(self, row: dict[str, Any]) -> str | None:
-        for name in row["domain_names"]:
-            if name.lower() in self._nginx_faults:
-                message = self._nginx_faults[name.lower()]
-                return message or (
-                    f'nginx: [emerg] unknown directive "{name}" in /data/nginx/proxy_host/{row["id"]}.conf:42\n'
-                    f"{NGINX_FAILED}"
-                )
-        return self._missing_certificate(row)
+        fault = next((name for name in row["domain_names"] if name.lower() in self._nginx_faults), None)
+        if fault is not None and (self._nginx_faults[fault.lower()] or self._nginx_check is None):
+            return self._nginx_faults[fault.lower()] or (
+                f'nginx: [emerg] unknown directive "{fault}" in /data/nginx/proxy_host/{row["id"]}.conf:42\n'
+                f"{NGINX_FAILED}"
+            )
+        error = self._missing_certificate(row)
+        if error is None and self._nginx_check is not None:
+            error = self._nginx_check(self._enabled_host(row), fault)
+        return error
 
     def _missing_certificate(self, row: dict[str, Any]) -> str | None:
         """A config naming certificate files that are not there (deleted, or a custom one never uploaded)."""

@@ -11,8 +11,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from .fake import ProjectPve
-from .serving import HOST, Pki, ServedPve, make_pki
+from lab.pve.fake import ProjectPve
+from lab.pve.serving import HOST, Pki, ServedPve, make_pki
 
 OPTIONS = {"time_scale": 0, "ha_interval": 0.1, "ha_manager_enabled": True}
 

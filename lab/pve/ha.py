@@ -30,7 +30,7 @@ from fakepve.routing import DIGEST_CHANGED, die, sha1, split_list
 OPTIONS = ("state", "group", "comment", "failback", "max_restart", "max_relocate")
 DEFAULTS = {"state": "started", "failback": 1, "max_restart": 1, "max_relocate": 1}
 HA_USER = "root@pam"
-log = logging.getLogger("tests.pve.ha")
+log = logging.getLogger("lab.pve.ha")
 
 
 def requested(state: str | None) -> str | None:
@@ -379,7 +379,7 @@ class HaApi:
             self._task_lock(ct, allow=("mounted",))
             if timeout is None:
                 await self.pause(ct.stop_secs)
-                ct.status, ct.pid = "stopped", None
+                await self.stop_now(ct)
             else:
                 await self._ct_powerdown(ct, timeout, False)
 

@@ -81,6 +81,14 @@ class StorageRules:
     def _volume_caps(self, volume: str) -> dict:
         return self.storage_caps(volume.split(":", 1)[0])
 
+    # ------------------------------------------- where the storage acts (LabPve does it for real there)
+
+    async def storage_snapshot(self, ct, name: str) -> None:
+        """The storage snapshots the CT's volumes (the model has nothing to do: the snapshot is in ct.snapshots)."""
+
+    async def storage_rollback(self, ct, name: str) -> None:
+        """The storage rolls the stopped CT's volumes back to the snapshot (the model only swaps the config)."""
+
     # ------------------------------------------------------------- the drbd type in fakepve's storage views
 
     def _options_of(self, store):
@@ -138,6 +146,7 @@ class StorageRules:
                 try:
                     await self.ceph_io(ct, [k for k, _ in ct.volumes()])
                     await self.pause(self.ct_secs["snapshot"])
+                    await self.storage_snapshot(ct, name)
                 except TaskError:
                     del ct.snapshots[name]
                     raise
@@ -197,13 +206,13 @@ class StorageRules:
             ct.lock = "rollback"
             try:
                 if ct.status == "running":
-                    ct.status = "stopped"
-                    ct.pid = None
+                    await self.stop_now(ct)
                 # The CT is stopped now; the HA manager (if it wants it started) brings it back after the failure.
                 in_use = self._rollback_in_use(ct, name, snap)
                 if in_use:
                     raise TaskError(in_use)
                 await self.pause(self.ct_secs["rollback"])
+                await self.storage_rollback(ct, name)
                 keep = {k: x for k, x in ct.config.items() if k == "description" or k.startswith("unused")}
                 config = {k: x for k, x in snap.items() if k not in ("snapstate", "snaptime", "description")}
                 config.update(keep)

@@ -31,7 +31,7 @@ from .faults import Faults
 from .ha import HaApi
 from .storage_rules import StorageRules, drbd_storage
 
-TOKEN_ID = "proxmoxwp@pve!ansible"
+TOKEN_ID = "proxmoxwp@pve!ansible"  # noqa: S105 - the token's name; its secret is made per instance
 TEMPLATE = "debian-12-standard_12.7-1_amd64.tar.zst"
 TEMPLATE_VOLID = f"local:vztmpl/{TEMPLATE}"
 DRBD = "drbd1"
@@ -50,10 +50,11 @@ class ProjectPve(Faults, HaApi, StorageRules, FakePve):
     """A FakePve with drbd1 (DRBD), local (dir, holding the Debian template) and local-lvm (lvmthin, fakepve's),
     stateful HA with a manager, fault helpers, reference-schema checks, and the project's API token.
 
-    Serve it with tests.pve.serving.ServedPve (or the `pve` fixture); time_scale stays fakepve's (0 there).
+    Serve it with lab.pve.serving.ServedPve (or the `pve` fixture of tests/pve/plugin.py); time_scale stays
+    fakepve's (0 there).
     """
 
-    def __init__(self, user="root@pam", password="secret", host="127.0.0.1", port=0, reference_path=None):
+    def __init__(self, user="root@pam", password="secret", host="127.0.0.1", port=0, reference_path=None):  # noqa: S107
         super().__init__(user, password, host, port)
         self.token_id = TOKEN_ID
         self.token_secret = str(uuid.UUID(bytes=secrets.token_bytes(16), version=4))  # PVE's secrets are UUIDs
@@ -79,6 +80,12 @@ class ProjectPve(Faults, HaApi, StorageRules, FakePve):
         await self.ha_stop_manager()
         self._release_hangs()
         await super().stop()
+
+    async def stop_now(self, ct) -> None:
+        """A hard stop of the CT, as PVE's vm_stop without a timeout: rollback and HA's 'ignored' stop use it (LabPve
+        kills the real container here)."""
+        ct.status = "stopped"
+        ct.pid = None
 
     # ------------------------------------------------------------------------------------ request checks
 

@@ -1,5 +1,6 @@
 """Serve a ProjectPve over TLS on its own event loop in a daemon thread, so plain (sync) tests and subprocesses
-(ansible-playbook) can talk to it while the test reads and changes its model safely through call().
+(ansible-playbook) can talk to it while the test reads and changes its model safely through call(). A LabPve
+(real containers) is served the same way with time_scale=1; `python -m lab.pve serve` serves one on its main loop.
 
 Like fakepve's pytest_plugin._Serving, but for ProjectPve: 127.0.0.1 and a port the system picks (parallel tests
 never collide), time_scale 0 by default, and a stop() that also ends the HA manager and is safe to call twice.

@@ -1,0 +1,102 @@
+"""The OS templates the lab's Proxmox VE makes containers from, and where each one really is.
+
+Two kinds, both on the template storage `local` (content vztmpl), as on a PVE node:
+- the Debian 12 standard template (lab.pve.fake.TEMPLATE_VOLID) is the lab's cached debootstrap rootfs
+  (lab.rootfs.ensure_rootfs): containers stack an overlay on it, so creating one takes milliseconds;
+- every `.tar.zst`/`.tar.gz` in the templates directory is `local:vztmpl/<file name>`: the golden images that
+  playbooks/template_build.yml writes ($PROXMOXWP_LAB_DIR/images/) and anything an operator puts there. Each is
+  unpacked once into the cache (a few seconds), and containers stack an overlay on that tree like on the rootfs:
+  creating one takes milliseconds, and its snapshots copy only what it changed.
+
+An unpacked tree is named after the archive's name, size and modification time, so a rebuilt archive is unpacked
+beside the old tree (which containers made earlier may still stand on) instead of changing it under them. A file
+lock keeps two processes from unpacking the same archive at once; a tree that exists is always whole.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from pathlib import Path
+
+from lab.archive import archive_suffix, extract_archive, is_archive
+from lab.errors import LabError
+from lab.files import tree_in_place
+from lab.locks import exclusive
+from lab.mounts import remove_tree
+from lab.pve.fake import TEMPLATE_VOLID
+from lab.rootfs import ensure_rootfs
+
+STORAGE = "local"
+PREFIX = f"{STORAGE}:vztmpl/"
+UNPACKED = "images"  # under the rootfs cache
+UNPACK_TIMEOUT = 900.0
+
+
+class Images:
+    def __init__(self, rootfs_cache: Path, templates: Path | None = None) -> None:
+        self.rootfs_cache = Path(rootfs_cache)
+        self.templates = Path(templates) if templates is not None else None
+
+    def source(self, volid: str) -> Path:
+        """The root filesystem directory a container of `volid` stacks its overlay on: the rootfs (built first when
+        it is not cached yet: a minute or two) or the unpacked archive; LabError when the lab has no such template
+        or it cannot be unpacked."""
+        if volid == TEMPLATE_VOLID:
+            return ensure_rootfs(self.rootfs_cache)
+        path = self._archive(volid)
+        if path is None:
+            where = f" in {self.templates}" if self.templates is not None else " (no templates directory given)"
+            raise LabError(f"volume '{volid}' does not exist: the lab has no such template{where}")
+        return self.unpacked(path)
+
+    def unpacked(self, archive: Path) -> Path:
+        """The archive's tree in the cache, unpacked first when it is not there yet."""
+        info = archive.stat()
+        key = hashlib.sha256(f"{archive.name}\n{info.st_size}\n{info.st_mtime_ns}".encode()).hexdigest()[:12]
+        directory = self.rootfs_cache / UNPACKED
+        target = directory / f"{archive_stem(archive)}-{key}"
+        if target.is_dir():
+            return target
+        directory.mkdir(parents=True, exist_ok=True)
+        lock = directory / f".{target.name}.lock"
+        with exclusive(lock, timeout=UNPACK_TIMEOUT, what=f"another unpacking of {archive.name} to finish"):
+            if target.is_dir():
+                return target
+            for stale in directory.glob(f".{target.name}.*"):
+                if stale.is_dir():  # left by a process that died while unpacking (we hold the lock)
+                    remove_tree(stale)
+            with tree_in_place(target, f".{target.name}.") as work:
+                extract_archive(archive, work)
+        return target
+
+    def archives(self) -> dict[str, dict]:
+        """The templates directory as the storage lists it: {volname: fakepve's volume entry}."""
+        if self.templates is None or not self.templates.is_dir():
+            return {}
+        found = {}
+        for path in sorted(self.templates.iterdir()):
+            if not (path.is_file() and is_archive(path)) or path.name.startswith("."):
+                continue  # a .partial file being written is not a template yet
+            info = path.stat()
+            found[f"vztmpl/{path.name}"] = {
+                "content": "vztmpl",
+                "format": path.name.rsplit(".", 1)[-1],
+                "size": info.st_size,
+                "ctime": int(info.st_mtime) or int(time.time()),
+            }
+        return found
+
+    def _archive(self, volid: str) -> Path | None:
+        if self.templates is None or not volid.startswith(PREFIX):
+            return None
+        name = volid.removeprefix(PREFIX)
+        if "/" in name or name.startswith("."):
+            return None
+        path = self.templates / name
+        return path if path.is_file() and is_archive(path) else None
+
+
+def archive_stem(archive: Path) -> str:
+    """The archive's name without .tar.zst/.tar.gz."""
+    return archive.name.removesuffix(archive_suffix(archive))

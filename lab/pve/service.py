@@ -1,0 +1,152 @@
+"""The lab's Proxmox VE API as a service: LabPve over TLS until SIGTERM, and the files a client needs.
+
+Into its directory it writes, each readable by root only where it holds a secret:
+- `pve.crt` / `pve.key`: a self-signed certificate for the bind address (clients use the .crt as their CA);
+- `token`: the API token's secret (a new one each start), for `PVEAPIToken=<token_id>=<secret>`;
+- `pve.json` once the API answers (removed when it stops): url, host, port, node, token_id, token_file, ca_file,
+  fingerprint (SHA-256 of the certificate, as PVE shows it) and the LXC path and name prefix of its containers.
+
+The cluster starts empty: containers of the same prefix left by an earlier run are orphans and are destroyed first.
+At SIGTERM the API stops answering, tasks under way finish their real work, and the containers stay (the lab's
+`down` destroys them with `destroy-all`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import signal
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from fakepve.certs import make_cert
+
+from lab.containers import Containers
+from lab.errors import LabError
+from lab.network import bridge_exists
+from lab.pve.guests import Guests, destroy_all
+from lab.pve.images import Images
+from lab.pve.lxc import LabPve
+from lab.rootfs import ensure_rootfs
+
+INFO_FILE = "pve.json"
+TOKEN_FILE = "token"  # noqa: S105 - the name of the file holding the secret
+CERT_NAME = "pve"
+# At SIGTERM, seconds that tasks under way get to finish their real work (the lab's `down` waits 60 s).
+DRAIN_TIMEOUT = 45.0
+log = logging.getLogger("lab.pve")
+
+
+@dataclass(frozen=True)
+class Options:
+    directory: Path
+    host: str
+    port: int
+    bridge: str
+    lxcpath: Path
+    rootfs_cache: Path
+    templates: Path | None
+    prefix: str
+    reference: str | None = None
+
+
+def serve(options: Options) -> int:
+    """Run the API until SIGTERM or SIGINT; 0 after a clean stop, 1 when it could not start."""
+    try:
+        return asyncio.run(_serve(options))
+    except LabError as exc:
+        log.error("%s", exc)
+        return 1
+
+
+async def _serve(options: Options) -> int:
+    directory = options.directory
+    if not bridge_exists(options.bridge):
+        raise LabError(f"the bridge {options.bridge} does not exist: bring it up first (python -m lab bridge-up)")
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    (directory / INFO_FILE).unlink(missing_ok=True)
+    orphans = destroy_all(options.lxcpath, options.prefix)
+    if orphans:
+        log.info("destroyed %d container(s) left by an earlier run: %s", len(orphans), ", ".join(orphans))
+    images = Images(options.rootfs_cache, options.templates)
+    guests = Guests(Containers(options.lxcpath), options.prefix, options.bridge, images)
+    pve = LabPve(guests, host=options.host, port=options.port, reference_path=options.reference)
+    pve.drain_timeout = DRAIN_TIMEOUT
+    certfile, keyfile, der = make_cert(str(directory), name=CERT_NAME, hosts=(options.host,))
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await pve.start(certfile, keyfile)
+    except OSError as exc:
+        log.error("cannot listen on %s:%s: %s", options.host, options.port, exc)
+        return 1
+    try:
+        # The Debian template is the cached rootfs: build it now rather than in the first create (a daemon thread:
+        # a stop does not wait for a build, which the next one starts over).
+        threading.Thread(target=_prebuild, args=(options.rootfs_cache,), name="rootfs", daemon=True).start()
+        _write_secret(directory / TOKEN_FILE, pve.token_secret)
+        info = {
+            "url": pve.url,
+            "host": pve.host,
+            "port": pve.port,
+            "node": sorted(pve.nodes)[0],
+            "token_id": pve.token_id,
+            "token_file": str(directory / TOKEN_FILE),
+            "ca_file": certfile,
+            "fingerprint": _fingerprint(der),
+            "lxcpath": str(guests.containers.lxcpath),
+            "prefix": options.prefix,
+            "bridge": options.bridge,
+        }
+        _write_json(directory / INFO_FILE, info)
+        log.info(
+            "serving %s (containers %s<vmid> in %s, bridge %s)",
+            pve.url,
+            options.prefix,
+            options.lxcpath,
+            options.bridge,
+        )
+        await stop.wait()
+        log.info("stopping: the API stops answering, tasks under way finish")
+    finally:
+        (directory / INFO_FILE).unlink(missing_ok=True)
+        await pve.stop()
+    log.info("stopped")
+    return 0
+
+
+def _prebuild(cache: Path) -> None:
+    try:
+        log.info("the Debian rootfs is ready: %s", ensure_rootfs(cache))
+    except LabError as exc:
+        log.error("the Debian rootfs could not be built (a create from the Debian template tries again): %s", exc)
+
+
+def _fingerprint(der: bytes) -> str:
+    digest = hashlib.sha256(der).hexdigest().upper()
+    return ":".join(digest[i : i + 2] for i in range(0, len(digest), 2))
+
+
+def _write_secret(path: Path, secret: str) -> None:
+    """The secret alone in a file only its owner reads, replaced whole."""
+    partial = path.with_name(f".{path.name}.partial")
+    with contextlib.suppress(FileNotFoundError):
+        partial.unlink()
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(secret + "\n")
+    os.replace(partial, path)
+
+
+def _write_json(path: Path, data: dict) -> None:
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(partial, path)

@@ -1,0 +1,98 @@
+"""What a Proxmox VE container config means for the lab's LXC container behind it.
+
+PVE keeps a container's settings in its config (hostname, net0, nameserver, memory, swap, cores, onboot, rootfs,
+...) and turns them into an LXC config at every start. The lab does the same with `GuestSpec`: the settings that
+change the real container, read from the model's config. The rest (rootfs size, unprivileged, features, tags,
+description) stays in the model only: docs/lab-pve.md says why.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from fakepve.lxc import split_props
+
+from lab.errors import LabError
+from lab.lxcconfig import Limits
+
+# PVE's defaults when a create leaves them out (fakepve's create applies the same).
+DEFAULT_MEMORY_MB = 512
+DEFAULT_SWAP_MB = 512
+
+
+@dataclass(frozen=True)
+class GuestSpec:
+    """The settings of one container that the lab applies to the real one."""
+
+    hostname: str
+    ip_cidr: str
+    gateway: str
+    nameservers: list[str] | None  # None: the host's
+    memory_mb: int
+    swap_mb: int
+    cores: int | None  # None: every CPU of the host
+    onboot: bool
+
+    def settings(self, bridge: str) -> dict[str, Any]:
+        """Containers.create/configure's keyword arguments, plugged into `bridge` (the lab's, whatever net0 names:
+        the lab has one bridge)."""
+        return {
+            "ip_cidr": self.ip_cidr,
+            "gateway": self.gateway,
+            "bridge": bridge,
+            "nameservers": self.nameservers,
+            "hostname": self.hostname,
+            "memory_mb": self.memory_mb,
+            "swap_mb": self.swap_mb,
+            "cores": self.cores,
+            "autostart": self.onboot,
+        }
+
+    @property
+    def limits(self) -> Limits:
+        return Limits(self.memory_mb, self.swap_mb, self.cores)
+
+
+def guest_spec(vmid: int, config: dict[str, Any]) -> GuestSpec:
+    """The spec of CT `vmid` from its PVE config; LabError naming the setting the lab cannot carry out."""
+    net = split_props(config.get("net0", ""))[1] if config.get("net0") else {}
+    ip_cidr = net.get("ip", "")
+    if "/" not in ip_cidr:
+        shown = f"ip={ip_cidr}" if ip_cidr else "no ip"
+        raise LabError(f"the lab gives containers static IPv4 addresses only: net0 needs ip=ADDRESS/PREFIX ({shown})")
+    gateway = net.get("gw", "")
+    if not gateway:
+        raise LabError("the lab needs the default gateway of net0 (gw=ADDRESS)")
+    servers = [s for s in re.split(r"[\s,;]+", str(config.get("nameserver") or "")) if s]
+    limits = limits_of(config)
+    return GuestSpec(
+        hostname=str(config.get("hostname") or f"CT{vmid}"),
+        ip_cidr=ip_cidr,
+        gateway=gateway,
+        nameservers=servers or None,
+        memory_mb=limits.memory_mb or DEFAULT_MEMORY_MB,
+        swap_mb=limits.swap_mb if limits.swap_mb is not None else DEFAULT_SWAP_MB,
+        cores=limits.cores,
+        onboot=str(config.get("onboot", 0)).lower() in ("1", "true", "yes", "on"),
+    )
+
+
+def limits_of(config: dict[str, Any]) -> Limits:
+    """Memory, swap and cores of a PVE config (PVE's defaults for memory and swap)."""
+    return Limits(
+        _number(config, "memory", DEFAULT_MEMORY_MB),
+        _number(config, "swap", DEFAULT_SWAP_MB),
+        _number(config, "cores", None),
+    )
+
+
+def _number(config: dict[str, Any], key: str, default: int | None) -> Any:
+    value = config.get(key)
+    if value in (None, ""):
+        return default
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise LabError(f"{key}={value!r} is not a whole number") from None
