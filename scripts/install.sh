@@ -29,12 +29,14 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 export DEBIAN_FRONTEND=noninteractive
 
-# nginx: the lab's proxy runs an nginx of its own on loopback ports (docs/lab-proxy.md); the install does not
-# start the system's nginx (with_services_held).
+# The lab (docs/lab.md): LXC with debootstrap, nftables and zstd for the containers; nginx for the lab's proxy
+# and PowerDNS for its DNS, each run as a process of the lab's own on loopback ports. The install does not
+# start the system's nginx or pdns (with_services_held).
 DEBIAN_PACKAGES=(python3 python3-venv python3-dev python3-pip build-essential git curl ca-certificates sqlite3
-  libffi-dev libssl-dev openssh-client rsync lxc debootstrap nftables iproute2 zstd nginx)
+  libffi-dev libssl-dev openssh-client rsync lxc debootstrap nftables iproute2 zstd nginx
+  pdns-server pdns-backend-sqlite3)
 # The servers the test suite starts for itself, on loopback, in temporary directories.
-DEV_DEBIAN_PACKAGES=(postgresql redis-server pdns-server pdns-backend-sqlite3)
+DEV_DEBIAN_PACKAGES=(postgresql redis-server)
 
 say() { printf '==> %s\n' "$*"; }
 

@@ -11,7 +11,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -27,6 +26,7 @@ from api.config import load_settings
 from api.db import Database
 from api.migrate import upgrade
 from api.models import Base
+from lab.ports import free_port
 
 pytest_plugins = [
     "tests.pve.plugin",
@@ -65,12 +65,6 @@ def wait_until(condition: Callable[[], object], timeout: float = 60.0, interval:
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout}s waiting for {what or condition}")
         time.sleep(interval)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="session")

@@ -5,29 +5,16 @@ from __future__ import annotations
 
 import os
 import secrets
-import socket
 import subprocess
 from pathlib import Path
 
-from conftest import BIN, free_port
+from conftest import BIN
 
 from lab.network import free_subnet
+from lab.ports import free_port
 
 SUBNET_POOL = "10.232.0.0/16"  # not tests/lxc.py's pool: the session's own bridge is there
 PORTS = ("PVE_PORT", "NPM_PORT", "HTTP_PORT", "HTTPS_PORT", "PDNS_API_PORT")
-
-
-def free_dns_port() -> int:
-    """A loopback port free for TCP and UDP at once (DNS listens on both)."""
-    for _ in range(100):
-        port = free_port()
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-            try:
-                udp.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no loopback port is free for both TCP and UDP")
 
 
 def lab_environment(data_dir: Path, caches: Path) -> dict[str, str]:
@@ -44,7 +31,7 @@ def lab_environment(data_dir: Path, caches: Path) -> dict[str, str]:
         PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
         PROXMOXWP_DATA_DIR=str(data_dir),
         PROXMOXWP_LAB_BIND=f"127.0.0.1:{free_port()}",
-        PROXMOXWP_LAB_DNS_PORT=str(free_dns_port()),
+        PROXMOXWP_LAB_DNS_PORT=str(free_port(udp=True)),
         PROXMOXWP_LAB_BRIDGE=f"pwpe{secrets.token_hex(3)}",
         PROXMOXWP_LAB_NETWORK=str(free_subnet(SUBNET_POOL)),
         PROXMOXWP_PUBLIC_IPS="127.0.0.1/32",

@@ -18,7 +18,7 @@ import requests
 from conftest import TOKEN, wait_until
 from labs import lab_command, lab_environment
 
-from lab.network import bridge_exists, remove_bridge, table_exists, table_name
+from lab.network import bridge_exists, remove_bridge, table_exists
 
 pytestmark = pytest.mark.containers
 
@@ -26,16 +26,17 @@ SERVICES = ("dns", "pve", "proxy", "api", "worker")  # the lab's processes
 
 
 def _processes_of(data_dir: Path) -> set[int]:
-    """Live processes whose environment names this lab's data directory: whatever the lab started."""
+    """Live processes whose environment or command line names this lab's data directory, and their descendants
+    (nginx clears its workers' environment): whatever the lab started."""
     found = set()
     for process in psutil.process_iter():
         with contextlib.suppress(psutil.Error):
-            if (
-                process.pid != os.getpid()
-                and process.environ().get("PROXMOXWP_DATA_DIR") == str(data_dir)
-                and process.status() != psutil.STATUS_ZOMBIE
-            ):
+            if process.pid == os.getpid() or process.status() == psutil.STATUS_ZOMBIE:
+                continue
+            named = process.environ().get("PROXMOXWP_DATA_DIR") == str(data_dir)
+            if named or any(str(data_dir) in arg for arg in process.cmdline()):
                 found.add(process.pid)
+                found.update(child.pid for child in process.children(recursive=True))
     return found
 
 
@@ -86,7 +87,7 @@ def test_lab_up_status_and_down(lab_env):
     assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
     token = token_file.read_text().strip()
     assert len(token) >= 32
-    assert bridge_exists(bridge) and table_exists(table_name(bridge))
+    assert bridge_exists(bridge) and table_exists(bridge)
 
     status = lab(lab_env, "status", "--json")
     assert status.returncode == 0, status.stdout + status.stderr
@@ -136,7 +137,7 @@ def test_lab_up_status_and_down(lab_env):
     wait_until(lambda: not any(_alive(pid) for pid in started), 10, what="the lab's processes to end")
     assert not _processes_of(data_dir)
     assert not list((data_dir / "lab").glob("*.pid"))
-    assert not bridge_exists(bridge) and not table_exists(table_name(bridge))
+    assert not bridge_exists(bridge) and not table_exists(bridge)
     with pytest.raises(requests.ConnectionError):
         requests.get(f"{base}/health", timeout=5)
 

@@ -21,7 +21,7 @@ import requests
 from conftest import wait_until
 from labs import lab_command, lab_environment, lxc_containers
 
-from lab.network import bridge_exists, table_exists, table_name
+from lab.network import bridge_exists, table_exists
 
 pytestmark = pytest.mark.containers
 
@@ -162,7 +162,7 @@ def running_lab(lab_dir, lab_rootfs, tmp_path_factory) -> Iterator[RunningLab]:
         left = lxc_containers(lab_files / "lxc")
         assert down.returncode == 0, down.stdout + down.stderr
         assert left == [], f"lab down left containers: {left}"
-        assert not bridge_exists(bridge) and not table_exists(table_name(bridge))
+        assert not bridge_exists(bridge) and not table_exists(bridge)
         after = json.loads(lab_command(env, "status", "--json").stdout)
         assert [p["name"] for p in after["parts"] if p["running"] and not p.get("optional")] == []
 
@@ -264,6 +264,7 @@ def life_of_a_site(lab: RunningLab, service_id: int, name: str, plan: str) -> No
         lab.job(lab.call("POST", "/wp/upgrade/", json={**sid, "plan": "premium"}))
     assert lab.site(service_id)["plan"] == "premium"
     assert container_memory_mb(lab, service_id) == 2048
+    assert "size=16G" in pve_config(lab, service_id)["rootfs"], "the lab records the disk size (overlay has none)"
     assert lab.title(name) == TITLE
 
     # delete-site: nothing of the site is left, and deleting again is fine
@@ -300,6 +301,20 @@ def change_title(lab: RunningLab, service_id: int, title: str) -> None:
     assert re.fullmatch(r"[A-Za-z ]+", title), "the test's own titles only: they go into SQL as they are"
     query = f"UPDATE wp_options SET option_value='{title}' WHERE option_name='blogname'"  # noqa: S608
     attach(lab, service_id, "mysql", "wordpress", "-e", query)
+
+
+def pve_config(lab: RunningLab, service_id: int) -> dict:
+    """The site container's configuration as the lab's Proxmox VE API gives it."""
+    pve = json.loads((Path(lab.env["PROXMOXWP_DATA_DIR"]) / "lab" / "pve" / "pve.json").read_text())
+    secret = Path(pve["token_file"]).read_text().strip()
+    answer = requests.get(
+        f"{pve['url']}/api2/json/nodes/{pve['node']}/lxc/{lab.site(service_id)['vmid']}/config",
+        headers={"Authorization": f"PVEAPIToken={pve['token_id']}={secret}"},
+        verify=pve["ca_file"],
+        timeout=10,
+    )
+    assert answer.status_code == 200, answer.text
+    return answer.json()["data"]
 
 
 def container_memory_mb(lab: RunningLab, service_id: int) -> int:

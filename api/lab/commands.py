@@ -118,9 +118,7 @@ def status(as_json: bool) -> None:
         )
     else:
         for part in parts:
-            state = "running" if part.running else "stopped"
-            if part.optional:
-                state = "present" if part.running else "absent"
+            state = part.state
             pid = f" (pid {part.pid})" if part.pid else ""
             answers = part.extra.get("answers")
             extra = ""

@@ -34,10 +34,16 @@ class PartStatus:
     extra: dict[str, object] = field(default_factory=dict)
     optional: bool = False  # the lab is up without it
 
+    @property
+    def state(self) -> str:
+        if self.optional:  # a thing the lab has or not, not a process
+            return "present" if self.running else "absent"
+        return "running" if self.running else "stopped"
+
     def as_dict(self) -> dict[str, object]:
         return {
             "name": self.name,
-            "state": "running" if self.running else "stopped",
+            "state": self.state,
             "running": self.running,
             "healthy": self.healthy,
             "pid": self.pid,

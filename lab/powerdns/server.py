@@ -13,7 +13,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import time
@@ -26,6 +25,8 @@ import dns.message
 import dns.query
 import dns.resolver
 import requests
+
+from lab.ports import free_port
 
 HOST = "127.0.0.1"
 SCHEMA = Path("/usr/share/pdns-backend-sqlite3/schema/schema.sqlite3.sql")
@@ -150,25 +151,6 @@ class PowerDns:
             self.process.wait(STOP_TIMEOUT)
 
 
-def _free_port(kinds: tuple[int, ...]) -> int:
-    """A port on HOST free for every socket kind in `kinds` at the moment of asking (DNS needs UDP and TCP)."""
-    for _ in range(100):
-        with socket.socket(socket.AF_INET, kinds[0]) as first:
-            first.bind((HOST, 0))
-            port = first.getsockname()[1]
-            others = [socket.socket(socket.AF_INET, kind) for kind in kinds[1:]]
-            try:
-                for other in others:
-                    other.bind((HOST, port))
-            except OSError:
-                continue
-            finally:
-                for other in others:
-                    other.close()
-            return port
-    raise PowerDnsError("no port free for both UDP and TCP on 127.0.0.1")
-
-
 def _answers(server: PowerDns, session: requests.Session) -> bool:
     """True once the API accepts the key and the DNS port answers (REFUSED for a zone it lacks is an answer)."""
     try:
@@ -183,8 +165,8 @@ def _answers(server: PowerDns, session: requests.Session) -> bool:
 def _launch(directory: Path, binary: str, dns_port: int, api_port: int, api_key: str) -> PowerDns:
     """Write the config (free ports for a port 0) and start the server in its own process group (not waiting)."""
     server_ports = {
-        "dns_port": dns_port or _free_port((socket.SOCK_DGRAM, socket.SOCK_STREAM)),
-        "api_port": api_port or _free_port((socket.SOCK_STREAM,)),
+        "dns_port": dns_port or free_port(udp=True),
+        "api_port": api_port or free_port(),
     }
     config = CONFIG.format(
         host=HOST, directory=directory, database=directory / "pdns.sqlite3", api_key=api_key, **server_ports
