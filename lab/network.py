@@ -24,6 +24,8 @@ from lab.errors import LabError
 BRIDGE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,14}$")  # an interface name that is also an nft identifier
 TABLE_PREFIX = "proxmoxwp_"
 IP_FORWARD = Path("/proc/sys/net/ipv4/ip_forward")
+# What ip_forward was before the first of our bridges; in /run, so a reboot forgets it with the bridges.
+FORWARD_BEFORE = Path("/run/proxmoxwp-lab/ip_forward.before")
 
 
 @dataclass(frozen=True)
@@ -53,7 +55,7 @@ def ensure_bridge(name: str, gateway_cidr: str) -> Bridge:
         raise LabError(f"the interface {name} exists and is not a bridge")
     run(["ip", "address", "replace", str(gateway), "dev", name])
     run(["ip", "link", "set", "dev", name, "up"])
-    IP_FORWARD.write_text("1\n")
+    _enable_forwarding()
     table = table_name(name)
     run(["nft", "-f", "-"], stdin=nat_ruleset(table, name, gateway.network))
     return Bridge(name, gateway, table)
@@ -67,6 +69,30 @@ def remove_bridge(name: str) -> None:
     table = table_name(name)
     # Declaring the table first makes the delete succeed whether or not it existed.
     run(["nft", "-f", "-"], stdin=f"table ip {table}\ndelete table ip {table}\n")
+    _restore_forwarding()
+
+
+def _enable_forwarding() -> None:
+    """Turn IPv4 forwarding on for the NAT, remembering what it was the first time, so that the last bridge to go
+    puts it back: the machine is left as it was."""
+    if not FORWARD_BEFORE.exists():
+        FORWARD_BEFORE.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        FORWARD_BEFORE.write_text(IP_FORWARD.read_text())
+    IP_FORWARD.write_text("1\n")
+
+
+def _restore_forwarding() -> None:
+    if not FORWARD_BEFORE.exists() or our_tables():
+        return  # never changed by us, or another bridge of ours still needs it
+    IP_FORWARD.write_text(FORWARD_BEFORE.read_text())
+    FORWARD_BEFORE.unlink(missing_ok=True)
+
+
+def our_tables() -> list[str]:
+    """The nftables tables of every bridge of ours on this machine (labs' and tests' alike)."""
+    tables = json.loads(run(["nft", "--json", "list", "tables", "ip"]).stdout).get("nftables", [])
+    names = [entry.get("table", {}).get("name", "") for entry in tables]
+    return [name for name in names if name.startswith(TABLE_PREFIX)]
 
 
 def bridge_exists(name: str) -> bool:

@@ -18,7 +18,7 @@ import requests
 from conftest import TOKEN, wait_until
 from labs import lab_command, lab_environment
 
-from lab.network import bridge_exists, remove_bridge, table_exists
+from lab.network import IP_FORWARD, bridge_exists, our_tables, remove_bridge, table_exists
 
 pytestmark = pytest.mark.containers
 
@@ -81,8 +81,11 @@ def test_lab_up_status_and_down(lab_env):
     assert states.pop("image") in ("present", "absent")
     assert states == {"bridge": "stopped", **dict.fromkeys(SERVICES, "stopped")}
 
+    forwarding_before = IP_FORWARD.read_text()
+    others_before = our_tables()
     up = lab(lab_env, "up", "--no-golden")
     assert up.returncode == 0, up.stdout + up.stderr
+    assert IP_FORWARD.read_text() == "1\n", "the lab's NAT needs forwarding"
     token_file = data_dir / "lab" / "api-token"
     assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
     token = token_file.read_text().strip()
@@ -138,6 +141,8 @@ def test_lab_up_status_and_down(lab_env):
     assert not _processes_of(data_dir)
     assert not list((data_dir / "lab").glob("*.pid"))
     assert not bridge_exists(bridge) and not table_exists(bridge)
+    if not others_before:  # no other bridge of ours (a test's, another lab's) needs forwarding
+        assert IP_FORWARD.read_text() == forwarding_before, "IPv4 forwarding is as it was before `lab up`"
     with pytest.raises(requests.ConnectionError):
         requests.get(f"{base}/health", timeout=5)
 
