@@ -80,7 +80,7 @@ def _parser() -> argparse.ArgumentParser:
         "--nginx-dir", type=Path, default=None, help="serve the enabled hosts by a real nginx with its files here"
     )
     lab.add_argument("--listen", default="127.0.0.1", type=_address, help="nginx's address (default 127.0.0.1)")
-    lab.add_argument("--http-port", type=int, default=8080, help="nginx's HTTP port (default 8080)")
+    lab.add_argument("--http-port", type=int, default=8880, help="nginx's HTTP port (default 8880; the API has 8080)")
     lab.add_argument("--https-port", type=int, default=8443, help="nginx's HTTPS port (default 8443)")
     lab.add_argument("--nginx", default=NGINX, help=f"the nginx binary (default {NGINX})")
     return parser

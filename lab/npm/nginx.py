@@ -41,7 +41,7 @@ class Layout:
 
     directory: Path
     listen: str = "127.0.0.1"
-    http_port: int = 8080
+    http_port: int = 8880
     https_port: int = 8443
 
     def __post_init__(self) -> None:
