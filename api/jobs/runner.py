@@ -229,7 +229,12 @@ class PlaybookRun:
         return scrub(text, self.secret_values) or None
 
     def _environment(self, private: Path) -> dict[str, str]:
+        # Modules run on the controller unpack themselves into TMPDIR; one killed mid-way (a timeout, a cancel)
+        # leaves its payload there, so TMPDIR is the run's own directory, removed with it.
+        scratch = private / "scratch"
+        scratch.mkdir(mode=0o700, parents=True, exist_ok=True)
         return {
+            "TMPDIR": str(scratch),
             # ansible-runner starts `ansible-playbook` from PATH: the one beside this Python comes first
             "PATH": os.pathsep.join([str(Path(ansible_playbook()).parent), os.environ.get("PATH", "")]),
             "ANSIBLE_CONFIG": str(self.project_dir / "ansible.cfg"),
