@@ -3,11 +3,13 @@ a bridge name of its own), sharing this run's Debian rootfs and golden image cac
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import subprocess
 from pathlib import Path
 
+import requests
 from conftest import BIN
 
 from lab.network import free_subnet
@@ -52,3 +54,15 @@ def lxc_containers(lxcpath: Path) -> list[str]:
         return []
     listed = subprocess.run(["lxc-ls", "-P", str(lxcpath)], capture_output=True, text=True, check=False)
     return listed.stdout.split()
+
+
+def lab_pve_get(data_dir: Path, path: str) -> requests.Response:
+    """GET `path` (e.g. `/nodes`; `{node}` is the lab's node) of a lab's Proxmox VE API, with its token and CA."""
+    pve = json.loads((data_dir / "lab" / "pve" / "pve.json").read_text())
+    secret = Path(pve["token_file"]).read_text().strip()
+    return requests.get(
+        f"{pve['url']}/api2/json{path.format(node=pve['node'])}",
+        headers={"Authorization": f"PVEAPIToken={pve['token_id']}={secret}"},
+        verify=pve["ca_file"],
+        timeout=10,
+    )

@@ -16,7 +16,7 @@ import psutil
 import pytest
 import requests
 from conftest import TOKEN, wait_until
-from labs import lab_command, lab_environment
+from labs import lab_command, lab_environment, lab_pve_get
 
 from lab.network import IP_FORWARD, bridge_exists, our_tables, remove_bridge, table_exists
 
@@ -117,14 +117,7 @@ def test_lab_up_status_and_down(lab_env):
     )
     assert refused.status_code == 401  # only the lab's token file is read
     # the lab's Proxmox VE API answers with its token, over TLS with its own CA
-    pve = json.loads((data_dir / "lab" / "pve" / "pve.json").read_text())
-    secret = Path(pve["token_file"]).read_text().strip()
-    nodes = requests.get(
-        f"{pve['url']}/api2/json/nodes",
-        headers={"Authorization": f"PVEAPIToken={pve['token_id']}={secret}"},
-        verify=pve["ca_file"],
-        timeout=10,
-    )
+    nodes = lab_pve_get(data_dir, "/nodes")
     assert nodes.status_code == 200 and nodes.json()["data"], nodes.text
 
     again = lab(lab_env, "up", "--no-golden")

@@ -19,7 +19,7 @@ import dns.resolver
 import pytest
 import requests
 from conftest import wait_until
-from labs import lab_command, lab_environment, lxc_containers
+from labs import lab_command, lab_environment, lab_pve_get, lxc_containers
 
 from lab.network import bridge_exists, table_exists
 
@@ -305,14 +305,8 @@ def change_title(lab: RunningLab, service_id: int, title: str) -> None:
 
 def pve_config(lab: RunningLab, service_id: int) -> dict:
     """The site container's configuration as the lab's Proxmox VE API gives it."""
-    pve = json.loads((Path(lab.env["PROXMOXWP_DATA_DIR"]) / "lab" / "pve" / "pve.json").read_text())
-    secret = Path(pve["token_file"]).read_text().strip()
-    answer = requests.get(
-        f"{pve['url']}/api2/json/nodes/{pve['node']}/lxc/{lab.site(service_id)['vmid']}/config",
-        headers={"Authorization": f"PVEAPIToken={pve['token_id']}={secret}"},
-        verify=pve["ca_file"],
-        timeout=10,
-    )
+    vmid = lab.site(service_id)["vmid"]
+    answer = lab_pve_get(Path(lab.env["PROXMOXWP_DATA_DIR"]), f"/nodes/{{node}}/lxc/{vmid}/config")
     assert answer.status_code == 200, answer.text
     return answer.json()["data"]
 
