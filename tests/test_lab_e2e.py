@@ -60,8 +60,16 @@ class RunningLab:
             return job if job["state"] in ("succeeded", "failed", "cancelled") else None
 
         job = wait_until(finished, JOB_TIMEOUT, 0.5, f"job {job_id} ({answer.request.path_url})")
-        assert job["state"] == expect, job
+        assert job["state"] == expect, self.explain(job)
         return job
+
+    def explain(self, job: dict) -> str:
+        """What a failed assertion on a job prints: its state and reason first (a long job dict is cut short in
+        pytest's summary), then the worker log's end."""
+        log = Path(self.env["PROXMOXWP_DATA_DIR"]) / "lab" / "worker.log"
+        tail = "\n".join(log.read_text(errors="replace").splitlines()[-40:]) if log.exists() else "(no worker log)"
+        return (f"job {job['id']} {job['kind']} {job['state']}: task {job.get('failed_task')!r}: {job.get('message')}"
+                f"\n--- worker log ---\n{tail}")  # fmt: skip
 
     def site(self, service_id: int) -> dict:
         return self.call("GET", "/status", params={"service_id": service_id}).json()

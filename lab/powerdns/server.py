@@ -36,6 +36,8 @@ START_ATTEMPTS = 3  # a port the system gave us can be taken by a parallel test 
 POLL_INTERVAL = 0.05
 SOA_TIMERS = "1 10800 3600 604800 60"  # serial refresh retry expire minimum (a short negative TTL)
 
+# socket-dir is "." (the server runs in its directory) because a UNIX socket path may not exceed 107 bytes, and a
+# data dir deep in a test tree or an operator's layout would make the absolute path longer than that.
 CONFIG = """\
 launch=gsqlite3
 gsqlite3-database={database}
@@ -48,7 +50,7 @@ webserver=yes
 webserver-address={host}
 webserver-port={api_port}
 webserver-allow-from=127.0.0.1/32
-socket-dir={directory}
+socket-dir=.
 daemon=no
 guardian=no
 disable-syslog=yes
@@ -169,7 +171,7 @@ def _launch(directory: Path, binary: str, dns_port: int, api_port: int, api_key:
         "api_port": api_port or free_port(),
     }
     config = CONFIG.format(
-        host=HOST, directory=directory, database=directory / "pdns.sqlite3", api_key=api_key, **server_ports
+        host=HOST, database=directory / "pdns.sqlite3", api_key=api_key, **server_ports
     )
     config_file = directory / "pdns.conf"
     config_file.touch(mode=0o600)  # it holds the API key
