@@ -35,8 +35,10 @@ export DEBIAN_FRONTEND=noninteractive
 DEBIAN_PACKAGES=(python3 python3-venv python3-dev python3-pip build-essential git curl ca-certificates sqlite3
   libffi-dev libssl-dev openssh-client rsync lxc debootstrap nftables iproute2 zstd nginx
   pdns-server pdns-backend-sqlite3)
-# The servers the test suite starts for itself, on loopback, in temporary directories.
-DEV_DEBIAN_PACKAGES=(postgresql redis-server)
+# The servers the test suite starts for itself, on loopback, in temporary directories; PHP, PHPUnit and the
+# Laravel components the Paymenter extension's tests run on (paymenter/README.md).
+DEV_DEBIAN_PACKAGES=(postgresql redis-server
+  php-cli php-curl php-mbstring php-xml phpunit php-laravel-framework php-guzzlehttp-guzzle php-monolog)
 
 say() { printf '==> %s\n' "$*"; }
 

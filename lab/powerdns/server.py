@@ -170,9 +170,7 @@ def _launch(directory: Path, binary: str, dns_port: int, api_port: int, api_key:
         "dns_port": dns_port or free_port(udp=True),
         "api_port": api_port or free_port(),
     }
-    config = CONFIG.format(
-        host=HOST, database=directory / "pdns.sqlite3", api_key=api_key, **server_ports
-    )
+    config = CONFIG.format(host=HOST, database=directory / "pdns.sqlite3", api_key=api_key, **server_ports)
     config_file = directory / "pdns.conf"
     config_file.touch(mode=0o600)  # it holds the API key
     config_file.write_text(config)

@@ -1,0 +1,252 @@
+<?php
+
+namespace ProxmoxWP\Tests;
+
+use App\Attributes\ExtensionMeta;
+use Illuminate\Support\Facades\View;
+use Paymenter\Extensions\Servers\ProxmoxWP\ApiError;
+use Paymenter\Extensions\Servers\ProxmoxWP\Notice;
+use Paymenter\Extensions\Servers\ProxmoxWP\ProxmoxWP;
+use ReflectionClass;
+
+/** The extension's hooks as Paymenter calls them, against the live API. */
+final class ExtensionTest extends PanelTestCase
+{
+    public function testItIsAPaymenterServerExtensionWithItsSettings(): void
+    {
+        $meta = (new ReflectionClass(ProxmoxWP::class))->getAttributes(ExtensionMeta::class);
+        $this->assertCount(1, $meta);
+        $this->assertSame('ProxmoxWP', $meta[0]->newInstance()->name);
+
+        $fields = array_column($this->extension()->getConfig(), null, 'name');
+        $this->assertSame(['api_url', 'api_key', 'public_ip', 'job_wait'], array_keys($fields));
+        $this->assertTrue($fields['api_key']['encrypted']);
+        $this->assertTrue($fields['api_url']['required'] && $fields['public_ip']['required']);
+        $this->assertSame(['plan'], array_column($this->extension()->getProductConfig(), 'name'));
+    }
+
+    public function testBootRegistersTheViewsAndTheFormsRoute(): void
+    {
+        $this->extension();
+
+        $this->assertTrue(View::exists('proxmoxwp::overview'));
+        $route = $this->router->getRoutes()->getByName('extensions.servers.proxmoxwp.panel');
+        $this->assertNotNull($route);
+        $this->assertSame(['POST'], $route->methods());
+        $this->assertSame(['web', 'auth', 'can:view,service'], $route->middleware());
+    }
+
+    public function testTestConfigAcceptsTheRightKeyAndExplainsTheRest(): void
+    {
+        $this->assertTrue($this->extension()->testConfig());
+
+        $wrongKey = $this->extension(['api_key' => 'not-the-key-0123456789'])->testConfig();
+        $this->assertIsString($wrongKey);
+        $this->assertStringNotContainsString('not-the-key', $wrongKey);
+
+        $down = $this->extension(['api_url' => 'http://127.0.0.1:' . self::closedPort()])->testConfig();
+        $this->assertSame('The hosting API could not be reached. Please try again in a few minutes.', $down);
+
+        $notOurs = $this->extension(['api_url' => self::env('PROXMOXWP_TEST_API_URL') . '/jobs'])->testConfig();
+        $this->assertIsString($notOurs);
+    }
+
+    public function testCreateServerWaitsForTheSiteAndReturnsWhatTheWelcomeEmailShows(): void
+    {
+        $service = self::newService('Basic');
+        $data = $this->extension()->createServer($service, ['plan' => ''], []);
+
+        $this->assertSame(['site_url', 'admin_url', 'admin_user', 'admin_password', 'subdomain'], array_keys($data));
+        $this->assertSame($data['site_url'] . 'wp-admin/', $data['admin_url']);
+        $status = self::client()->status($service->id);
+        $this->assertSame('active', $status['state'], 'the job was followed to its end');
+        $this->assertSame('basic', $status['plan'], "the product's name, in lower case");
+
+        $premium = self::newService('WordPress Pro');
+        $this->extension()->createServer($premium, ['plan' => 'premium'], []);
+        $this->assertSame('premium', self::client()->status($premium->id)['plan'], "the product's plan setting first");
+    }
+
+    public function testCreateServerThrowsWhenTheApiRefuses(): void
+    {
+        $this->expectException(ApiError::class);
+        $this->expectExceptionMessageMatches('/plan/');
+
+        $this->extension()->createServer(self::newService('Gold Unlimited'), [], []);
+    }
+
+    public function testCreateServerThrowsWhenTheSitesJobFails(): void
+    {
+        $failure = self::env('PROXMOXWP_TEST_CONTROL_DIR') . '/fail-site_create';
+        file_put_contents($failure, 'The cluster has no room for another container.');
+        try {
+            $this->extension()->createServer(self::newService(), [], []);
+            $this->fail('createServer returned although the job failed');
+        } catch (ApiError $error) {
+            $this->assertStringContainsString('The cluster has no room for another container.', $error->getMessage());
+        } finally {
+            unlink($failure);
+        }
+    }
+
+    public function testSuspendUnsuspendAndUpgradeChangeTheSite(): void
+    {
+        $service = self::newService();
+        $extension = $this->extension();
+        $extension->createServer($service, [], []);
+
+        $this->assertTrue($extension->suspendServer($service, [], []));
+        $this->awaitState($service->id, 'suspended');
+        $this->assertTrue($extension->unsuspendServer($service, [], []));
+        $this->awaitState($service->id, 'active');
+        $this->assertTrue($extension->upgradeServer($service, ['plan' => 'premium'], []));
+        $this->assertSame('premium', self::client()->status($service->id)['plan']);
+
+        $this->expectException(ApiError::class);
+        $extension->upgradeServer($service, ['plan' => 'no-such-plan'], []);
+    }
+
+    public function testTerminateDeletesTheSite(): void
+    {
+        $service = self::newService();
+        $extension = $this->extension();
+        $extension->createServer($service, [], []);
+
+        $this->assertTrue($extension->terminateServer($service, [], []));
+        $this->awaitState($service->id, 'deleted');
+    }
+
+    public function testTerminateDoesNotBlockOnABackendErrorButLogsIt(): void
+    {
+        $service = self::newService();
+        $extension = $this->extension(['api_url' => 'http://127.0.0.1:' . self::closedPort(), 'api_key' => 'secret-key-that-must-not-be-logged']);
+
+        $this->assertFalse($extension->terminateServer($service, [], []));
+        $records = $this->log->getRecords();
+        $this->assertCount(1, $records);
+        $this->assertSame('ERROR', $records[0]['level_name']);
+        $this->assertStringContainsString("service {$service->id}", $records[0]['message']);
+        $this->assertStringNotContainsString('secret-key', json_encode($records));
+    }
+
+    public function testActionsAreTheOverviewAndFourButtonsThatExist(): void
+    {
+        $extension = $this->extension();
+        $actions = $extension->getActions(self::newService());
+
+        $this->assertSame([['type' => 'view', 'name' => 'overview', 'label' => 'Overview', 'function' => 'getView']], array_values(array_filter($actions, fn ($a) => $a['type'] === 'view')));
+        $buttons = array_values(array_filter($actions, fn ($a) => $a['type'] === 'button'));
+        $this->assertSame(['Start', 'Stop', 'Restart', 'Reset'], array_column($buttons, 'label'));
+        foreach ($buttons as $button) {
+            $this->assertTrue(method_exists($extension, $button['function']), $button['function']);
+        }
+    }
+
+    public function testPowerButtonsActAndComeBackToTheOverviewWithANotice(): void
+    {
+        $service = self::newService();
+        $extension = $this->extension();
+        $extension->createServer($service, [], []);
+        $overview = "https://panel.example.test/services/{$service->id}?tab=overview";
+
+        $this->assertSame($overview, $extension->stopSite($service, [], []));
+        $this->assertSame(Notice::success('Your site is stopping.'), $this->session->get(Notice::SESSION_KEY));
+        $this->awaitState($service->id, 'stopped');
+
+        $this->assertSame($overview, $extension->startSite($service, [], []));
+        $this->awaitState($service->id, 'active');
+        $this->assertSame($overview, $extension->restartSite($service, [], []));
+        $this->assertSame(Notice::success('Your site is restarting.'), $this->session->get(Notice::SESSION_KEY));
+    }
+
+    public function testResetAsksForAConfirmationBeforeItErasesTheSite(): void
+    {
+        $service = self::newService();
+        $extension = $this->extension();
+        $extension->createServer($service, [], []);
+        $before = self::client()->jobs($service->id);
+
+        $extension->resetSite($service, [], []);
+        $this->assertTrue($this->session->get(Notice::CONFIRM_KEY));
+        $this->assertSame($before, self::client()->jobs($service->id), 'no job yet');
+
+        $notice = $extension->handlePanelForm($service, [], [], ['action' => 'reset']);
+        $this->assertSame(Notice::success('Your site is being reset to its freshly installed state.'), $notice);
+        $job = self::client()->jobs($service->id)[0];
+        $this->assertSame('power', $job['kind']);
+        $this->assertSame('reset', $job['params']['power_action']);
+    }
+
+    public function testAButtonCatchesItsOwnError(): void
+    {
+        $service = self::newService();
+        $extension = $this->extension(['api_url' => 'http://127.0.0.1:' . self::closedPort()]);
+
+        $this->assertSame("https://panel.example.test/services/{$service->id}?tab=overview", $extension->startSite($service, [], []));
+        $this->assertSame(Notice::error('The hosting API could not be reached. Please try again in a few minutes.'), $this->session->get(Notice::SESSION_KEY));
+    }
+
+    public function testTheOverviewsFormsActAndAnswerANotice(): void
+    {
+        $service = self::newService();
+        $extension = $this->extension();
+        $extension->createServer($service, [], []);
+        $form = fn (array $input) => $extension->handlePanelForm($service, [], [], $input);
+
+        $made = $form(['action' => 'create_backup']);
+        $this->assertSame('success', $made['type']);
+        $this->assertMatchesRegularExpression('/^Backup BAK\d{8}-1 is being made\.$/', $made['message']);
+        $this->awaitIdle($service->id);
+        $backup = self::client()->backups($service->id)['backups'][0]['name'];
+        $this->assertSame(Notice::success("Your site is being restored to backup {$backup}."), $form(['action' => 'restore_backup', 'bak' => $backup]));
+        $this->awaitIdle($service->id);
+        $this->assertSame(Notice::success("Backup {$backup} is being deleted."), $form(['action' => 'delete_backup', 'bak' => $backup]));
+
+        $domain = self::pointingDomain();
+        $this->assertSame('success', $form(['action' => 'add_domain', 'domain' => " {$domain} "])['type']);
+        $this->awaitIdle($service->id);
+        $this->assertSame([$domain], array_column(self::client()->domains($service->id)['domains'], 'domain'));
+        $this->assertSame(Notice::success("{$domain} is being removed from your site."), $form(['action' => 'remove_domain', 'domain' => $domain]));
+
+        $this->assertSame(Notice::success('Your site is being taken offline: visitors will not reach it until you turn it on again.'), $form(['action' => 'toggle_proxy']));
+        $this->assertSame(Notice::success('Your site is being put online again.'), $form(['action' => 'toggle_proxy']));
+    }
+
+    public function testBadFormInputGetsAnErrorAndChangesNothing(): void
+    {
+        $service = self::newService();
+        $extension = $this->extension();
+        $extension->createServer($service, [], []);
+        $jobs = self::client()->jobs($service->id);
+        $form = fn (array $input) => $extension->handlePanelForm($service, [], [], $input);
+
+        $this->assertSame(Notice::error('That action is not available.'), $form(['action' => 'drop_database']));
+        $this->assertSame(Notice::error('That action is not available.'), $form([]));
+        $this->assertSame(Notice::error('Choose a backup to delete.'), $form(['action' => 'delete_backup', 'bak' => '../../etc']));
+        $this->assertSame(Notice::error('Choose a backup to restore.'), $form(['action' => 'restore_backup', 'bak' => ['BAK01012026-1']]));
+        $this->assertSame(Notice::error('Enter a domain name, such as www.example.com.'), $form(['action' => 'add_domain', 'domain' => '  ']));
+        $elsewhere = $form(['action' => 'add_domain', 'domain' => self::env('PROXMOXWP_TEST_DOMAIN_ELSEWHERE')]);
+        $this->assertSame('error', $elsewhere['type']);
+        $this->assertStringContainsString(self::env('PROXMOXWP_TEST_PUBLIC_IP'), $elsewhere['message']);
+        $unknown = $form(['action' => 'delete_backup', 'bak' => 'BAK01012020-1']);
+        $this->assertSame('error', $unknown['type']);
+
+        $suspendedInPaymenter = self::newService('Basic', 'suspended');
+        $this->assertSame(Notice::error('This service is not active, so its site cannot be changed.'), $extension->handlePanelForm($suspendedInPaymenter, [], [], ['action' => 'create_backup']));
+
+        $this->assertSame($jobs, self::client()->jobs($service->id), 'no job was started');
+        $this->assertSame([], self::client()->domains($service->id)['domains']);
+    }
+
+    private function awaitState(int $serviceId, string $state): void
+    {
+        self::waitUntil(fn () => self::client()->status($serviceId)['state'] === $state ? true : null, 60, "the site to be {$state}");
+    }
+
+    /** Wait until none of the service's jobs is queued or running. */
+    private function awaitIdle(int $serviceId): void
+    {
+        $busy = fn () => array_filter(self::client()->jobs($serviceId), fn (array $job) => in_array($job['state'], ['queued', 'running'], true));
+        self::waitUntil(fn () => $busy() === [] ? true : null, 60, "the jobs of service {$serviceId} to finish");
+    }
+}
