@@ -89,6 +89,23 @@ final class ExtensionTest extends PanelTestCase
         }
     }
 
+    public function testASlowSiteIsLeftToFinishAndTheEmailStillGetsItsPassword(): void
+    {
+        $control = self::env('PROXMOXWP_TEST_CONTROL_DIR');
+        touch("{$control}/block-site_create");
+        try {
+            $service = self::newService();
+            $data = $this->extension(['job_wait' => 1])->createServer($service, [], []);
+            $this->assertNotEmpty($data['admin_password']);
+            $this->assertSame('provisioning', self::client()->status($service->id)['state']);
+        } finally {
+            touch("{$control}/release-site_create");
+            unlink("{$control}/block-site_create");
+        }
+        $this->awaitState($service->id, 'active');
+        unlink("{$control}/release-site_create");
+    }
+
     public function testSuspendUnsuspendAndUpgradeChangeTheSite(): void
     {
         $service = self::newService();

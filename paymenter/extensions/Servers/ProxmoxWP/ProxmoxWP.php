@@ -21,8 +21,13 @@ class ProxmoxWP extends Server
     /** The view's name, also the `tab` of the service page. */
     public const VIEW = 'overview';
 
-    /** How long the create, suspend, unsuspend and upgrade hooks follow their job (Paymenter's jobs allow 120 s). */
-    public const DEFAULT_JOB_WAIT = 90;
+    /**
+     * Seconds the create, suspend, unsuspend and upgrade hooks spend on their job, counted from the hook's start.
+     * Paymenter's queue gives each hook 120 s: the last poll may take up to ApiClient::TIMEOUT more, so at most 90.
+     */
+    public const DEFAULT_JOB_WAIT = 75;
+
+    public const MAX_JOB_WAIT = 90;
 
     private ?ApiClient $client = null;
 
@@ -66,7 +71,7 @@ class ProxmoxWP extends Server
                 'description' => 'How long creating, suspending, unsuspending and upgrading wait for the site\'s job, so that a failure is marked in Paymenter (0: do not wait). A new order\'s welcome e-mail goes out after it.',
                 'required' => false,
                 'default' => self::DEFAULT_JOB_WAIT,
-                'validation' => 'nullable|integer|min:0|max:110',
+                'validation' => 'nullable|integer|min:0|max:' . self::MAX_JOB_WAIT,
             ],
         ];
     }
@@ -105,8 +110,9 @@ class ProxmoxWP extends Server
      */
     public function createServer(Service $service, $settings, $properties)
     {
+        $started = microtime(true);
         $answer = $this->client()->createSite((int) $service->id, (string) $service->user->email, $this->plan($service, $settings), (string) $this->config('public_ip'));
-        $this->followJob($answer, 'The site could not be created');
+        $this->followJob($answer, $started, 'The site could not be created');
 
         return array_filter([
             'site_url' => $answer['site_url'] ?? null,
@@ -119,14 +125,14 @@ class ProxmoxWP extends Server
 
     public function suspendServer(Service $service, $settings, $properties)
     {
-        $this->followJob($this->client()->suspendSite((int) $service->id), 'The site could not be suspended');
+        $this->followJob($this->client()->suspendSite((int) $service->id), microtime(true), 'The site could not be suspended');
 
         return true;
     }
 
     public function unsuspendServer(Service $service, $settings, $properties)
     {
-        $this->followJob($this->client()->unsuspendSite((int) $service->id), 'The site could not be unsuspended');
+        $this->followJob($this->client()->unsuspendSite((int) $service->id), microtime(true), 'The site could not be unsuspended');
 
         return true;
     }
@@ -147,7 +153,7 @@ class ProxmoxWP extends Server
 
     public function upgradeServer(Service $service, $settings, $properties)
     {
-        $this->followJob($this->client()->upgradeSite((int) $service->id, $this->plan($service, $settings)), 'The site could not be moved to its new plan');
+        $this->followJob($this->client()->upgradeSite((int) $service->id, $this->plan($service, $settings)), microtime(true), 'The site could not be moved to its new plan');
 
         return true;
     }
@@ -238,19 +244,19 @@ class ProxmoxWP extends Server
     {
         $wait = $this->config('job_wait');
 
-        return ($wait === null || $wait === '') ? self::DEFAULT_JOB_WAIT : max(0, (int) $wait);
+        return ($wait === null || $wait === '') ? self::DEFAULT_JOB_WAIT : min(self::MAX_JOB_WAIT, max(0, (int) $wait));
     }
 
     /**
-     * Follows the job an answer started until it ends or `job_wait` seconds pass (Paymenter marks a hook failed
-     * only by an exception, so a job that fails must throw here); a job still running then is left to finish.
+     * Follows the job an answer started until it ends or `job_wait` seconds after `$started` (Paymenter marks a hook
+     * failed only by an exception, so a job that fails must throw here); a job still running then is left to finish.
      */
-    private function followJob(array $answer, string $failure): void
+    private function followJob(array $answer, float $started, string $failure): void
     {
         if (empty($answer['job_id'])) {
             return;
         }
-        $deadline = microtime(true) + $this->jobWait();
+        $deadline = $started + $this->jobWait();
         while (microtime(true) < $deadline) {
             $job = $this->client()->job((int) $answer['job_id']);
             $state = $job['state'] ?? '';
