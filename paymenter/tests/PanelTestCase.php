@@ -4,36 +4,20 @@ namespace ProxmoxWP\Tests;
 
 use App\Helpers\ExtensionHelper;
 use App\Models\Service;
-use Illuminate\Container\Container;
-use Illuminate\Contracts\View\Factory as ViewFactoryContract;
-use Illuminate\Events\Dispatcher;
-use Illuminate\Filesystem\Filesystem;
-use Illuminate\Http\Request;
 use Illuminate\Routing\Router;
-use Illuminate\Routing\UrlGenerator;
-use Illuminate\Session\ArraySessionHandler;
 use Illuminate\Session\Store;
-use Illuminate\Support\Facades\Facade;
-use Illuminate\View\Compilers\BladeCompiler;
-use Illuminate\View\Engines\CompilerEngine;
-use Illuminate\View\Engines\EngineResolver;
-use Illuminate\View\Engines\PhpEngine;
-use Illuminate\View\Factory as ViewFactory;
-use Illuminate\View\FileViewFinder;
 use Monolog\Handler\TestHandler;
-use Monolog\Logger;
 use Paymenter\Extensions\Servers\ProxmoxWP\ApiClient;
 use Paymenter\Extensions\Servers\ProxmoxWP\ProxmoxWP;
 use PHPUnit\Framework\TestCase;
 
 /**
- * What Paymenter gives an extension at run time, built from Laravel's own components: a container behind the
- * facades, Blade views, a session, a router with Paymenter's `services.show` route, URLs and a log. Each test gets
- * a fresh one. The live API's address and token come from the environment that tests/test_paymenter.py sets.
+ * Each test runs in a fresh PaymenterRuntime (what Paymenter gives an extension). The live API's address and token
+ * come from the environment that tests/test_paymenter.py sets.
  */
 abstract class PanelTestCase extends TestCase
 {
-    protected Container $app;
+    protected PaymenterRuntime $runtime;
 
     protected Store $session;
 
@@ -41,50 +25,18 @@ abstract class PanelTestCase extends TestCase
 
     protected TestHandler $log;
 
-    private string $compiledViews;
-
     protected function setUp(): void
     {
-        $this->app = new Container();
-        Container::setInstance($this->app);
-        Facade::clearResolvedInstances();
-        Facade::setFacadeApplication($this->app);
-
-        $events = new Dispatcher($this->app);
-        $files = new Filesystem();
-        $this->compiledViews = sys_get_temp_dir() . '/proxmoxwp-views-' . bin2hex(random_bytes(6));
-        mkdir($this->compiledViews);
-        $blade = new BladeCompiler($files, $this->compiledViews);
-        $engines = new EngineResolver();
-        $engines->register('blade', fn () => new CompilerEngine($blade, $files));
-        $engines->register('php', fn () => new PhpEngine($files));
-        $views = new ViewFactory($engines, new FileViewFinder($files, []), $events);
-        $views->setContainer($this->app);
-        $this->app->instance('events', $events);
-        $this->app->instance('view', $views);
-        $this->app->instance(ViewFactoryContract::class, $views);
-        $this->app->instance('blade.compiler', $blade);
-
-        $this->session = new Store('paymenter_session', new ArraySessionHandler(10));
-        $this->session->start();
-        $this->app->instance('session', $this->session);
-
-        $this->router = new Router($events, $this->app);
-        $this->router->get('/services/{service}', fn () => '')->name('services.show');
-        $this->app->instance('router', $this->router);
-        $this->app->instance('url', new UrlGenerator($this->router->getRoutes(), Request::create('https://panel.example.test/')));
-
-        $this->log = new TestHandler();
-        $this->app->instance('log', new Logger('paymenter', [$this->log]));
+        $this->runtime = PaymenterRuntime::start();
+        $this->session = $this->runtime->session;
+        $this->router = $this->runtime->router;
+        $this->log = $this->runtime->log;
     }
 
     protected function tearDown(): void
     {
-        (new Filesystem())->deleteDirectory($this->compiledViews);
         ExtensionHelper::$extension = null;
-        Facade::clearResolvedInstances();
-        Facade::setFacadeApplication(null);
-        Container::setInstance(null);
+        $this->runtime->stop();
     }
 
     /** The extension as Paymenter builds it from the server's settings, booted as on every request. */
