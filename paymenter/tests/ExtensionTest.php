@@ -3,8 +3,11 @@
 namespace ProxmoxWP\Tests;
 
 use App\Attributes\ExtensionMeta;
+use App\Models\Service;
 use Illuminate\Support\Facades\View;
+use LogicException;
 use Paymenter\Extensions\Servers\ProxmoxWP\ApiError;
+use Paymenter\Extensions\Servers\ProxmoxWP\ClientArea;
 use Paymenter\Extensions\Servers\ProxmoxWP\Notice;
 use Paymenter\Extensions\Servers\ProxmoxWP\ProxmoxWP;
 use ReflectionClass;
@@ -201,6 +204,24 @@ final class ExtensionTest extends PanelTestCase
 
         $this->assertSame("https://panel.example.test/services/{$service->id}?tab=overview", $extension->startSite($service, [], []));
         $this->assertSame(Notice::error('The hosting API could not be reached. Please try again in a few minutes.'), $this->session->get(Notice::SESSION_KEY));
+    }
+
+    public function testAnUnexpectedFailureIsLoggedAndTheCustomerReadsAPlainSentence(): void
+    {
+        $service = self::newService();
+        $extension = new class(['api_url' => 'http://127.0.0.1:1', 'api_key' => 'k']) extends ProxmoxWP {
+            public function clientArea(Service $service): ClientArea
+            {
+                throw new LogicException('internal detail: connection string postgres://wp:hunter2@db');
+            }
+        };
+        $plain = Notice::error('Something went wrong on our side. Please try again in a few minutes.');
+
+        $this->assertSame("https://panel.example.test/services/{$service->id}?tab=overview", $extension->stopSite($service, [], []));
+        $this->assertSame($plain, $this->session->get(Notice::SESSION_KEY));
+        $this->assertSame($plain, $extension->handlePanelForm($service, [], [], ['action' => 'create_backup']));
+        $this->assertCount(2, $this->log->getRecords());
+        $this->assertStringContainsString('LogicException: internal detail', $this->log->getRecords()[0]['message']);
     }
 
     public function testTheOverviewsFormsActAndAnswerANotice(): void

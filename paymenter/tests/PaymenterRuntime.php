@@ -66,6 +66,7 @@ final class PaymenterRuntime
 
         $router = new Router($events, $app);
         $router->get('/services/{service}', fn () => '')->name('services.show');
+        $router->getRoutes()->refreshNameLookups();  // as Laravel does once the route files are loaded
         $app->instance('router', $router);
         $app->instance('url', new UrlGenerator($router->getRoutes(), Request::create(self::PANEL_URL)));
 

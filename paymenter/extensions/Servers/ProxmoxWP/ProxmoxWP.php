@@ -5,10 +5,10 @@ namespace Paymenter\Extensions\Servers\ProxmoxWP;
 use App\Attributes\ExtensionMeta;
 use App\Classes\Extension\Server;
 use App\Models\Service;
-use Exception;
 use Illuminate\Support\Facades\Log;
 use Illuminate\Support\Facades\URL;
 use Illuminate\Support\Facades\View;
+use Throwable;
 
 #[ExtensionMeta(
     name: 'ProxmoxWP',
@@ -200,7 +200,7 @@ class ProxmoxWP extends Server
     /** A form of the Overview, posted to this extension's route. Returns the notice shown after the redirect. */
     public function handlePanelForm(Service $service, $settings, $properties, array $input): array
     {
-        return $this->clientArea($service)->handle($input);
+        return $this->safely($service, fn (ClientArea $area) => $area->handle($input));
     }
 
     // --- helpers ---
@@ -223,14 +223,26 @@ class ProxmoxWP extends Server
 
     private function button(Service $service, callable $action): string
     {
-        try {
-            $notice = $action($this->clientArea($service));
-        } catch (Exception $error) {
-            $notice = Notice::error(ErrorText::clean($error->getMessage()));
-        }
-        Notice::flash($notice);
+        Notice::flash($this->safely($service, $action));
 
         return self::overviewUrl($service);
+    }
+
+    /**
+     * The notice of an action on the client area. An API refusal is already a notice; anything else unexpected is
+     * logged for the operator and the customer reads a plain sentence, never an exception's text.
+     */
+    private function safely(Service $service, callable $action): array
+    {
+        try {
+            return $action($this->clientArea($service));
+        } catch (ApiError $error) {
+            return Notice::error($error->getMessage());
+        } catch (Throwable $error) {
+            Log::error('ProxmoxWP: an action on service ' . $service->id . ' failed: ' . $error::class . ': ' . $error->getMessage());
+
+            return Notice::error('Something went wrong on our side. Please try again in a few minutes.');
+        }
     }
 
     private function plan(Service $service, $settings): string
