@@ -28,14 +28,15 @@ class ClientArea
     public function render(): string
     {
         $parts = $this->client->overview($this->serviceId());
+        $site = self::value($parts['status']);
 
         return View::make('proxmoxwp::overview', [
             'notice' => Notice::current(),
             'confirmReset' => Session::get(Notice::CONFIRM_KEY) === true,
             'formUrl' => URL::route('extensions.servers.proxmoxwp.panel', ['service' => $this->service->id]),
             'csrfToken' => Session::token(),
-            'site' => self::value($parts['status']),
-            'siteLink' => self::webLink(self::value($parts['status'])['site_url'] ?? null),
+            'site' => $site,
+            'siteLink' => self::webLink($site['site_url'] ?? null),
             'siteError' => self::error($parts['status']),
             'domains' => self::value($parts['domains']),
             'domainsError' => self::error($parts['domains']),
