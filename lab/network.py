@@ -12,14 +12,17 @@ for instance); such a host needs its own rule for the bridge.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from lab.commands import run
 from lab.errors import LabError
+from lab.locks import exclusive
 
 BRIDGE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,14}$")  # an interface name that is also an nft identifier
 TABLE_PREFIX = "proxmoxwp_"
@@ -55,9 +58,10 @@ def ensure_bridge(name: str, gateway_cidr: str) -> Bridge:
         raise LabError(f"the interface {name} exists and is not a bridge")
     run(["ip", "address", "replace", str(gateway), "dev", name])
     run(["ip", "link", "set", "dev", name, "up"])
-    _enable_forwarding()
     table = table_name(name)
-    run(["nft", "-f", "-"], stdin=nat_ruleset(table, name, gateway.network))
+    with _bridges_locked():
+        _enable_forwarding()
+        run(["nft", "-f", "-"], stdin=nat_ruleset(table, name, gateway.network))
     return Bridge(name, gateway, table)
 
 
@@ -67,16 +71,25 @@ def remove_bridge(name: str) -> None:
     if _link(name) is not None:
         run(["ip", "link", "delete", "dev", name])
     table = table_name(name)
-    # Declaring the table first makes the delete succeed whether or not it existed.
-    run(["nft", "-f", "-"], stdin=f"table ip {table}\ndelete table ip {table}\n")
-    _restore_forwarding()
+    with _bridges_locked():
+        # Declaring the table first makes the delete succeed whether or not it existed.
+        run(["nft", "-f", "-"], stdin=f"table ip {table}\ndelete table ip {table}\n")
+        _restore_forwarding()
+
+
+@contextlib.contextmanager
+def _bridges_locked() -> Iterator[None]:
+    """Bridges of several labs and test workers come and go at once: the last one's restore of ip_forward must not
+    run between another's enabling and its table, or that bridge's containers lose their NAT."""
+    FORWARD_BEFORE.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with exclusive(FORWARD_BEFORE.parent / "bridges.lock", timeout=60, what="another lab's bridge change"):
+        yield
 
 
 def _enable_forwarding() -> None:
     """Turn IPv4 forwarding on for the NAT, remembering what it was the first time, so that the last bridge to go
     puts it back: the machine is left as it was."""
     if not FORWARD_BEFORE.exists():
-        FORWARD_BEFORE.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         FORWARD_BEFORE.write_text(IP_FORWARD.read_text())
     IP_FORWARD.write_text("1\n")
 

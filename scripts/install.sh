@@ -9,10 +9,12 @@
 # .venv in the repository with the system's python3, installs the project into it with the PostgreSQL and
 # Redis clients (--dev: with the test and lint tools, and the PostgreSQL and Redis servers the suite starts
 # for itself), then runs `proxmoxwp lab up`. Non-interactive, and safe to run again: it only adds what is
-# missing. PROXMOXWP_* settings in the environment reach `proxmoxwp lab up` (see README.md).
+# missing. PROXMOXWP_* settings in the environment reach `proxmoxwp lab up` (see README.md). With
+# PROXMOXWP_INSTALL_TIMES=FILE, the seconds each step took are appended to FILE as "step seconds" lines
+# (scripts/test.sh reports the Debian packages apart from the rest).
 set -euo pipefail
 
-usage() { sed -n '2,12p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 
 START_LAB=1
 DEV=0
@@ -122,15 +124,28 @@ pip_install() {
   printf '%s\n' "$digest" >"$stamp"
 }
 
-if [[ $DEV == 1 ]]; then
-  install_debian_packages "${DEBIAN_PACKAGES[@]}" "${DEV_DEBIAN_PACKAGES[@]}"
+timed() {
+  # timed STEP COMMAND...: run it; note its seconds in $PROXMOXWP_INSTALL_TIMES when that is set.
+  local step=$1 started=$SECONDS
+  shift
+  "$@"
+  if [[ -n ${PROXMOXWP_INSTALL_TIMES:-} ]]; then
+    printf '%s %s\n' "$step" "$((SECONDS - started))" >>"$PROXMOXWP_INSTALL_TIMES"
+  fi
+}
+
+python_environment() {
   make_venv
-  pip_install dev
+  pip_install "$1"
+}
+
+if [[ $DEV == 1 ]]; then
+  timed debian-packages install_debian_packages "${DEBIAN_PACKAGES[@]}" "${DEV_DEBIAN_PACKAGES[@]}"
+  timed python-packages python_environment dev
   exit 0
 fi
-install_debian_packages "${DEBIAN_PACKAGES[@]}"
-make_venv
-pip_install postgres,redis
+timed debian-packages install_debian_packages "${DEBIAN_PACKAGES[@]}"
+timed python-packages python_environment postgres,redis
 if [[ $START_LAB == 0 ]]; then
   say "installed; start the lab with: .venv/bin/proxmoxwp lab up"
   exit 0

@@ -2,18 +2,26 @@
 # Run the whole test suite, installing what it needs first.
 #
 #   scripts/test.sh                 # everything
-#   scripts/test.sh -k lab -x       # arguments go to both pytest runs
+#   scripts/test.sh -k lab -x       # arguments go to both pytest passes
 #
-# Steps: install (scripts/install.sh --dev: Debian packages, .venv, the project with its test tools);
-# ruff check and ruff format --check; yamllint; ansible-lint (production profile, offline); pytest with
-# SQLite and huey on SQLite; pytest again with a throwaway PostgreSQL cluster and redis-server, both
-# started here on free loopback ports in a temporary directory, and stopped and removed at the end whatever
-# happens. Every step runs even when an earlier one failed; the exit status is non-zero if any failed.
+# Phases:
+#   install  scripts/install.sh --dev: Debian packages (their time is shown apart), .venv with the test tools.
+#   lint     ruff check, ruff format --check, yamllint, ansible-lint (production profile, offline), run beside
+#            pass 1 (they need little of the machine while the tests wait on containers and servers).
+#   pass 1   every test, on SQLite with huey on SQLite.
+#   pass 2   the tests marked `db` (what depends on the database and the queue), on a throwaway PostgreSQL
+#            cluster and a redis-server started here on free loopback ports, stopped and removed at the end.
+#   check    nothing of the run is left: no process, container, bridge, nftables table, mount or loop device.
+# Both passes run their tests in parallel (pytest-xdist, `--dist loadgroup`: tests that share a lab or a
+# container are in one group and run on one worker). Every phase runs even when an earlier one failed; the exit
+# status is non-zero if any failed. At the end: the wall time of every phase and tier, and the 15 slowest tests
+# of each pass. Under CI=true a skipped test fails its pass unless tests/skip_policy.py allows it.
 #
 # Environment:
-#   PROXMOXWP_TEST_SQLITE_ONLY=1  skip the PostgreSQL + Redis run (quick local runs)
-#   PROXMOXWP_TEST_SERVERS_ONLY=1 skip the SQLite run: only the PostgreSQL + Redis one
-#   PROXMOXWP_TEST_SKIP_LINT=1    skip ruff, yamllint and ansible-lint
+#   PROXMOXWP_TEST_WORKERS=N      parallel pytest workers (default: twice the CPUs, at least 2; 0 runs in one process)
+#   PROXMOXWP_TEST_SQLITE_ONLY=1  skip pass 2 (quick local runs)
+#   PROXMOXWP_TEST_SERVERS_ONLY=1 skip pass 1: only pass 2
+#   PROXMOXWP_TEST_SKIP_LINT=1    skip the linters
 #   PROXMOXWP_TEST_SKIP_INSTALL=1 use .venv as it is
 #   PROXMOXWP_TEST_KEEP_TMP=1     keep the temporary directory (pytest's tmp_path folders, server logs)
 set -uo pipefail
@@ -24,25 +32,32 @@ export DEBIAN_FRONTEND=noninteractive PIP_NO_INPUT=1 PYTHONUNBUFFERED=1
 export PATH="$ROOT/.venv/bin:$PATH"
 PYTEST_ARGS=("$@")
 LINT_PATHS=()
-for path in api tests bench scripts; do
+for path in api lab tests bench scripts; do
   [[ -e $path ]] && LINT_PATHS+=("$path") # git keeps no empty folder: a fresh clone may lack one
 done
+WORKERS=${PROXMOXWP_TEST_WORKERS:-$(($(nproc) * 2))}
+((WORKERS == 0 || WORKERS >= 2)) || WORKERS=2
 
 STEP_NAMES=()
 STEP_RESULTS=()
+STEP_SECONDS=()
 FAILED=0
 SCRATCH=""
 PG_DATA=""
 PG_BIN=""
 PG_PID=""
 REDIS_PID=""
+LINT_PID=""
+RUN_STARTED=$SECONDS
 
 say() { printf '\n==> %s\n' "$*"; }
 
 record() {
+  # record NAME RESULT SECONDS: one row of the table at the end.
   STEP_NAMES+=("$1")
   STEP_RESULTS+=("$2")
-  [[ $2 == PASS* || $2 == SKIP* ]] || FAILED=1
+  STEP_SECONDS+=("${3:-}")
+  [[ $2 == PASS* || $2 == SKIP* || $2 == INFO* ]] || FAILED=1
 }
 
 step() {
@@ -52,38 +67,82 @@ step() {
   say "$name"
   "$@" </dev/null || rc=$?
   if [[ $rc -eq 0 ]]; then
-    record "$name" "PASS ($((SECONDS - started))s)"
+    record "$name" "PASS" "$((SECONDS - started))"
   else
-    record "$name" "FAIL (exit $rc, $((SECONDS - started))s)"
+    record "$name" "FAIL (exit $rc)" "$((SECONDS - started))"
   fi
   return "$rc"
 }
 
 pytest_step() {
-  # pytest_step NAME [ENV=VALUE...]: pytest's exit status 5 (no test ran) is a failure too.
-  local name=$1 started=$SECONDS rc=0
+  # pytest_step NAME TIMES_FILE [PYTEST OPTIONS...] -- [ENV=VALUE...]: pytest's exit status 5 (no test ran) is a
+  # failure too. TIMES_FILE receives the pass's tiers and slowest tests (tests/timing.py).
+  local name=$1 times=$2 started=$SECONDS rc=0 options=() parallel=()
+  shift 2
+  while [[ $# -gt 0 && $1 != -- ]]; do
+    options+=("$1")
+    shift
+  done
   shift
-  say "$name"
-  env -u PROXMOXWP_TEST_DATABASE_URL -u PROXMOXWP_TEST_QUEUE_URL -u PROXMOXWP_TEST_SKIP_CLUSTER "$@" \
-    "$ROOT/.venv/bin/python" -m pytest "${PYTEST_ARGS[@]}" </dev/null || rc=$?
+  if ((WORKERS > 0)); then
+    parallel=(-n "$WORKERS" --dist loadgroup --no-loadscope-reorder)
+  fi
+  say "$name ($((WORKERS > 0 ? WORKERS : 1)) worker(s))"
+  env -u PROXMOXWP_TEST_DATABASE_URL -u PROXMOXWP_TEST_QUEUE_URL PROXMOXWP_TEST_TIMES="$times" "$@" \
+    "$ROOT/.venv/bin/python" -m pytest "${parallel[@]}" --durations=15 "${options[@]}" "${PYTEST_ARGS[@]}" \
+    </dev/null || rc=$?
   case $rc in
-    0) record "$name" "PASS ($((SECONDS - started))s)" ;;
-    5) record "$name" "FAIL (no test ran)" ;;
-    *) record "$name" "FAIL (pytest exit $rc, $((SECONDS - started))s)" ;;
+    0) record "$name" "PASS" "$((SECONDS - started))" ;;
+    5) record "$name" "FAIL (no test ran)" "$((SECONDS - started))" ;;
+    *) record "$name" "FAIL (pytest exit $rc)" "$((SECONDS - started))" ;;
   esac
 }
 
-summary() {
-  local i
-  printf '\n==> summary\n'
-  for i in "${!STEP_NAMES[@]}"; do
-    printf '  %-44s %s\n' "${STEP_NAMES[$i]}" "${STEP_RESULTS[$i]}"
+# --- lint, beside pass 1 ---
+
+lint_all() {
+  # Each linter in turn; "NAME RC SECONDS" lines in $SCRATCH/lint.results, their output in $SCRATCH/lint.log.
+  local name rc started
+  for name in "ruff check" "ruff format --check" "yamllint" "ansible-lint (production profile)"; do
+    started=$SECONDS
+    rc=0
+    printf '\n--- %s\n' "$name"
+    case $name in
+      "ruff check") ruff check "${LINT_PATHS[@]}" || rc=$? ;;
+      "ruff format --check") ruff format --check "${LINT_PATHS[@]}" || rc=$? ;;
+      yamllint) yamllint --strict . || rc=$? ;;
+      ansible-lint*) ansible-lint --nocolor || rc=$? ;;
+    esac
+    printf '%s\t%s\t%s\n' "$name" "$rc" "$((SECONDS - started))" >>"$SCRATCH/lint.results"
   done
-  if [[ $FAILED -eq 0 ]]; then
-    printf 'ALL STEPS PASSED\n'
-  else
-    printf 'SOME STEPS FAILED\n'
+}
+
+start_lint() {
+  if [[ ${PROXMOXWP_TEST_SKIP_LINT:-0} == 1 ]]; then
+    record "lint" "SKIP (PROXMOXWP_TEST_SKIP_LINT=1)"
+    return
   fi
+  say "lint: started beside pass 1 (its output follows pass 1)"
+  LINT_STARTED=$SECONDS
+  lint_all >"$SCRATCH/lint.log" 2>&1 </dev/null &
+  LINT_PID=$!
+}
+
+finish_lint() {
+  local name rc seconds
+  [[ -n $LINT_PID ]] || return 0
+  wait "$LINT_PID"
+  LINT_PID=""
+  say "lint (ran beside pass 1, $((SECONDS - LINT_STARTED))s of wall time until here)"
+  cat "$SCRATCH/lint.log"
+  while IFS=$'\t' read -r name rc seconds; do
+    if [[ $rc == 0 ]]; then
+      record "lint: $name" "PASS" "$seconds"
+    else
+      record "lint: $name" "FAIL (exit $rc)" "$seconds"
+    fi
+  done <"$SCRATCH/lint.results"
+  [[ -s $SCRATCH/lint.results ]] || record "lint" "FAIL (the linters did not run)"
 }
 
 # --- the throwaway servers ---
@@ -167,7 +226,7 @@ start_redis() {
     return 1
   fi
   mkdir -p "$dir"
-  redis-server --bind 127.0.0.1 --port "$port" --protected-mode yes --save '' --appendonly no \
+  redis-server --bind 127.0.0.1 --port "$port" --protected-mode yes --save "" --appendonly no --databases 64 \
     --dir "$dir" --logfile "$dir/redis.log" --daemonize no &
   REDIS_PID=$!
   if ! wait_for 30 "redis-server" redis_answers "$port"; then
@@ -232,14 +291,70 @@ stop_servers() {
   echo "PostgreSQL and Redis stopped"
 }
 
+
+# --- what a run must not leave behind ---
+
+leftovers() {
+  # Everything of this run still on the machine, one line each: processes started from the run's directory,
+  # LXC containers, overlay mounts and loop devices under it, bridges and nftables tables of the tests' labs.
+  local pid mount table link
+  for pid in $(pgrep -f -- "$SCRATCH" 2>/dev/null); do
+    [[ $pid == "$$" || $pid == "$BASHPID" ]] || printf 'process %s: %s\n' "$pid" "$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)"
+  done
+  while read -r _ mount _; do
+    [[ $mount == "$SCRATCH"* ]] && printf 'mount %s\n' "$mount"
+  done </proc/mounts
+  losetup --list --noheadings --output NAME,BACK-FILE 2>/dev/null | grep -F -- "$SCRATCH" | sed 's/^/loop device /'
+  for table in $(nft --json list tables ip 2>/dev/null | python3 -c 'import json,sys
+for e in json.load(sys.stdin).get("nftables", []):
+    name = e.get("table", {}).get("name", "")
+    if name.startswith(("proxmoxwp_pwpt", "proxmoxwp_pwpe")): print(name)'); do
+    printf 'nftables table %s\n' "$table"
+  done
+  for link in $(ip -o link show type bridge 2>/dev/null | awk -F': ' '{print $2}' | grep -E '^pwp[te]'); do
+    printf 'bridge %s\n' "$link"
+  done
+}
+
+check_nothing_left() {
+  local found
+  found=$(leftovers)
+  if [[ -n $found ]]; then
+    echo "test.sh: the run left these behind:" >&2
+    printf '  %s\n' "$found" >&2
+    return 1
+  fi
+  echo "no process, container, mount, loop device, bridge or nftables table of the run is left"
+}
+
+# --- the table at the end ---
+
+summary() {
+  local i total=$((SECONDS - RUN_STARTED))
+  printf '\n==> summary: wall time of each phase\n'
+  for i in "${!STEP_NAMES[@]}"; do
+    printf '  %-48s %-22s %s\n' "${STEP_NAMES[$i]}" "${STEP_RESULTS[$i]}" "${STEP_SECONDS[$i]:+${STEP_SECONDS[$i]}s}"
+  done
+  printf '  %-48s %-22s %s\n' "the whole run, Debian packages apart" "" "$((total - DEBIAN_SECONDS))s"
+  for i in "${!PASS_TIMES[@]}"; do
+    [[ -s ${PASS_TIMES[$i]} ]] && "$ROOT/.venv/bin/python" "$ROOT/tests/timing.py" "${PASS_NAMES[$i]}" "${PASS_TIMES[$i]}"
+  done
+  if [[ $FAILED -eq 0 ]]; then
+    printf 'ALL STEPS PASSED\n'
+  else
+    printf 'SOME STEPS FAILED\n'
+  fi
+}
+
 cleanup() {
   local rc=$?
   trap - EXIT INT TERM HUP
+  [[ -n $LINT_PID ]] && kill "$LINT_PID" 2>/dev/null
   stop_servers >/dev/null
   if [[ -n $SCRATCH && ${PROXMOXWP_TEST_KEEP_TMP:-0} == 1 ]]; then
     echo "test.sh: kept $SCRATCH" >&9
   elif [[ -n $SCRATCH ]]; then
-    rm -rf "$SCRATCH"
+    rm -rf --one-file-system "$SCRATCH"
   fi
   exit "$rc"
 }
@@ -250,52 +365,63 @@ trap 'echo "test.sh: interrupted" >&9; exit 130' INT
 trap 'echo "test.sh: terminated" >&9; exit 143' TERM
 trap 'exit 129' HUP
 
-# --- the steps ---
-
-if [[ ${PROXMOXWP_TEST_SKIP_INSTALL:-0} == 1 ]]; then
-  record "install" "SKIP (PROXMOXWP_TEST_SKIP_INSTALL=1)"
-elif ! step "install (scripts/install.sh --dev)" bash scripts/install.sh --dev; then
-  summary
-  exit 1
-fi
-
-if [[ ${PROXMOXWP_TEST_SKIP_LINT:-0} == 1 ]]; then
-  record "lint" "SKIP (PROXMOXWP_TEST_SKIP_LINT=1)"
-else
-  step "ruff check" ruff check "${LINT_PATHS[@]}"
-  step "ruff format --check" ruff format --check "${LINT_PATHS[@]}"
-  step "yamllint" yamllint --strict .
-  step "ansible-lint (production profile)" ansible-lint
-fi
+# --- the phases ---
 
 # This run's own temporary directory, also for pytest: pytest keeps only its three newest base folders
 # under /tmp/pytest-of-USER, so another run on the machine would delete this one's SQLite files.
 SCRATCH=$(mktemp -d "${TMPDIR:-/tmp}/proxmoxwp-test.XXXXXX") || exit 1
 chmod 755 "$SCRATCH" # the postgres user reaches its data directory inside
 export PYTEST_DEBUG_TEMPROOT="$SCRATCH"
+DEBIAN_SECONDS=0
+PASS_NAMES=()
+PASS_TIMES=()
+
+if [[ ${PROXMOXWP_TEST_SKIP_INSTALL:-0} == 1 ]]; then
+  record "install" "SKIP (PROXMOXWP_TEST_SKIP_INSTALL=1)"
+else
+  started=$SECONDS
+  rc=0
+  say "install (scripts/install.sh --dev)"
+  PROXMOXWP_INSTALL_TIMES="$SCRATCH/install.times" bash scripts/install.sh --dev </dev/null || rc=$?
+  while read -r name seconds; do
+    case $name in
+      debian-packages) DEBIAN_SECONDS=$seconds && record "install: Debian packages (apart)" "INFO" "$seconds" ;;
+      python-packages) record "install: .venv and Python packages" "PASS" "$seconds" ;;
+    esac
+  done <"$SCRATCH/install.times"
+  if [[ $rc -ne 0 ]]; then
+    record "install" "FAIL (exit $rc)" "$((SECONDS - started))"
+    summary
+    exit 1
+  fi
+fi
 
 if [[ ${PROXMOXWP_TEST_SERVERS_ONLY:-0} == 1 ]]; then
-  record "pytest: SQLite + huey/SQLite" "SKIP (PROXMOXWP_TEST_SERVERS_ONLY=1)"
+  record "pass 1: SQLite + huey/SQLite" "SKIP (PROXMOXWP_TEST_SERVERS_ONLY=1)"
+  start_lint
 else
-  pytest_step "pytest: SQLite + huey/SQLite"
+  start_lint
+  PASS_NAMES+=("pass 1: SQLite + huey/SQLite")
+  PASS_TIMES+=("$SCRATCH/pass1.json")
+  pytest_step "pass 1: SQLite + huey/SQLite" "$SCRATCH/pass1.json" --
 fi
+finish_lint
 
 if [[ ${PROXMOXWP_TEST_SQLITE_ONLY:-0} == 1 ]]; then
-  record "pytest: PostgreSQL + Redis" "SKIP (PROXMOXWP_TEST_SQLITE_ONLY=1)"
+  record "pass 2: PostgreSQL + Redis" "SKIP (PROXMOXWP_TEST_SQLITE_ONLY=1)"
 else
-  if step "start PostgreSQL and Redis" start_servers; then
-    # Tests marked `cluster` (against the fake PVE) or `containers` (real LXC) never touch the API's database:
-    # they ran in the SQLite pass already.
-    SKIP_CLUSTER=0
-    [[ ${PROXMOXWP_TEST_SERVERS_ONLY:-0} == 1 ]] || SKIP_CLUSTER=1
-    pytest_step "pytest: PostgreSQL + Redis" \
-      PROXMOXWP_TEST_DATABASE_URL="$DATABASE_URL" PROXMOXWP_TEST_QUEUE_URL="$QUEUE_URL" \
-      PROXMOXWP_TEST_SKIP_CLUSTER="$SKIP_CLUSTER"
+  if step "pass 2: start PostgreSQL and Redis" start_servers; then
+    PASS_NAMES+=("pass 2: PostgreSQL + Redis (tests marked db)")
+    PASS_TIMES+=("$SCRATCH/pass2.json")
+    pytest_step "pass 2: PostgreSQL + Redis (tests marked db)" "$SCRATCH/pass2.json" -m db -- \
+      PROXMOXWP_TEST_DATABASE_URL="$DATABASE_URL" PROXMOXWP_TEST_QUEUE_URL="$QUEUE_URL"
   else
-    record "pytest: PostgreSQL + Redis" "FAIL (servers did not start)"
+    record "pass 2: PostgreSQL + Redis" "FAIL (servers did not start)"
   fi
-  step "stop PostgreSQL and Redis" stop_servers
+  step "pass 2: stop PostgreSQL and Redis" stop_servers
 fi
+
+step "check: nothing of the run is left" check_nothing_left
 
 summary
 [[ $FAILED -eq 0 ]]

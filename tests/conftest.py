@@ -1,7 +1,9 @@
 """Shared fixtures: an isolated configuration per test, the app, a real worker process, a real server.
 
 The database and queue come from PROXMOXWP_TEST_DATABASE_URL / PROXMOXWP_TEST_QUEUE_URL when set (the test
-script sets them to a PostgreSQL server and a Redis server it started); otherwise SQLite files in tmp.
+script sets them to a PostgreSQL server and a Redis server it started); otherwise SQLite files in tmp. Under
+pytest-xdist each worker has its own: a database `<name>_<worker>` beside the given one, and a Redis database
+index of its own (tests/workers.py).
 """
 
 from __future__ import annotations
@@ -27,8 +29,11 @@ from api.db import Database
 from api.migrate import upgrade
 from api.models import Base
 from lab.ports import free_port
+from tests.workers import remove_run_cache, worker_database_url, worker_queue_url
 
 pytest_plugins = [
+    "tests.skip_policy",
+    "tests.timing",
     "tests.pve.plugin",
     "tests.lxc",
     "tests.powerdns",
@@ -36,6 +41,7 @@ pytest_plugins = [
     "tests.npm",
     "tests.published_dns",
     "tests.edge",
+    "tests.shared_lab",
 ]
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,14 +51,43 @@ OTHER_TOKEN = "second-token-0123456789abcdef"
 BIN = Path(sys.executable).parent
 
 
-def pytest_collection_modifyitems(config, items):
-    """Tests marked `cluster` or `containers` do not use the API's database: the test script runs them in one of
-    its passes."""
-    if os.environ.get("PROXMOXWP_TEST_SKIP_CLUSTER") == "1":
-        skip = pytest.mark.skip(reason="independent of the database; ran in the SQLite pass")
-        for item in items:
-            if item.get_closest_marker("cluster") or item.get_closest_marker("containers"):
-                item.add_marker(skip)
+# The order tests are handed to pytest-xdist's workers in: the shared lab first (its start builds the rootfs and the
+# golden image, the longest chain of the run), then the other container tests (mostly waiting on I/O), then the
+# playbooks against the fake cluster (CPU), then the rest: short tests that fill the end of the run evenly.
+RUN_ORDER = ("shared-lab", "containers", "cluster", "db")
+
+
+def run_order(item: pytest.Item) -> tuple[int, int]:
+    if "shared_lab" in getattr(item, "fixturenames", ()):
+        return 0, 1 if item.get_closest_marker("lab_down") else 0
+    for rank, marker in enumerate(RUN_ORDER[1:], start=1):
+        if item.get_closest_marker(marker):
+            return rank, 0
+    return len(RUN_ORDER), 0
+
+
+# Fixtures that several tests share and that are costly to make (a lab, a booted container): every test that takes
+# one is put in its group, so that pytest-xdist (--dist loadgroup) runs them on one worker and it is made once.
+SHARED_FIXTURES = {
+    "shared_lab": "shared-lab",  # tests/shared_lab.py
+    "web": "lab-containers-web",  # test_lab_containers.py
+    "golden_site": "wordpress-golden-site",  # test_wordpress_role.py
+}
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        for fixture, group in SHARED_FIXTURES.items():
+            if fixture in getattr(item, "fixturenames", ()):
+                item.add_marker(pytest.mark.xdist_group(group))
+    items.sort(key=run_order)  # stable: within a rank, the files' order
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """The run's shared caches (tests/lxc.py) go when the whole run ends: with pytest-xdist, in the controller."""
+    if not hasattr(session.config, "workerinput"):
+        remove_run_cache(session.config._tmp_path_factory.getbasetemp())
 
 
 def wait_until(condition: Callable[[], object], timeout: float = 60.0, interval: float = 0.1, what: str = ""):
@@ -69,10 +104,11 @@ def wait_until(condition: Callable[[], object], timeout: float = 60.0, interval:
 
 @pytest.fixture(scope="session")
 def database_url(tmp_path_factory) -> Iterator[str]:
-    url = os.environ.get("PROXMOXWP_TEST_DATABASE_URL")
-    if not url:
+    given = os.environ.get("PROXMOXWP_TEST_DATABASE_URL")
+    if not given:
         yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'proxmoxwp.sqlite3'}"
         return
+    url = worker_database_url(given)
     database = Database(load_settings(database_url=url, data_dir="/tmp").database_url)
     Base.metadata.drop_all(database.engine)
     with database.engine.begin() as connection:
@@ -95,7 +131,8 @@ def env(tmp_path, control_dir, database_url, dns_resolvers) -> dict[str, str]:
     inventory = tmp_path / "inventory"
     shutil.copytree(TESTS / "inventory", inventory)
     (inventory / "group_vars" / "all" / "control.yml").write_text(f"test_control_dir: {control_dir}\n")
-    queue_url = os.environ.get("PROXMOXWP_TEST_QUEUE_URL") or f"sqlite:///{tmp_path / 'queue.sqlite3'}"
+    given_queue = os.environ.get("PROXMOXWP_TEST_QUEUE_URL")
+    queue_url = worker_queue_url(given_queue) if given_queue else f"sqlite:///{tmp_path / 'queue.sqlite3'}"
     values = {
         "PROXMOXWP_DATA_DIR": str(tmp_path / "data"),
         "PROXMOXWP_API_TOKENS": f"{TOKEN},{OTHER_TOKEN}",

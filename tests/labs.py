@@ -14,6 +14,7 @@ from conftest import BIN
 
 from lab.network import free_subnet
 from lab.ports import free_port
+from tests.workers import worker_pool
 
 SUBNET_POOL = "10.232.0.0/16"  # not tests/lxc.py's pool: the session's own bridge is there
 PORTS = ("PVE_PORT", "NPM_PORT", "HTTP_PORT", "HTTPS_PORT", "PDNS_API_PORT")
@@ -35,7 +36,7 @@ def lab_environment(data_dir: Path, caches: Path) -> dict[str, str]:
         PROXMOXWP_LAB_BIND=f"127.0.0.1:{free_port()}",
         PROXMOXWP_LAB_DNS_PORT=str(free_port(udp=True)),
         PROXMOXWP_LAB_BRIDGE=f"pwpe{secrets.token_hex(3)}",
-        PROXMOXWP_LAB_NETWORK=str(free_subnet(SUBNET_POOL)),
+        PROXMOXWP_LAB_NETWORK=str(free_subnet(worker_pool(SUBNET_POOL))),
         PROXMOXWP_PUBLIC_IPS="127.0.0.1/32",
     )
     return env

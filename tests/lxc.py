@@ -1,12 +1,14 @@
 """Fixtures for tests that make real LXC containers; a pytest plugin (`pytest_plugins = ["tests.lxc"]`).
 
-One session builds the Debian rootfs once (about a minute and a half, in this run's temporary directory:
-a new run builds afresh), makes one bridge on a subnet no route on the host uses, and keeps its containers
-under one LXC path. At the end of the session, passed or failed, every container there is destroyed, then
-the bridge and its nftables table are removed, then the directory with the rootfs.
+The run shares its caches: the Debian rootfs (about a minute to build) and the golden image (about a minute and a
+half) are built once per run, by whichever worker (pytest-xdist) asks first, under a file lock, in a directory
+beside the workers' own (`lab_cache`), and removed when the run ends. Each worker (or a plain run) then has its
+own LXC path, SSH key and bridge on a subnet no route on the host uses; at the end of its session, passed or
+failed, every container there is destroyed, then the bridge and its nftables table are removed.
 
 Tests using these are skipped when not root or when the tools are missing (scripts/install.sh installs
-them). Containers get addresses from `LabBridge.next_ip`, and boot with `boot_container`.
+them; under CI=true such a skip fails the run, tests/skip_policy.py). Containers get addresses from
+`LabBridge.next_ip`, and boot with `boot_container`.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import os
 import shlex
 import shutil
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -23,11 +26,15 @@ from pathlib import Path
 
 import pytest
 
+from api.lab.parts import GoldenImagePart
 from lab import Bridge, Containers, LabError, ensure_bridge, ensure_rootfs, free_subnet, remove_bridge, wait_ssh
 from lab.containers import NAME
+from lab.locks import exclusive
 from lab.mounts import remove_tree
+from tests.workers import RUN_CACHE, run_directory, worker_pool
 
 TOOLS = ("lxc-start", "debootstrap", "nft", "ip", "ssh", "ssh-keygen", "tar", "zstd")
+ROOT = Path(__file__).resolve().parent.parent
 SUBNET_POOL = "10.231.0.0/16"  # apart from 10.77.0.0/16, the lab inventory's
 FIRST_HOST = 10  # .1 is the gateway; the addresses below .10 stay free for tests that want fixed ones
 SSH_TIMEOUT = 60.0
@@ -90,28 +97,43 @@ def skip_reason() -> str | None:
 
 
 @pytest.fixture(scope="session")
-def lab_dir(tmp_path_factory) -> Iterator[Path]:
-    """This run's directory for the rootfs cache, the LXC path and the SSH key; removed at the end."""
+def lab_cache(tmp_path_factory) -> Path:
+    """The run's caches, shared by its workers: `cache/` (the rootfs) and `images/` (the golden image).
+
+    Removed at the end of the run by the process that started it (tests/conftest.py pytest_sessionfinish)."""
     reason = skip_reason()
     if reason:
         pytest.skip(reason)
+    directory = run_directory(tmp_path_factory) / RUN_CACHE
+    for part in ("cache", "images"):
+        (directory / part).mkdir(parents=True, exist_ok=True)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def lab_dir(tmp_path_factory, lab_cache) -> Iterator[Path]:
+    """This worker's directory for the LXC path and the SSH key; `cache` and `images` in it are the run's shared
+    caches. Removed at the end."""
     base = os.environ.get("PROXMOXWP_TEST_TMP")
     directory = Path(tempfile.mkdtemp(prefix="lab-", dir=base)) if base else tmp_path_factory.mktemp("lab")
+    for part in ("cache", "images"):
+        (directory / part).symlink_to(lab_cache / part)
     yield directory
     remove_tree(directory)
 
 
 @pytest.fixture(scope="session")
 def lab_rootfs(lab_dir) -> Path:
-    """The cached Debian 12 rootfs, built once in this run."""
+    """The cached Debian 12 rootfs, built once in this run (lab.rootfs locks the build)."""
     return ensure_rootfs(lab_dir / "cache")
 
 
 @pytest.fixture(scope="session")
 def lab_bridge(lab_dir) -> Iterator[LabBridge]:
-    """A bridge with NAT on the first free /24 of 10.231.0.0/16; removed with its nft table at the end."""
+    """A bridge with NAT on the first free /24 of this worker's part of 10.231.0.0/16; removed with its nft table
+    at the end."""
     name = f"pwpt{os.getpid() % 100000}"
-    subnet = free_subnet(SUBNET_POOL)
+    subnet = free_subnet(worker_pool(SUBNET_POOL))
     try:
         yield LabBridge(ensure_bridge(name, f"{subnet[1]}/{subnet.prefixlen}"))
     finally:
@@ -143,6 +165,39 @@ def lab_ssh_key(lab_dir) -> SshKey:
         argv = ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "proxmoxwp-tests", "-f", str(private)]
         subprocess.run(argv, check=True, capture_output=True)
     return SshKey(private, private.with_suffix(".pub").read_text())
+
+
+def role_environment(lab_dir: Path, bridge: LabBridge) -> dict[str, str]:
+    """What the lab_container role (and so template_build.yml and the molecule scenarios) reads: this worker's lab
+    directory and bridge, and a free address on it for a build container."""
+    return {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+        "PROXMOXWP_LAB_DIR": str(lab_dir),
+        "PROXMOXWP_LAB_BRIDGE": bridge.name,
+        "PROXMOXWP_LAB_GATEWAY": f"{bridge.gateway}/{bridge.bridge.subnet.prefixlen}",
+        "PROXMOXWP_LAB_BUILD_ADDRESS": bridge.next_ip(),
+        "ANSIBLE_FORCE_COLOR": "0",
+        "PY_COLORS": "0",
+    }
+
+
+@pytest.fixture(scope="session")
+def lab_golden_image(lab_dir, lab_cache, lab_rootfs, lab_bridge, lab_containers) -> Path:
+    """The golden image, built once in this run by playbooks/template_build.yml as an operator runs it, on this
+    worker's bridge; `proxmoxwp lab up` takes the same lock, so a lab of the run never builds it a second time."""
+    image = GoldenImagePart()
+    archive = lab_cache / "images" / image.archive_name
+    with exclusive(image.lock_file(archive), timeout=image.timeout + 60, what="another build of the golden image"):
+        if not archive.is_file():
+            build = subprocess.run(
+                ["ansible-playbook", "-i", "inventory/lab", "playbooks/template_build.yml"],
+                cwd=ROOT, env=role_environment(lab_dir, lab_bridge), capture_output=True, text=True, check=False,
+                timeout=image.timeout,
+            )  # fmt: skip
+            assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-2000:]
+    assert archive.is_file()
+    return archive
 
 
 def boot_container(

@@ -22,6 +22,8 @@ from sqlalchemy.exc import OperationalError
 from api.jobs.engine import claim, finish
 from api.models import Base, JobState
 
+pytestmark = pytest.mark.db
+
 SITE = {"service_id": 17, "email": "owner@example.com", "plan": "basic", "public_ip": "203.0.113.10"}
 
 JOB_KEYS = {

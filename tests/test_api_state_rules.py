@@ -18,6 +18,8 @@ from conftest import TOKEN, runs, wait_job, wait_until
 from api.jobs.engine import claim, finish
 from api.models import Base, JobState
 
+pytestmark = pytest.mark.db
+
 SITE = {"service_id": 17, "email": "owner@example.com", "plan": "basic", "public_ip": "203.0.113.10"}
 
 

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
 import requests
 from conftest import TOKEN, HttpApi, wait_job
+
+pytestmark = pytest.mark.db
 
 HEADERS = {"Authorization": f"Bearer {TOKEN}"}
 CREATE = {"email": "owner@example.com", "public_ip": "203.0.113.10"}

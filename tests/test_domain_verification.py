@@ -18,6 +18,8 @@ from api.jobs.engine import claim, finish
 from api.models import Base, JobState
 from tests.published_dns import SITE_IP
 
+pytestmark = pytest.mark.db
+
 OTHER_IP = "198.51.100.7"
 SITE_IPV6 = "2001:db8:10::10"
 SUBDOMAIN = "wp17.sites.example.net"  # site 17 in the tests' inventory

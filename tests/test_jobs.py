@@ -11,6 +11,8 @@ from conftest import BIN, runs, wait_job, wait_until
 
 from api.models import Job, JobEvent
 
+pytestmark = pytest.mark.db
+
 CREATE = {"email": "owner@example.com", "plan": "basic", "public_ip": "203.0.113.10"}
 
 

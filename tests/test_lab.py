@@ -1,43 +1,25 @@
-"""`proxmoxwp lab up / status / down`: the lab's parts really start, answer and stop, and `down` leaves the machine as
-it was (no process, bridge or nftables table of the lab). The end-to-end test of the flows is test_lab_e2e.py."""
+"""`proxmoxwp lab up / status / down` on the run's shared lab (tests/shared_lab.py, which checks that everything is
+stopped before it runs `up`): the lab's parts really start and answer, `up` again starts nothing, and `down` leaves
+the machine as it was (no process, container, bridge or nftables table of the lab). The end-to-end test of the
+flows on the same lab is test_lab_e2e.py."""
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import signal
 import stat
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
 import pytest
 import requests
 from conftest import TOKEN, wait_until
-from labs import lab_command, lab_environment, lab_pve_get
+from labs import lab_command, lab_pve_get, lxc_containers
+from shared_lab import SERVICES, RunningLab, processes_of
 
-from lab.network import IP_FORWARD, bridge_exists, our_tables, remove_bridge, table_exists
+from lab.network import IP_FORWARD, bridge_exists, our_tables, table_exists
 
 pytestmark = pytest.mark.containers
-
-SERVICES = ("dns", "pve", "proxy", "api", "worker")  # the lab's processes
-
-
-def _processes_of(data_dir: Path) -> set[int]:
-    """Live processes whose environment or command line names this lab's data directory, and their descendants
-    (nginx clears its workers' environment): whatever the lab started."""
-    found = set()
-    for process in psutil.process_iter():
-        with contextlib.suppress(psutil.Error):
-            if process.pid == os.getpid() or process.status() == psutil.STATUS_ZOMBIE:
-                continue
-            named = process.environ().get("PROXMOXWP_DATA_DIR") == str(data_dir)
-            if named or any(str(data_dir) in arg for arg in process.cmdline()):
-                found.add(process.pid)
-                found.update(child.pid for child in process.children(recursive=True))
-    return found
 
 
 def _family(pid: int) -> set[int]:
@@ -52,47 +34,27 @@ def _alive(pid: int) -> bool:
         return False
 
 
-@pytest.fixture
-def lab_env(lab_dir, tmp_path) -> Iterator[dict[str, str]]:
-    """A lab of its own (tests/labs.py): data dir in tmp, free ports, its own bridge; bearer tokens only from the
-    lab's file. Whatever `lab down` leaves is removed."""
-    env = lab_environment(tmp_path / "lab-data", lab_dir)
-    yield env
-    lab_command(env, "down", timeout=300)
-    for pid in _processes_of(Path(env["PROXMOXWP_DATA_DIR"])):  # only if `lab down` failed: leave nothing behind
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    remove_bridge(env["PROXMOXWP_LAB_BRIDGE"])
+def lab(shared: RunningLab, *args: str) -> subprocess.CompletedProcess[str]:
+    return lab_command(shared.env, *args, timeout=300)
 
 
-def lab(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return lab_command(env, *args, timeout=300)
+def data_dir(shared: RunningLab) -> Path:
+    return Path(shared.env["PROXMOXWP_DATA_DIR"])
 
 
-def test_lab_up_status_and_down(lab_env):
-    data_dir = Path(lab_env["PROXMOXWP_DATA_DIR"])
-    base = f"http://{lab_env['PROXMOXWP_LAB_BIND']}"
-    bridge = lab_env["PROXMOXWP_LAB_BRIDGE"]
-
-    before = lab(lab_env, "status", "--json")
-    assert before.returncode == 3, before.stderr
-    states = {part["name"]: part["state"] for part in json.loads(before.stdout)["parts"]}
-    # the golden image is a cache an earlier test of this run may have filled: only its place is checked
-    assert states.pop("image") in ("present", "absent")
-    assert states == {"bridge": "stopped", **dict.fromkeys(SERVICES, "stopped")}
-
-    forwarding_before = IP_FORWARD.read_text()
-    others_before = our_tables()
-    up = lab(lab_env, "up", "--no-golden")
-    assert up.returncode == 0, up.stdout + up.stderr
+# The first test of the shared lab waits for its start: the rootfs and the golden image, unless built already.
+@pytest.mark.timeout(2400)
+def test_every_part_runs_and_answers_and_only_the_labs_token_is_taken(shared_lab: RunningLab):
+    base = f"http://{shared_lab.env['PROXMOXWP_LAB_BIND']}"
+    bridge = shared_lab.env["PROXMOXWP_LAB_BRIDGE"]
     assert IP_FORWARD.read_text() == "1\n", "the lab's NAT needs forwarding"
-    token_file = data_dir / "lab" / "api-token"
+    token_file = data_dir(shared_lab) / "lab" / "api-token"
     assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
     token = token_file.read_text().strip()
     assert len(token) >= 32
     assert bridge_exists(bridge) and table_exists(bridge)
 
-    status = lab(lab_env, "status", "--json")
+    status = lab(shared_lab, "status", "--json")
     assert status.returncode == 0, status.stdout + status.stderr
     report = json.loads(status.stdout)
     assert report["up"] is True
@@ -101,8 +63,9 @@ def test_lab_up_status_and_down(lab_env):
     parts = {part["name"]: part for part in report["parts"]}
     assert all(parts[name]["state"] == "running" and parts[name]["healthy"] for name in SERVICES), parts
     assert parts["api"]["answers"] is True
+    assert parts["image"]["state"] == "present", "the lab makes sites from the golden image"
     started = set().union(*(_family(parts[name]["pid"]) for name in SERVICES))
-    assert started <= _processes_of(data_dir)
+    assert started <= processes_of(data_dir(shared_lab))
 
     health = requests.get(f"{base}/health", timeout=5)
     assert health.status_code == 200 and health.json()["status"] == "ok"
@@ -117,29 +80,41 @@ def test_lab_up_status_and_down(lab_env):
     )
     assert refused.status_code == 401  # only the lab's token file is read
     # the lab's Proxmox VE API answers with its token, over TLS with its own CA
-    nodes = lab_pve_get(data_dir, "/nodes")
+    nodes = lab_pve_get(data_dir(shared_lab), "/nodes")
     assert nodes.status_code == 200 and nodes.json()["data"], nodes.text
 
-    again = lab(lab_env, "up", "--no-golden")
+
+def test_up_again_says_already_running_and_starts_nothing(shared_lab: RunningLab):
+    pids = lambda: [(p["name"], p["pid"]) for p in json.loads(lab(shared_lab, "status", "--json").stdout)["parts"]]  # noqa: E731
+    before = pids()
+    again = lab(shared_lab, "up")
     assert again.returncode == 0, again.stdout + again.stderr
     assert "already running" in again.stdout
-    states = json.loads(lab(lab_env, "status", "--json").stdout)["parts"]
-    assert [(part["name"], part["pid"]) for part in states if part["name"] in SERVICES] == [
-        (name, parts[name]["pid"]) for name in SERVICES
-    ]
+    assert pids() == before
 
-    down = lab(lab_env, "down")
+
+@pytest.mark.lab_down
+def test_down_stops_every_part_and_leaves_the_machine_as_it_was(shared_lab: RunningLab):
+    base = f"http://{shared_lab.env['PROXMOXWP_LAB_BIND']}"
+    bridge = shared_lab.env["PROXMOXWP_LAB_BRIDGE"]
+    lab_files = data_dir(shared_lab) / "lab"
+    parts = {part["name"]: part for part in json.loads(lab(shared_lab, "status", "--json").stdout)["parts"]}
+    started = set().union(*(_family(parts[name]["pid"]) for name in SERVICES))
+
+    down = lab(shared_lab, "down")
     assert down.returncode == 0, down.stdout + down.stderr
     wait_until(lambda: not any(_alive(pid) for pid in started), 10, what="the lab's processes to end")
-    assert not _processes_of(data_dir)
-    assert not list((data_dir / "lab").glob("*.pid"))
+    assert not processes_of(data_dir(shared_lab))
+    assert not list(lab_files.glob("*.pid"))
+    assert lxc_containers(lab_files / "lxc") == [], "lab down destroys the sites' containers"
     assert not bridge_exists(bridge) and not table_exists(bridge)
-    if not others_before:  # no other bridge of ours (a test's, another lab's) needs forwarding
-        assert IP_FORWARD.read_text() == forwarding_before, "IPv4 forwarding is as it was before `lab up`"
+    if not shared_lab.others_before and not our_tables():  # no other bridge of ours came or went meanwhile
+        assert IP_FORWARD.read_text() == shared_lab.forwarding_before, "IPv4 forwarding is as it was before `up`"
     with pytest.raises(requests.ConnectionError):
         requests.get(f"{base}/health", timeout=5)
 
-    after = lab(lab_env, "status")
+    after = lab(shared_lab, "status", "--json")
     assert after.returncode == 3
-    assert "stopped" in after.stdout
-    assert lab(lab_env, "down").returncode == 0  # nothing to stop is fine
+    states = json.loads(after.stdout)["parts"]
+    assert [p["name"] for p in states if p["running"] and not p.get("optional")] == []
+    assert lab(shared_lab, "down").returncode == 0  # nothing to stop is fine

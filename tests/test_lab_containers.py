@@ -25,6 +25,7 @@ from lab.network import IP_FORWARD, bridge_exists, bridge_ports, table_exists, t
 from lab.resolv import host_nameservers
 from lab.rootfs import DEFAULT_MIRROR, MIRROR_ENV, ensure_rootfs, mirror, rootfs_name
 from tests.lxc import LabHost, boot_container, ssh
+from tests.workers import worker_number, worker_pool
 
 pytestmark = pytest.mark.containers
 
@@ -169,9 +170,10 @@ def test_export_makes_a_golden_image_that_boots_as_a_new_machine(
 
 
 def test_a_bridge_comes_and_goes_with_its_nat_table(lab_dir):
-    subnet = free_subnet("10.231.0.0/16")
+    pool = worker_pool("10.231.0.0/16")  # this worker's part of the pool: others take their subnets at the same time
+    subnet = free_subnet(pool)
     gateway = f"{subnet[1]}/{subnet.prefixlen}"
-    name = "pwptbr0"
+    name = f"pwptbr{worker_number()}"
     try:
         ensure_bridge(name, gateway)
         bridge = ensure_bridge(name, gateway)  # again: nothing doubles
@@ -183,7 +185,7 @@ def test_a_bridge_comes_and_goes_with_its_nat_table(lab_dir):
         ).stdout
         assert rules.count("masquerade") == 1
         assert f"ip saddr {subnet}" in rules
-        assert free_subnet("10.231.0.0/16") != subnet  # the bridge's route makes its subnet taken
+        assert free_subnet(pool) != subnet  # the bridge's route makes its subnet taken
     finally:
         remove_bridge(name)
     assert not bridge_exists(name) and not table_exists(name)

@@ -3,18 +3,17 @@
 Each test serves its own LabPve on loopback (HTTPS, the project's API token), whose containers live under the
 session's LXC path on the session's bridge (tests/lxc.py), named `<PREFIX><vmid>`. The API answers as the fake does
 (tests/test_fake_pve.py); these tests check that what it says happened really happened: a container that boots and
-answers SSH, power changes, snapshots, rollback, clones, destroy, HA, a failed create that leaves nothing, and the
-project's own site_create/site_delete playbooks. Each test's containers are destroyed when it ends, pass or fail.
+answers SSH, power changes, snapshots, rollback, clones, destroy, HA and a failed create that leaves nothing. The
+project's own site playbooks run against it in the whole lab (test_lab_e2e.py). Each test's containers are destroyed
+when it ends, pass or fail.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import signal
 import subprocess
 import sys
-import time
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +21,7 @@ from pathlib import Path
 import pytest
 import requests
 from conftest import wait_until
-from sites import ROOT, run_playbook, site_inventory
+from sites import ROOT
 
 from lab.pve.fake import DRBD, TEMPLATE_VOLID
 from lab.pve.guests import Guests, destroy_all
@@ -361,36 +360,6 @@ def test_the_ha_manager_starts_stops_and_restarts_the_real_container(pve, real, 
     assert real.state(110) == "STOPPED"
     pve.done("DELETE", ct(110), purge=1)
     assert real.state(110) is None and pve.ok("GET", "/cluster/ha/resources") == []
-
-
-# ------------------------------------------------------------------------------------- the site playbooks
-
-
-def test_site_create_and_delete_make_and_remove_a_real_container(lab_pve, pve, real, lab_bridge, edge_peers, tmp_path):
-    subnet = lab_bridge.bridge.subnet
-    inventory = site_inventory(
-        tmp_path,
-        lab_pve.pve_api(),
-        edge_peers.settings,
-        proxmoxwp_ct_network=str(subnet),
-        proxmoxwp_ct_gateway=lab_bridge.gateway,
-        proxmoxwp_ct_nameserver=lab_bridge.gateway,
-        proxmoxwp_wordpress_install=False,
-    )
-    started = time.monotonic()
-    created = run_playbook(inventory, tmp_path / "runs", "site_create.yml", service_id=5101, plan="basic",
-                           public_ip="203.0.113.10")  # fmt: skip
-    assert created.ok, f"{created.failed_task}: {created.message}"
-    vmid = created.stats["vmid"]
-    assert created.stats["ip"] == str(ipaddress.ip_network(subnet)[vmid])
-    assert real.state(vmid) == "RUNNING", "HA started the container"
-    wait_ssh(created.stats["ip"], timeout=SSH_TIMEOUT)
-    assert (real.directory(vmid) / "snapshots" / "initial").is_dir()
-
-    deleted = run_playbook(inventory, tmp_path / "runs", "site_delete.yml", service_id=5101)
-    assert deleted.ok, f"{deleted.failed_task}: {deleted.message}"
-    assert pve.vmids() == [] and real.state(vmid) is None and not real.directory(vmid).exists()
-    assert time.monotonic() - started < 300
 
 
 # ------------------------------------------------------------------------------------------------- the CLI

@@ -1,10 +1,13 @@
 """The Alembic migrations build exactly the schema the models describe, on SQLite and on PostgreSQL."""
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 from api.migrate import current_revision, head_revision, is_current, upgrade
 from api.models import Base
+
+pytestmark = pytest.mark.db
 
 
 def test_migrations_match_the_models(runtime):

@@ -51,6 +51,7 @@ def forwards(edge_peers) -> dict[str, str]:
     return {name: host["forward_host"] for name, host in edge_peers.hosts().items()}
 
 
+@pytest.mark.db
 def test_the_whole_life_of_a_site_through_the_api(api, worker, pve, pve_api, edge_peers, dns_records):
     done(api, api.post("/create-site", SITE))
     site = status(api)

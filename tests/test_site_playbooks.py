@@ -117,8 +117,10 @@ def test_a_plan_with_a_smaller_disk_is_refused_and_nothing_changes(site, pve):
 
 
 def test_actions_are_done_once_per_job(site, pve):
-    """Restart, reset and rollback are actions; the job id recorded on the container makes a retry a no-op."""
+    """Restart, reset and rollback are actions; the job id recorded on the container makes a retry a no-op. A
+    rollback to the latest backup is done in place, even on DRBD."""
     site("site_create.yml", plan="basic")
+    vmid, _ = live(pve)
     pid = pve.call(lambda: pve.pve.cts[0].pid)
     twice(site, "site_power.yml", power_action="restart", proxmoxwp_job_id=71)
     assert live(pve)[1]["status"] == "running"
@@ -131,7 +133,8 @@ def test_actions_are_done_once_per_job(site, pve):
     site("backup_create.yml", bak=BAK[0])
     site("backup_create.yml", bak=BAK[1])
     twice(site, "backup_rollback.yml", bak=BAK[1], proxmoxwp_job_id=73)
-    assert live(pve)[1]["config"]["parent"] == BAK[1]
+    assert live(pve)[0] == vmid, "the latest backup is rolled back to in place"
+    assert live(pve)[1]["config"]["parent"] == BAK[1] and live(pve)[1]["status"] == "running"
     twice(site, "backup_rollback.yml", bak=BAK[0], proxmoxwp_job_id=74)
     twice(site, "site_power.yml", power_action="reset", proxmoxwp_job_id=75)
     assert live(pve)[1]["status"] == "running"
@@ -175,17 +178,6 @@ def test_rollback_to_an_older_backup_on_drbd_keeps_every_backup(site, pve, edge_
     site("site_delete.yml", domains=[domain])
     assert cluster(pve) == {}
     assert edge_peers.hosts() == {} and edge_peers.certificates() == []
-
-
-def test_rollback_to_the_latest_backup_is_done_in_place(site, pve):
-    site("site_create.yml", plan="basic")
-    vmid, _ = live(pve)
-    site("backup_create.yml", bak=BAK[0])
-    site("backup_create.yml", bak=BAK[1])
-    site("backup_rollback.yml", bak=BAK[1])
-    assert live(pve)[0] == vmid
-    assert live(pve)[1]["config"]["parent"] == BAK[1]
-    assert live(pve)[1]["status"] == "running"
 
 
 def test_a_storage_that_rolls_back_to_any_snapshot_is_rolled_back_in_place(tmp_path, pve, pve_api, edge_peers):

@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import subprocess
-import sys
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -22,41 +20,18 @@ from role_runs import RoleRun, run_role
 from sites import ROOT
 
 from lab import wait_ssh
-from tests.lxc import LabBridge
+from tests.lxc import LabBridge, role_environment
 
 pytestmark = [pytest.mark.containers, pytest.mark.timeout(1500)]
 
 ROLE = ROOT / "roles" / "wordpress"
 PASSWORD = "correct horse battery {staple}"  # the molecule scenarios' admin password (shared/group_vars)
-GOLDEN = "images/debian-12-proxmoxwp-wordpress_amd64.tar.zst"
 
 
 @pytest.fixture(scope="module")
 def lab_env(lab_dir: Path, lab_rootfs: Path, lab_bridge: LabBridge, lab_containers) -> dict[str, str]:
     """What the lab_container role and the scenarios read: this run's directory, bridge and build address."""
-    return {
-        **os.environ,
-        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
-        "PROXMOXWP_LAB_DIR": str(lab_dir),
-        "PROXMOXWP_LAB_BRIDGE": lab_bridge.name,
-        "PROXMOXWP_LAB_GATEWAY": f"{lab_bridge.gateway}/{lab_bridge.bridge.subnet.prefixlen}",
-        "PROXMOXWP_LAB_BUILD_ADDRESS": lab_bridge.next_ip(),
-        "ANSIBLE_FORCE_COLOR": "0",
-        "PY_COLORS": "0",
-    }
-
-
-@pytest.fixture(scope="module")
-def golden_image(lab_env: dict[str, str], lab_dir: Path) -> Path:
-    """The golden image, built once by playbooks/template_build.yml as an operator runs it."""
-    build = subprocess.run(
-        ["ansible-playbook", "-i", "inventory/lab", "playbooks/template_build.yml"],
-        cwd=ROOT, env=lab_env, capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    assert build.returncode == 0, build.stdout[-3000:]
-    archive = lab_dir / GOLDEN
-    assert archive.is_file()
-    return archive
+    return role_environment(lab_dir, lab_bridge)
 
 
 def molecule(scenario: str, env: dict[str, str], address: str) -> str:
@@ -85,7 +60,7 @@ def test_a_bare_debian_container_becomes_a_wordpress_site(lab_env, lab_bridge, l
 
 
 def test_a_container_from_the_golden_image_only_does_the_per_site_part(
-    lab_env, lab_bridge, lab_containers, golden_image
+    lab_env, lab_bridge, lab_containers, lab_golden_image
 ):
     output = molecule("golden", lab_env, lab_bridge.next_ip())
 
@@ -127,11 +102,13 @@ class GoldenSite:
             return error.code
 
 
-def site_container(name: str, lab_env, lab_dir, lab_bridge, lab_containers, lab_ssh_key, golden_image) -> GoldenSite:
+def site_container(
+    name: str, lab_env, lab_dir, lab_bridge, lab_containers, lab_ssh_key, lab_golden_image
+) -> GoldenSite:
     """A started container from the golden image, with an inventory for the role (nothing run yet)."""
     address = lab_bridge.next_ip()
     lab_containers.create(
-        name, source=golden_image, ip_cidr=address, gateway=lab_bridge.gateway, bridge=lab_bridge.name,
+        name, source=lab_golden_image, ip_cidr=address, gateway=lab_bridge.gateway, bridge=lab_bridge.name,
         authorized_key=lab_ssh_key.public,
     )  # fmt: skip
     lab_containers.start(name)
@@ -157,8 +134,8 @@ def site_container(name: str, lab_env, lab_dir, lab_bridge, lab_containers, lab_
 
 
 @pytest.fixture(scope="module")
-def golden_site(lab_env, lab_dir, lab_bridge, lab_containers, lab_ssh_key, golden_image) -> GoldenSite:
-    site = site_container("golden-site", lab_env, lab_dir, lab_bridge, lab_containers, lab_ssh_key, golden_image)
+def golden_site(lab_env, lab_dir, lab_bridge, lab_containers, lab_ssh_key, lab_golden_image) -> GoldenSite:
+    site = site_container("golden-site", lab_env, lab_dir, lab_bridge, lab_containers, lab_ssh_key, lab_golden_image)
     installed = site.play("main")
     assert installed.returncode == 0, installed.stdout[-3000:]
     return site
@@ -193,7 +170,7 @@ def test_a_plan_change_applies_its_upload_limit(golden_site):
 
 
 def test_a_release_archive_on_the_controller_is_installed_only_with_its_checksum(
-    golden_site, lab_env, lab_dir, lab_bridge, lab_containers, lab_ssh_key, golden_image
+    golden_site, lab_env, lab_dir, lab_bridge, lab_containers, lab_ssh_key, lab_golden_image
 ):
     # A release archive shaped as wordpress.org ships one (one folder, wordpress/), from the golden site's core.
     archive = lab_dir / "wordpress-release.tar.gz"
@@ -202,7 +179,7 @@ def test_a_release_archive_on_the_controller_is_installed_only_with_its_checksum
         subprocess.run(["lxc-attach", "-P", str(lab_containers.lxcpath), "-n", "golden-site", "--", *tar],
                        stdout=out, check=True)  # fmt: skip
     digest = hashlib.sha256(archive.read_bytes()).hexdigest()
-    site = site_container("archive-site", lab_env, lab_dir, lab_bridge, lab_containers, lab_ssh_key, golden_image)
+    site = site_container("archive-site", lab_env, lab_dir, lab_bridge, lab_containers, lab_ssh_key, lab_golden_image)
     # Another folder than the image's, so the core really comes from the archive.
     source = {"wordpress_source": "archive", "wordpress_archive_src": str(archive), "wordpress_root": "/srv/wordpress"}
 

@@ -18,6 +18,7 @@ import psutil
 
 from api.lab.layout import Lab, LabError, parse_bind, proxmoxwp_command
 from api.lab.processes import cmdline_of, family_of, group_members, log_tail, process_by_pid, terminate, wait_for
+from lab.locks import exclusive
 from lab.network import bridge_exists, ensure_bridge, remove_bridge
 
 START_TIMEOUT = 60.0
@@ -385,11 +386,25 @@ class GoldenImagePart:
     def archive(self, lab: Lab) -> Path:
         return lab.part_dir("images") / self.archive_name
 
+    @staticmethod
+    def lock_file(archive: Path) -> Path:
+        """Held while the image is checked and built: labs (and test runs) sharing a template directory build it
+        once, and none takes a half-written archive."""
+        return archive.parent / f".{archive.name}.lock"
+
     def start(self, lab: Lab) -> str:
         if not self.enabled:
             return "image: not built (--no-golden): sites are installed from packages"
-        if self.archive(lab).is_file():
-            return f"image: {self.archive(lab)}"
+        archive = self.archive(lab)
+        if archive.is_file():
+            return f"image: {archive}"
+        lock = self.lock_file(archive)
+        with exclusive(lock, timeout=self.timeout + 60, what=f"another build of the golden image ({lock})"):
+            if archive.is_file():
+                return f"image: {archive} (built meanwhile by another lab)"
+            return self._build(lab)
+
+    def _build(self, lab: Lab) -> str:
         log = lab.directory / "image.log"
         command = [
             str(Path(sys.executable).parent / "ansible-playbook"),
