@@ -6,11 +6,12 @@
 #
 # Phases:
 #   install  scripts/install.sh --dev: Debian packages (their time is shown apart), .venv with the test tools.
-#   lint     ruff check, ruff format --check, yamllint, ansible-lint (production profile, offline), run beside
+#   lint     ruff check, ruff format --check, yamllint, ansible-lint (production profile, offline), beside
 #            pass 1 (they need little of the machine while the tests wait on containers and servers).
 #   pass 1   every test, on SQLite with huey on SQLite.
 #   pass 2   the tests marked `db` (what depends on the database and the queue), on a throwaway PostgreSQL
-#            cluster and a redis-server started here on free loopback ports, stopped and removed at the end.
+#            cluster and a redis-server started here on free loopback ports, stopped and removed at the end;
+#            it runs beside pass 1 and its output is shown after pass 1's.
 #   check    nothing of the run is left: no process, container, bridge, nftables table, mount or loop device.
 # Both passes run their tests in parallel (pytest-xdist, `--dist loadgroup`: tests that share a lab or a
 # container are in one group and run on one worker). Every phase runs even when an earlier one failed; the exit
@@ -18,7 +19,8 @@
 # of each pass. Under CI=true a skipped test fails its pass unless tests/skip_policy.py allows it.
 #
 # Environment:
-#   PROXMOXWP_TEST_WORKERS=N      parallel pytest workers (default: twice the CPUs, at least 2; 0 runs in one process)
+#   PROXMOXWP_TEST_WORKERS=N      parallel pytest workers of each pass (default: the CPUs plus one for pass 1 and
+#                                 the CPUs for pass 2, which runs beside it; 0 runs each pass in one process)
 #   PROXMOXWP_TEST_SQLITE_ONLY=1  skip pass 2 (quick local runs)
 #   PROXMOXWP_TEST_SERVERS_ONLY=1 skip pass 1: only pass 2
 #   PROXMOXWP_TEST_SKIP_LINT=1    skip the linters
@@ -35,8 +37,9 @@ LINT_PATHS=()
 for path in api lab tests bench scripts; do
   [[ -e $path ]] && LINT_PATHS+=("$path") # git keeps no empty folder: a fresh clone may lack one
 done
-WORKERS=${PROXMOXWP_TEST_WORKERS:-$(($(nproc) * 2))}
-((WORKERS == 0 || WORKERS >= 2)) || WORKERS=2
+# Pass 1 takes a worker more than the CPUs (its container tests wait on I/O); pass 2, beside it, one per CPU.
+WORKERS=${PROXMOXWP_TEST_WORKERS:-$(($(nproc) + 1))}
+PASS2_WORKERS=${PROXMOXWP_TEST_WORKERS:-$(nproc)}
 
 STEP_NAMES=()
 STEP_RESULTS=()
@@ -48,6 +51,7 @@ PG_BIN=""
 PG_PID=""
 REDIS_PID=""
 LINT_PID=""
+PASS2_PID=""
 RUN_STARTED=$SECONDS
 
 say() { printf '\n==> %s\n' "$*"; }
@@ -74,28 +78,41 @@ step() {
   return "$rc"
 }
 
-pytest_step() {
-  # pytest_step NAME TIMES_FILE [PYTEST OPTIONS...] -- [ENV=VALUE...]: pytest's exit status 5 (no test ran) is a
-  # failure too. TIMES_FILE receives the pass's tiers and slowest tests (tests/timing.py).
-  local name=$1 times=$2 started=$SECONDS rc=0 options=() parallel=()
-  shift 2
+run_pytest() {
+  # run_pytest WORKERS STATUS_FILE TIMES_FILE [PYTEST OPTIONS...] -- [ENV=VALUE...]: one pass; "RC SECONDS" is
+  # written to STATUS_FILE, the pass's tiers, slowest tests and timeline to TIMES_FILE (tests/timing.py).
+  local workers=$1 status=$2 times=$3 started=$SECONDS rc=0 options=() parallel=()
+  shift 3
   while [[ $# -gt 0 && $1 != -- ]]; do
     options+=("$1")
     shift
   done
   shift
-  if ((WORKERS > 0)); then
-    parallel=(-n "$WORKERS" --dist loadgroup --no-loadscope-reorder)
+  if ((workers > 0)); then
+    parallel=(-n "$workers" --dist loadgroup --no-loadscope-reorder)
   fi
-  say "$name ($((WORKERS > 0 ? WORKERS : 1)) worker(s))"
   env -u PROXMOXWP_TEST_DATABASE_URL -u PROXMOXWP_TEST_QUEUE_URL PROXMOXWP_TEST_TIMES="$times" "$@" \
     "$ROOT/.venv/bin/python" -m pytest "${parallel[@]}" --durations=15 "${options[@]}" "${PYTEST_ARGS[@]}" \
     </dev/null || rc=$?
+  printf '%s %s\n' "$rc" "$((SECONDS - started))" >"$status"
+}
+
+record_pass() {
+  # record_pass NAME STATUS_FILE: pytest's exit status 5 (no test ran) is a failure too.
+  local name=$1 rc seconds
+  read -r rc seconds <"$2" || {
+    record "$name" "FAIL (did not finish)"
+    return
+  }
   case $rc in
-    0) record "$name" "PASS" "$((SECONDS - started))" ;;
-    5) record "$name" "FAIL (no test ran)" "$((SECONDS - started))" ;;
-    *) record "$name" "FAIL (pytest exit $rc)" "$((SECONDS - started))" ;;
+    0) record "$name" "PASS" "$seconds" ;;
+    5) record "$name" "FAIL (no test ran)" "$seconds" ;;
+    *) record "$name" "FAIL (pytest exit $rc)" "$seconds" ;;
   esac
+}
+
+workers_text() {
+  if (($1 > 0)); then echo "$1 workers"; else echo "one process"; fi
 }
 
 # --- lint, beside pass 1 ---
@@ -346,10 +363,18 @@ summary() {
   fi
 }
 
+stop_background() {
+  # stop_background PID SIGNAL: signal the children of a background job of this script, then wait for it.
+  [[ -n $1 ]] || return 0
+  pkill "-$2" -P "$1" 2>/dev/null
+  wait "$1" 2>/dev/null
+}
+
 cleanup() {
   local rc=$?
   trap - EXIT INT TERM HUP
-  [[ -n $LINT_PID ]] && kill "$LINT_PID" 2>/dev/null
+  stop_background "$PASS2_PID" INT # pytest tears its fixtures down on SIGINT, as on Ctrl-C
+  stop_background "$LINT_PID" TERM
   stop_servers >/dev/null
   if [[ -n $SCRATCH && ${PROXMOXWP_TEST_KEEP_TMP:-0} == 1 ]]; then
     echo "test.sh: kept $SCRATCH" >&9
@@ -396,28 +421,42 @@ else
   fi
 fi
 
+# Pass 2 runs beside pass 1, its output kept for after it: while pass 1's workers wait on containers and on the
+# images they are built from, the CPUs take pass 2's API and job tests.
+PASS2=0
+if [[ ${PROXMOXWP_TEST_SQLITE_ONLY:-0} == 1 ]]; then
+  record "pass 2: PostgreSQL + Redis" "SKIP (PROXMOXWP_TEST_SQLITE_ONLY=1)"
+elif step "pass 2: start PostgreSQL and Redis" start_servers; then
+  PASS2=1
+  PASS_NAMES+=("pass 2: PostgreSQL + Redis (tests marked db)")
+  PASS_TIMES+=("$SCRATCH/pass2.json")
+  say "pass 2: PostgreSQL + Redis, tests marked db ($(workers_text "$PASS2_WORKERS"), beside pass 1; output after it)"
+  run_pytest "$PASS2_WORKERS" "$SCRATCH/pass2.status" "$SCRATCH/pass2.json" -m db -- \
+    PROXMOXWP_TEST_DATABASE_URL="$DATABASE_URL" PROXMOXWP_TEST_QUEUE_URL="$QUEUE_URL" \
+    >"$SCRATCH/pass2.log" 2>&1 &
+  PASS2_PID=$!
+else
+  record "pass 2: PostgreSQL + Redis" "FAIL (servers did not start)"
+fi
+
+start_lint
 if [[ ${PROXMOXWP_TEST_SERVERS_ONLY:-0} == 1 ]]; then
   record "pass 1: SQLite + huey/SQLite" "SKIP (PROXMOXWP_TEST_SERVERS_ONLY=1)"
-  start_lint
 else
-  start_lint
-  PASS_NAMES+=("pass 1: SQLite + huey/SQLite")
-  PASS_TIMES+=("$SCRATCH/pass1.json")
-  pytest_step "pass 1: SQLite + huey/SQLite" "$SCRATCH/pass1.json" --
+  PASS_NAMES=("pass 1: SQLite + huey/SQLite" "${PASS_NAMES[@]}")
+  PASS_TIMES=("$SCRATCH/pass1.json" "${PASS_TIMES[@]}")
+  say "pass 1: SQLite + huey/SQLite, every test ($(workers_text "$WORKERS"))"
+  run_pytest "$WORKERS" "$SCRATCH/pass1.status" "$SCRATCH/pass1.json" --
+  record_pass "pass 1: SQLite + huey/SQLite" "$SCRATCH/pass1.status"
 fi
 finish_lint
 
-if [[ ${PROXMOXWP_TEST_SQLITE_ONLY:-0} == 1 ]]; then
-  record "pass 2: PostgreSQL + Redis" "SKIP (PROXMOXWP_TEST_SQLITE_ONLY=1)"
-else
-  if step "pass 2: start PostgreSQL and Redis" start_servers; then
-    PASS_NAMES+=("pass 2: PostgreSQL + Redis (tests marked db)")
-    PASS_TIMES+=("$SCRATCH/pass2.json")
-    pytest_step "pass 2: PostgreSQL + Redis (tests marked db)" "$SCRATCH/pass2.json" -m db -- \
-      PROXMOXWP_TEST_DATABASE_URL="$DATABASE_URL" PROXMOXWP_TEST_QUEUE_URL="$QUEUE_URL"
-  else
-    record "pass 2: PostgreSQL + Redis" "FAIL (servers did not start)"
-  fi
+if [[ $PASS2 == 1 ]]; then
+  wait "$PASS2_PID"
+  PASS2_PID=""
+  say "pass 2: PostgreSQL + Redis, tests marked db (ran beside pass 1)"
+  cat "$SCRATCH/pass2.log"
+  record_pass "pass 2: PostgreSQL + Redis (tests marked db)" "$SCRATCH/pass2.status"
   step "pass 2: stop PostgreSQL and Redis" stop_servers
 fi
 

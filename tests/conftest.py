@@ -51,19 +51,21 @@ OTHER_TOKEN = "second-token-0123456789abcdef"
 BIN = Path(sys.executable).parent
 
 
-# The order tests are handed to pytest-xdist's workers in: the shared lab first (its start builds the rootfs and the
-# golden image, the longest chain of the run), then the other container tests (mostly waiting on I/O), then the
-# playbooks against the fake cluster (CPU), then the rest: short tests that fill the end of the run evenly.
-RUN_ORDER = ("shared-lab", "containers", "cluster", "db")
+# The order tests are handed to pytest-xdist's workers in. First the shared lab: its start builds the rootfs and the
+# golden image, the longest chain of the run. Then the playbooks against the fake cluster (CPU) while those caches
+# are built; then the other container tests (mostly waiting on I/O, and on those caches); then the short tests that
+# fill the end evenly. Within a rank, tests that run real jobs or playbooks (the longest) go first.
+RUN_ORDER = ("shared-lab", "cluster", "containers", "db")
+LONG_RUNNING = {"pve", "worker", "start_worker", "server", "lab_containers"}
 
 
 def run_order(item: pytest.Item) -> tuple[int, int]:
-    if "shared_lab" in getattr(item, "fixturenames", ()):
+    fixtures = set(getattr(item, "fixturenames", ()))
+    if "shared_lab" in fixtures:
         return 0, 1 if item.get_closest_marker("lab_down") else 0
-    for rank, marker in enumerate(RUN_ORDER[1:], start=1):
-        if item.get_closest_marker(marker):
-            return rank, 0
-    return len(RUN_ORDER), 0
+    long_running = 0 if fixtures & LONG_RUNNING else 1
+    rank = next((rank for rank, marker in enumerate(RUN_ORDER) if item.get_closest_marker(marker)), len(RUN_ORDER))
+    return rank, long_running
 
 
 # Fixtures that several tests share and that are costly to make (a lab, a booted container): every test that takes

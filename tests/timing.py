@@ -3,8 +3,9 @@
 Each test belongs to one tier, the first of TIERS whose marker it carries (`containers`, `cluster`, `db`), or
 `other`. At the end the report has a section with, per tier, the number of tests, the sum of their times (setup,
 call and teardown) and the tier's span (from the start of its first test to the end of its last: with several
-workers the span is what the tier costs the run). With PROXMOXWP_TEST_TIMES=<file> the same figures, and the 15
-slowest tests, are written to that file as JSON: scripts/test.sh prints them in its table at the end.
+workers the span is what the tier costs the run). With PROXMOXWP_TEST_TIMES=<file> the same figures, the 15
+slowest tests and the timeline of the run (each test's worker, start and end) are written to that file as JSON:
+scripts/test.sh prints them in its table at the end.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ class TestTime:
     start: float
     stop: float
     seconds: float = 0.0
+    worker: str = ""
 
 
 @dataclass
@@ -36,7 +38,9 @@ class RunTimes:
 
     def add(self, report: pytest.TestReport) -> None:
         tier = next((name for name in TIERS if name in report.keywords), "other")
-        entry = self.tests.setdefault(report.nodeid, TestTime(tier, report.start, report.stop))
+        node = getattr(report, "node", None)  # pytest-xdist: the worker that ran it
+        worker = getattr(getattr(node, "gateway", None), "id", "")
+        entry = self.tests.setdefault(report.nodeid, TestTime(tier, report.start, report.stop, worker=worker))
         entry.start, entry.stop = min(entry.start, report.start), max(entry.stop, report.stop)
         entry.seconds += report.duration
 
@@ -51,6 +55,12 @@ class RunTimes:
             name: {"tests": t["tests"], "seconds": round(t["seconds"], 1), "span": round(t["last"] - t["first"], 1)}
             for name, t in sorted(found.items(), key=lambda item: (item[0] not in TIERS, item[0]))
         }
+
+    def timeline(self) -> list[list]:
+        """[test, worker, start, stop] from the start of the run, in order of start: where a run's time went."""
+        ranked = sorted(self.tests.items(), key=lambda item: item[1].start)
+        return [[nodeid, t.worker, round(t.start - self.started, 1), round(t.stop - self.started, 1)]
+                for nodeid, t in ranked]  # fmt: skip
 
     def slowest(self) -> list[dict]:
         ranked = sorted(self.tests.items(), key=lambda item: item[1].seconds, reverse=True)[:SLOWEST]
@@ -75,7 +85,7 @@ class Timing:
         target = os.environ.get("PROXMOXWP_TEST_TIMES")
         if target:
             document = {"wall": round(time.time() - self.times.started, 1), "tiers": tiers,
-                        "slowest": self.times.slowest()}  # fmt: skip
+                        "slowest": self.times.slowest(), "timeline": self.times.timeline()}  # fmt: skip
             Path(target).write_text(json.dumps(document, indent=1) + "\n")
 
 
