@@ -12,7 +12,8 @@
 #   pass 2   the tests marked `db` (what depends on the database and the queue), on a throwaway PostgreSQL
 #            cluster and a redis-server started here on free loopback ports, stopped and removed at the end;
 #            it runs beside pass 1 and its output is shown after pass 1's.
-#   check    nothing of the run is left: no process, container, bridge, nftables table, mount or loop device.
+#   check    nothing of the run is left: no process, container, bridge, nftables table, mount, loop device
+#            or temporary file of the product.
 # Both passes run their tests in parallel (pytest-xdist, `--dist loadgroup`: tests that share a lab or a
 # container are in one group and run on one worker). Every phase runs even when an earlier one failed; the exit
 # status is non-zero if any failed. At the end: the wall time of every phase and tier, and the 15 slowest tests
@@ -331,6 +332,15 @@ for e in json.load(sys.stdin).get("nftables", []):
   for link in $(ip -o link show type bridge 2>/dev/null | awk -F': ' '{print $2}' | grep -E '^pwp[te]'); do
     printf 'bridge %s\n' "$link"
   done
+  # temporary files of the product outside the run's directory (a killed worker's, for instance)
+  comm -13 <(printf '%s\n' "${TMP_BEFORE[@]}") <(temporary_entries) | sed 's/^/temporary file /'
+}
+
+temporary_entries() {
+  local entry
+  for entry in "${TMPDIR:-/tmp}"/proxmoxwp* "${TMPDIR:-/tmp}"/pwp*; do
+    [[ -e $entry && $entry != "$SCRATCH" ]] && printf '%s\n' "$entry"
+  done | LC_ALL=C sort
 }
 
 check_nothing_left() {
@@ -341,7 +351,7 @@ check_nothing_left() {
     printf '  %s\n' "$found" >&2
     return 1
   fi
-  echo "no process, container, mount, loop device, bridge or nftables table of the run is left"
+  echo "no process, container, mount, loop device, bridge, nftables table or temporary file of the run is left"
 }
 
 # --- the table at the end ---
@@ -397,6 +407,7 @@ trap 'exit 129' HUP
 SCRATCH=$(mktemp -d "${TMPDIR:-/tmp}/proxmoxwp-test.XXXXXX") || exit 1
 chmod 755 "$SCRATCH" # the postgres user reaches its data directory inside
 export PYTEST_DEBUG_TEMPROOT="$SCRATCH"
+mapfile -t TMP_BEFORE < <(temporary_entries)
 DEBIAN_SECONDS=0
 PASS_NAMES=()
 PASS_TIMES=()

@@ -10,7 +10,8 @@ import psutil
 import pytest
 from conftest import ROOT, TESTS, wait_until
 
-from api.jobs.runner import PlaybookRun, count_tasks, unsafe_yaml
+from api.jobs.runner import PlaybookRun, unsafe_yaml
+from api.jobs.task_count import count_tasks
 
 INJECTION = "{{ lookup('pipe','touch /tmp/pwned') }}"
 
@@ -155,5 +156,24 @@ def test_timeout_ends_the_run(tmp_path):
     assert no_process_mentions(tmp_path / "runs")
 
 
-def test_count_tasks_lists_the_playbook(tmp_path):
-    assert count_tasks(ROOT, TESTS / "playbooks" / "fail_at_task.yml", TESTS / "inventory", {}) == 3
+def test_count_tasks_lists_the_playbook_keeps_the_answer_and_asks_again_when_it_changes(tmp_path):
+    folder, cache = tmp_path / "playbooks", tmp_path / "cache"
+    folder.mkdir()
+    playbook = folder / "fail_at_task.yml"
+    playbook.write_text((TESTS / "playbooks" / "fail_at_task.yml").read_text())
+    inventory = TESTS / "inventory"
+
+    assert count_tasks(ROOT, playbook, inventory, {}, cache) == 3
+    kept = list(cache.iterdir())
+    assert [path.name.startswith("tasks-") for path in kept] == [True], "one answer, no scratch folder left"
+    assert kept[0].read_text() == "3"
+
+    playbook.write_text(playbook.read_text() + "\n    - name: Added later\n      ansible.builtin.debug:\n")
+    assert count_tasks(ROOT, playbook, inventory, {}, cache) == 4
+
+
+def test_count_tasks_says_none_for_a_playbook_ansible_cannot_read(tmp_path):
+    broken = tmp_path / "broken.yml"
+    broken.write_text("- hosts: localhost\n  tasks: [{name: x, no_such_module: {}}]\n")
+    assert count_tasks(ROOT, broken, TESTS / "inventory", {}, tmp_path / "cache") is None
+    assert list((tmp_path / "cache").iterdir()) == [], "no answer is kept, and no scratch folder"

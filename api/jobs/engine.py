@@ -19,8 +19,9 @@ from sqlalchemy.orm import Session, aliased
 
 from api.jobs.kinds import KINDS, SERVICE_STATS, sync_backups
 from api.jobs.leftovers import terminate_run_processes
-from api.jobs.runner import PlaybookRun, count_tasks
+from api.jobs.runner import PlaybookRun
 from api.jobs.secrets import scrub
+from api.jobs.task_count import count_tasks
 from api.models import UNFINISHED, Job, JobEvent, JobState, Service, ServiceState
 from api.runtime import Runtime
 
@@ -114,7 +115,14 @@ def _run_claimed(runtime: Runtime, job_id: int) -> None:
     if expected is None:  # never ran successfully: ask ansible-playbook, beside the run
         threading.Thread(
             target=events.set_total,
-            args=(count_tasks, runtime.settings.project_dir, playbook, runtime.settings.inventory, params),
+            args=(
+                count_tasks,
+                runtime.settings.project_dir,
+                playbook,
+                runtime.settings.inventory,
+                params,
+                runtime.settings.cache_dir,
+            ),
             daemon=True,
         ).start()
     run = PlaybookRun(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
 import threading
@@ -244,52 +243,3 @@ class PlaybookRun:
             "ANSIBLE_HOME": str(private / "ansible-home"),
             "PYTHONUNBUFFERED": "1",
         }
-
-
-_task_counts: dict[tuple[str, float], int] = {}
-
-
-def count_tasks(project_dir: Path, playbook: Path, inventory: Path, variables: dict) -> int | None:
-    """How many tasks the playbook lists (`--list-tasks`), cached while its files are unchanged."""
-    key = (str(playbook), _tree_mtime(project_dir))
-    if key in _task_counts:
-        return _task_counts[key]
-    with tempfile.TemporaryDirectory(prefix="proxmoxwp-list-") as scratch:
-        varfile = Path(scratch) / "vars.yml"
-        varfile.write_text(unsafe_yaml(variables))
-        env = dict(os.environ, ANSIBLE_CONFIG=str(project_dir / "ansible.cfg"), ANSIBLE_HOME=scratch)
-        try:
-            out = subprocess.run(
-                [
-                    ansible_playbook(),
-                    "--list-tasks",
-                    "-i",
-                    str(inventory),
-                    "-e",
-                    f"@{varfile}",
-                    str(playbook),
-                ],
-                cwd=project_dir,
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=120,
-                check=False,
-            )
-        except (OSError, subprocess.TimeoutExpired):
-            return None
-    if out.returncode != 0:
-        return None
-    count = sum(1 for line in out.stdout.splitlines() if "TAGS: [" in line and not line.lstrip().startswith("play #"))
-    _task_counts[key] = count
-    return count
-
-
-def _tree_mtime(project_dir: Path) -> float:
-    latest = 0.0
-    for folder in ("playbooks", "roles", "tests/playbooks"):
-        root = project_dir / folder
-        if root.is_dir():
-            for path in root.rglob("*"):
-                latest = max(latest, path.stat().st_mtime)
-    return latest
