@@ -1,9 +1,9 @@
 """Does a customer's domain point to their site? Asked of the configured resolvers before setdomain queues a job.
 
-Accepted (DESIGN.md §5): the CNAME chain reaches the site's subdomain, or else every A and every AAAA record is the
-site's public IP and there is at least one. The CNAME target is compared by name, not by what it resolves to: an
-authoritative-only server (PowerDNS) answers a CNAME to a name outside its zones with the CNAME alone. Nothing is
-cached: a customer who has just fixed their records retries at once.
+Accepted (docs/domain-verification.md): the CNAME chain reaches the site's subdomain, or else every A and every
+AAAA record is the site's public IP and there is at least one. The CNAME target is compared by name, not by what
+it resolves to: an authoritative-only server (PowerDNS) answers a CNAME to a name outside its zones with the CNAME
+alone. Nothing is cached: a customer who has just fixed their records retries at once.
 """
 
 from __future__ import annotations

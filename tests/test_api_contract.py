@@ -1,4 +1,5 @@
-"""DESIGN.md §3 as Paymenter sees it: every endpoint in the shape the extension sends, and the answers it gets.
+"""The API contract (docs/api.md) as Paymenter sees it: every endpoint in the shape the extension sends, and the
+answers it gets.
 
 Jobs here are finished the way a worker finishes them (`claim` then `finish`) without running a playbook, except
 where the test is about what a real run does (the `worker` fixture).

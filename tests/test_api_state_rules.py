@@ -1,4 +1,4 @@
-"""State rules, quotas and idempotency with a real worker running the playbook doubles (DESIGN.md §3, §4).
+"""State rules, quotas and idempotency with a real worker running the playbook doubles (docs/api.md, docs/jobs.md).
 
 The jobs under test are run by `proxmoxwp worker` through ansible-runner; the doubles in tests/playbooks/ops
 record their runs in `control_dir/runs.jsonl`, fail when `fail-<op>` exists and block while `block-<op>` exists.

@@ -1,4 +1,4 @@
-"""setdomain attaches a custom domain only when its DNS points to the site (DESIGN.md §5, docs/domain-verification.md).
+"""setdomain attaches a custom domain only when its DNS points to the site (docs/domain-verification.md).
 
 Through the HTTP API, with the session's PowerDNS as the only resolver (the `env` fixture): records are published in
 a zone of the test's own (`dns_records`), then setdomain is asked. A refusal changes nothing in the database.

@@ -233,7 +233,7 @@ def test_ha_parameters_are_checked_against_both_schemas(api, pve):
 def test_parameters_newer_than_the_targeted_pve_are_refused(api, pve):
     if pve.pve.reference is None:
         pytest.fail(
-            "the PVE API reference (shared/reference/pve-api-full.json.gz) is missing: set PROXMOXWP_PVE_REFERENCE"
+            "the PVE API reference (lab/reference/pve-api-full.json.gz) is missing: set PROXMOXWP_PVE_REFERENCE"
         )
     create_ct(api, 100)
     # fakepve's own (newer) schema has auto-rebalance; PVE 9.1, which the project targets, does not.

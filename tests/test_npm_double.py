@@ -310,10 +310,10 @@ def test_rows_have_the_columns_the_response_schema_requires():
     assert list(CERTIFICATE_COLUMNS) == certificate["required"]
 
 
-def test_schema_path_comes_from_the_environment_or_beside_the_repository(monkeypatch: pytest.MonkeyPatch):
+def test_schema_path_comes_from_the_environment_or_the_package(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.delenv("PROXMOXWP_NPM_SCHEMA", raising=False)
-    beside = default_schema_path()
-    assert beside.parts[-3:] == ("shared", "reference", "npm-openapi-v2.15.1.json") and beside.is_file()
+    bundled = default_schema_path()
+    assert bundled.parts[-3:] == ("lab", "reference", "npm-openapi-v2.15.1.json") and bundled.is_file()
     monkeypatch.setenv("PROXMOXWP_NPM_SCHEMA", "/elsewhere/npm.json")
     assert str(default_schema_path()) == "/elsewhere/npm.json"
 

@@ -15,6 +15,7 @@ import json
 import os
 from collections.abc import Iterator
 from functools import cached_property, lru_cache
+from importlib import resources
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -27,12 +28,11 @@ SCHEMA_NAME = "npm-openapi-v2.15.1.json"
 
 
 def default_schema_path() -> Path:
-    """$PROXMOXWP_NPM_SCHEMA, else the reference kept beside the repository (`<repo>/../shared/reference`)."""
+    """$PROXMOXWP_NPM_SCHEMA, else the copy in the package (`lab/reference/`, origin in its README)."""
     configured = os.environ.get(SCHEMA_ENV)
     if configured:
         return Path(configured)
-    repo = Path(__file__).resolve().parents[2]
-    return repo.parent / "shared" / "reference" / SCHEMA_NAME
+    return Path(str(resources.files("lab.reference") / SCHEMA_NAME))
 
 
 class NpmSchema:

@@ -48,7 +48,7 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--rootfs-cache", type=Path, required=True, help="the cached Debian rootfs (built if missing)")
     run.add_argument("--templates", type=Path, help="directory of template archives (local:vztmpl/<file>)")
     run.add_argument("--name-prefix", type=_prefix, required=True, help="containers are <prefix><vmid>")
-    run.add_argument("--reference", help="the PVE API reference (default: shared/reference/pve-api-full.json.gz)")
+    run.add_argument("--reference", help="the PVE API reference (default: lab/reference/pve-api-full.json.gz)")
     destroy = commands.add_parser("destroy-all", help="destroy every container <prefix><vmid>")
     destroy.add_argument("--prefix", type=_prefix, required=True)
     destroy.add_argument("--lxcpath", type=Path, required=True)

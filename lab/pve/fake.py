@@ -1,4 +1,4 @@
-"""ProjectPve: fakepve's FakePve with the rules of the infrastructure ProxmoxWP runs on (DESIGN.md §5).
+"""ProjectPve: fakepve's FakePve with the rules of the infrastructure ProxmoxWP runs on (docs/real-systems.md).
 
 What it adds, each in its own module:
 - storage_rules: the `drbd` (DRBD/LINSTOR) storage type and per-storage capabilities (latest-only rollback,

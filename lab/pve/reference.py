@@ -1,4 +1,4 @@
-"""The PVE API the project targets (shared/reference/pve-api-full.json.gz, PVE 9.1) as a second request check.
+"""The PVE API the project targets (lab/reference/pve-api-full.json.gz, PVE 9.1) as a second request check.
 
 fakepve validates every schema-routed request against its own, newer copy of PVE's schema. The two differ in a
 few methods: fakepve's knows `auto-rebalance` on /cluster/ha/resources, which the PVE the project runs does not
@@ -15,25 +15,23 @@ import functools
 import gzip
 import json
 import os
+from importlib import resources
 from pathlib import Path
 
 from fakepve import schema as pve_schema
 
-ROOT = Path(__file__).resolve().parents[2]
 ENV = "PROXMOXWP_PVE_REFERENCE"
-CANDIDATES = (
-    ROOT.parent / "shared" / "reference" / "pve-api-full.json.gz",
-    ROOT / "shared" / "reference" / "pve-api-full.json.gz",
-)
+BUNDLED = "pve-api-full.json.gz"  # package data of lab.reference, origin in its README
 CHECKED = ("type", "enum", "minimum", "maximum", "pattern")
 
 
 def locate() -> Path | None:
-    """$PROXMOXWP_PVE_REFERENCE, else shared/reference next to (or inside) the repository; None if absent."""
+    """$PROXMOXWP_PVE_REFERENCE, else the copy in the package; None if neither is there."""
     given = os.environ.get(ENV)
     if given:
         return Path(given)
-    return next((path for path in CANDIDATES if path.is_file()), None)
+    bundled = Path(str(resources.files("lab.reference") / BUNDLED))
+    return bundled if bundled.is_file() else None
 
 
 class Reference:

@@ -1,7 +1,7 @@
 """What each storage can do with container volumes, and the DRBD/LINSTOR storage type fakepve lacks.
 
 fakepve lets any lvmthin/rbd/zfspool/btrfs volume snapshot and roll back to any snapshot, and knows no `drbd`
-type at all (it refuses snapshots there). The project runs on DRBD/LINSTOR, whose rules bite (DESIGN.md §5):
+type at all (it refuses snapshots there). The project runs on DRBD/LINSTOR, whose rules bite (docs/real-systems.md):
 
 - snapshots work, but a rollback only goes to the most recent snapshot of the volume (as on ZFS);
 - a rollback needs the volume unused: while the HA manager wants the container started it would start it again

@@ -1,8 +1,8 @@
 # Copyright: ProxmoxWP contributors
 # GNU Affero General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/agpl-3.0.txt)
-"""A small client of the Nginx Proxy Manager API (v2.13 and later; schema: shared/reference/npm-openapi-*.json).
+"""A small client of the Nginx Proxy Manager API (v2.13 and later; schema: lab/reference/npm-openapi-*.json).
 
-What it knows about NPM (DESIGN.md §5): a token comes from `POST /tokens` and lasts a day, an expired one is
+What it knows about NPM (docs/real-systems.md): a token comes from `POST /tokens` and lasts a day, an expired one is
 answered with HTTP 400, so the client logs in again once; a missing permission is a 404; "already in use" and
 enabling an enabled host are 400s, so state is read before it is changed.
 """
