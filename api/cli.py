@@ -1,11 +1,17 @@
-"""The `proxmoxwp` command: serve the API, run a worker, upgrade the database, look at jobs."""
+"""The `proxmoxwp` command: serve the API, run a worker, upgrade the database, look at jobs.
+
+Other packages add commands through the `proxmoxwp.commands` entry point group (the lab adds `lab`); they are
+imported only when called, and one whose dependencies are missing says what to install.
+"""
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import sys
 import threading
+from importlib import metadata
 
 import click
 from sqlalchemy import select
@@ -18,8 +24,47 @@ def _runtime() -> Runtime:
     return Runtime(load_settings())
 
 
+PLUGIN_GROUP = "proxmoxwp.commands"
+
+
+@functools.cache
+def _plugged_in() -> dict[str, metadata.EntryPoint]:
+    return {entry.name: entry for entry in metadata.entry_points(group=PLUGIN_GROUP)}
+
+
+def _load(entry: metadata.EntryPoint) -> click.Command:
+    try:
+        return entry.load()
+    except ImportError as exc:
+        missing = exc.name or str(exc)
+        extra = entry.dist.name if entry.dist else "proxmoxwp"
+
+        def refuse() -> None:
+            raise click.ClickException(
+                f"`proxmoxwp {entry.name}` needs {missing}, which is not installed: "
+                f"pip install '{extra}[{entry.name}]' (scripts/install.sh installs it)"
+            )
+
+        return click.Command(
+            entry.name,
+            callback=refuse,
+            help=f"Not installed (needs {missing}).",
+            # whatever follows (`lab up --bind …`) gets the same answer, not a usage error
+            context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+        )
+
+
 class _Group(click.Group):
-    """Turns configuration errors into one line on stderr and exit status 2."""
+    """Turns configuration errors into one line on stderr and exit status 2; finds plugged-in commands."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *_plugged_in()})
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        command = super().get_command(ctx, name)
+        if command is None and name in _plugged_in():
+            command = _load(_plugged_in()[name])
+        return command
 
     def invoke(self, ctx: click.Context):
         try:
@@ -230,12 +275,3 @@ def cancel_job(job_id: int) -> None:
         click.echo(f"job {job_id} is running; the worker will stop it")
     else:
         click.echo(f"job {job_id} has already ended ({outcome})")
-
-
-def _register_lab() -> None:
-    from api.lab import lab
-
-    main.add_command(lab)
-
-
-_register_lab()

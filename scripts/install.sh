@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Set up ProxmoxWP on this machine and bring the local lab up.
 #
-#   sudo scripts/install.sh            # install, then `proxmoxwp lab up`
-#   sudo scripts/install.sh --no-lab   # install only
-#   sudo scripts/install.sh --dev      # what the test suite needs (scripts/test.sh runs this); no lab
+#   sudo scripts/install.sh            # install with the lab, then `proxmoxwp lab up`
+#   sudo scripts/install.sh --no-lab   # the product only: no lab, nothing started
+#   sudo scripts/install.sh --dev      # what the test suite needs (scripts/test.sh runs this); not started
 #
 # Run as root on Debian 12 (or as a user with sudo). Installs the Debian packages the project needs, makes
 # .venv in the repository with the system's python3, installs the project into it with the PostgreSQL and
-# Redis clients (--dev: with the test and lint tools, and the PostgreSQL and Redis servers the suite starts
-# for itself), then runs `proxmoxwp lab up`. Non-interactive, and safe to run again: it only adds what is
+# Redis clients and the lab (extra `lab`; --dev: also the test and lint tools, and the PostgreSQL and Redis
+# servers the suite starts for itself), then runs `proxmoxwp lab up`. Non-interactive, and safe to run again: it only adds what is
 # missing. PROXMOXWP_* settings in the environment reach `proxmoxwp lab up` (see README.md). With
 # PROXMOXWP_INSTALL_TIMES=FILE, the seconds each step took are appended to FILE as "step seconds" lines
 # (scripts/test.sh reports the Debian packages apart from the rest).
@@ -145,11 +145,12 @@ if [[ $DEV == 1 ]]; then
   exit 0
 fi
 timed debian-packages install_debian_packages "${DEBIAN_PACKAGES[@]}"
-timed python-packages python_environment postgres,redis
 if [[ $START_LAB == 0 ]]; then
-  say "installed; start the lab with: .venv/bin/proxmoxwp lab up"
+  timed python-packages python_environment postgres,redis
+  say "installed: .venv/bin/proxmoxwp serve and .venv/bin/proxmoxwp worker (README.md, docs/operations.md)"
   exit 0
 fi
+timed python-packages python_environment postgres,redis,lab
 say "starting the lab"
 .venv/bin/proxmoxwp lab up
 say "done: '.venv/bin/proxmoxwp lab status' shows the lab, '.venv/bin/proxmoxwp lab down' stops it"

@@ -26,11 +26,11 @@ from pathlib import Path
 
 import pytest
 
-from api.lab.parts import GoldenImagePart
 from lab import Bridge, Containers, LabError, ensure_bridge, ensure_rootfs, free_subnet, remove_bridge, wait_ssh
 from lab.containers import NAME
 from lab.locks import exclusive
 from lab.mounts import remove_tree
+from lab.supervisor.parts import GoldenImagePart
 from tests.workers import RUN_CACHE, run_directory, worker_pool
 
 TOOLS = ("lxc-start", "debootstrap", "nft", "ip", "ssh", "ssh-keygen", "tar", "zstd")

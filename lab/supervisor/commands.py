@@ -9,8 +9,8 @@ import sys
 import click
 
 from api.config import ConfigError, load_settings
-from api.lab.layout import DEFAULT_BIND, Lab, LabError, parse_bind
-from api.lab.parts import API, IMAGE, PARTS, Part
+from lab.supervisor.layout import DEFAULT_BIND, Lab, LabError, parse_bind
+from lab.supervisor.parts import API, IMAGE, PARTS, Part
 
 
 def _lab(bind: str | None = None) -> Lab:
@@ -39,9 +39,11 @@ def lab() -> None:
 )
 @click.option(
     "--golden/--no-golden",
+    envvar="PROXMOXWP_LAB_GOLDEN",
     default=True,
     show_default=True,
-    help="Build the golden image when it is missing (about 3 minutes once); without it sites install from packages.",
+    help="Build the golden image when it is missing (about 3 minutes once); without it sites install from packages"
+    " (also PROXMOXWP_LAB_GOLDEN=0).",
 )
 def up(bind: str, golden: bool) -> None:
     """Start every part that is not running: the containers' bridge, DNS, the Proxmox VE API on real containers, the

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import psutil
 
-from api.lab.layout import LabError
+from lab.supervisor.layout import LabError
 
 POLL_INTERVAL = 0.2
 LOG_TAIL_LINES = 30

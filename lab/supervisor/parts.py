@@ -16,10 +16,10 @@ from typing import Protocol
 
 import psutil
 
-from api.lab.layout import Lab, LabError, parse_bind, proxmoxwp_command
-from api.lab.processes import cmdline_of, family_of, group_members, log_tail, process_by_pid, terminate, wait_for
 from lab.locks import exclusive
 from lab.network import bridge_exists, ensure_bridge, remove_bridge
+from lab.supervisor.layout import Lab, LabError, parse_bind, proxmoxwp_command
+from lab.supervisor.processes import cmdline_of, family_of, group_members, log_tail, process_by_pid, terminate, wait_for
 
 START_TIMEOUT = 60.0
 
