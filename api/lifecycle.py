@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 import secrets
-import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -21,6 +20,7 @@ from api.jobs.kinds import KINDS
 from api.models import UNFINISHED, Backup, Domain, Job, JobState, Service, ServiceState
 from api.runtime import Runtime
 from api.schemas import BackupRequest, ChangeRequest, CreateSite, DomainRequest, Power, ServiceRef, Upgrade
+from api.waiting import TimedOut, wait_for
 
 # jobs.id is a 32-bit integer column (PostgreSQL `integer`): a larger id cannot exist and must not be queried.
 JOB_ID_MAX = 2**31 - 1
@@ -552,14 +552,14 @@ class Lifecycle:
         job_id = answer.body["job_id"]
         if wait <= 0:
             return answer.body, 202
-        deadline = time.monotonic() + wait
-        while True:
-            job = self.job(job_id)
-            if job["state"] not in UNFINISHED:
-                break
-            if time.monotonic() >= deadline:
-                return answer.body, 202
-            time.sleep(0.2)
+        try:
+            job = wait_for(
+                lambda: (seen := self.job(job_id))["state"] not in UNFINISHED and seen,
+                timeout=wait,
+                what=f"job {job_id} to end",
+            )
+        except TimedOut:
+            return answer.body, 202
         body = dict(answer.body, job=job)
         with self.runtime.db.session() as session:
             service = session.get(Service, answer.body["service_id"])

@@ -23,7 +23,6 @@ import random
 import resource
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -39,6 +38,11 @@ from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
+sys.path.insert(0, str(ROOT))
+
+from api.waiting import wait_for  # noqa: E402
+from lab.ports import free_port  # noqa: E402
+
 BIN = Path(sys.executable).parent
 TOKEN = "bench-token-0123456789abcdef"
 FIRST_SERVICE_ID = 1001
@@ -72,19 +76,21 @@ class Server:
         return f"http://127.0.0.1:{self.port}{path}"
 
     def wait_ready(self, path: str, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
+        def answers() -> bool:
             if self.proc.poll() is not None:
                 raise BenchError(f"{self.name} exited with status {self.proc.returncode}:\n{self.tail()}")
             try:
                 with urllib.request.urlopen(self.url(path), timeout=2) as answer:  # noqa: S310 - loopback
-                    if answer.status == 200:
-                        return
+                    return answer.status == 200
             except (urllib.error.URLError, OSError):
-                pass
-            if time.monotonic() > deadline:
-                raise BenchError(f"{self.name} did not answer {path} within {timeout:.0f} s:\n{self.tail()}")
-            time.sleep(0.2)
+                return False
+
+        wait_for(
+            answers,
+            timeout=timeout,
+            what=f"{self.name} to answer {path}",
+            error=lambda message: BenchError(f"{message}:\n{self.tail()}"),
+        )
 
     def cpu_seconds(self) -> float:
         """User + system CPU time of every live process in the server's process group."""
@@ -141,12 +147,6 @@ def run_bounded(args: list[str], env: dict[str, str], timeout: float) -> str:
     if proc.returncode != 0:
         raise BenchError(f"{' '.join(args)} failed with status {proc.returncode}:\n{output[-3000:]}")
     return output
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 # ---- the database ----------------------------------------------------------------------------------------

@@ -43,8 +43,9 @@ sys.path.insert(0, str(ROOT))
 
 import dns.resolver  # noqa: E402  (dnspython, a dependency of the project)
 
-from lab.mounts import remove_tree  # noqa: E402
-from lab.network import bridge_exists, free_subnet, remove_bridge, table_exists, table_name  # noqa: E402
+from api.build_host.mounts import remove_tree  # noqa: E402
+from api.build_host.network import bridge_exists, free_subnet, remove_bridge, table_exists, table_name  # noqa: E402
+from api.waiting import wait_for  # noqa: E402
 from lab.ports import free_port  # noqa: E402
 
 PROXMOXWP = ROOT / ".venv" / "bin" / "proxmoxwp"
@@ -61,18 +62,6 @@ POLL = 0.5
 
 class BenchError(Exception):
     """A problem that ends the run with one readable line."""
-
-
-def wait_for(condition: Callable[[], object], timeout: float, what: str) -> object:
-    """Poll `condition` until it returns something true; BenchError after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise BenchError(f"{what}: not done after {timeout:.0f} s")
-        time.sleep(POLL)
 
 
 class RunningLab:
@@ -261,7 +250,7 @@ class RunningLab:
                 marks["visible"] = time.monotonic() - started
             return "job" in marks and "visible" in marks
 
-        wait_for(done, timeout, f"{self.name}: {what}")
+        wait_for(done, timeout=timeout, what=f"{self.name}: {what}", interval=POLL, error=BenchError)
         seconds = time.monotonic() - started
         print(
             f"  {self.name:6} {what:<22} {seconds:7.1f} s  (job succeeded {marks['job']:.1f} s, "

@@ -25,7 +25,9 @@ import tempfile
 from datetime import datetime
 from pathlib import Path
 
-from api_load import BENCH, BIN, ROOT, TOKEN, BenchError, Server, free_port, git_revision, machine, run_bounded, seed
+from api_load import BENCH, BIN, ROOT, TOKEN, BenchError, Server, git_revision, machine, run_bounded, seed
+
+from lab.ports import free_port
 
 BASELINE = "one GET /status"
 

@@ -3,7 +3,7 @@
 For each path, the clock starts when the started container answers SSH and stops when the site is verified:
 the `wordpress` role has run (packages on the bare path, the per-site part on both, its health check) and
 the host fetched the front page with the site's title over HTTP. Both paths run in the same run, on the
-same machine, in real LXC containers (package `lab`), in alternating rounds; the table shows medians and
+same machine, in real LXC containers (`api/build_host`), in alternating rounds; the table shows medians and
 the ratio bare / golden. One-time costs (the Debian rootfs, the golden image) are measured and reported
 apart. Everything the script makes (containers, bridge, nft table, its temporary directory) is removed at
 the end, also on error or Ctrl-C.
@@ -32,8 +32,8 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 sys.path.insert(0, str(ROOT))
 
-from lab import Containers, ensure_bridge, ensure_rootfs, free_subnet, remove_bridge, wait_ssh  # noqa: E402
-from lab.mounts import remove_tree  # noqa: E402
+from api.build_host import Containers, ensure_bridge, ensure_rootfs, free_subnet, remove_bridge, wait_ssh  # noqa: E402
+from api.build_host.mounts import remove_tree  # noqa: E402
 
 SITE = {
     "wordpress_source": "debian",
@@ -86,6 +86,9 @@ class Lab:
             "PROXMOXWP_LAB_DIR": str(directory),
             "PROXMOXWP_LAB_BRIDGE": self.bridge_name,
             "PROXMOXWP_LAB_GATEWAY": f"{subnet[1]}/{subnet.prefixlen}",
+            "PROXMOXWP_BUILD_DIR": str(directory),
+            "PROXMOXWP_BUILD_BRIDGE": self.bridge_name,
+            "PROXMOXWP_BUILD_GATEWAY": f"{subnet[1]}/{subnet.prefixlen}",
             "PROXMOXWP_LAB_BUILD_ADDRESS": self.address(),
         }
 

@@ -18,11 +18,12 @@ import os
 import re
 from pathlib import Path
 
-from lab.commands import run
-from lab.containers import Containers
+from api.build_host.commands import run
+from api.build_host.containers import Containers
+from api.build_host.errors import BuildHostError
+from api.build_host.lxcconfig import Rootfs
+from api.build_host.mounts import remove_tree
 from lab.errors import LabError
-from lab.lxcconfig import Rootfs
-from lab.mounts import remove_tree
 
 COPY_TIMEOUT = 900.0
 # PVE's snapshot names (pve-configid) are safe as directory names; anything else is refused before a path is made.
@@ -87,7 +88,7 @@ class Snapshots:
         try:
             _replace_layer(self.containers.directory(new_name), self.containers.rootfs(new_name), layer)
         except BaseException:
-            with contextlib.suppress(LabError):
+            with contextlib.suppress(BuildHostError):
                 self.containers.destroy(new_name)
             raise
 

@@ -15,7 +15,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from api.config import load_settings
 from api.db import Database
 from api.migrate import upgrade
 from api.models import Base
+from api.waiting import wait_for
 from lab.ports import free_port
 from tests.workers import remove_run_cache, run_directory, worker_database_url, worker_queue_url
 
@@ -94,14 +94,9 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 
 def wait_until(condition: Callable[[], object], timeout: float = 60.0, interval: float = 0.1, what: str = ""):
     """Poll `condition` until it returns something truthy; fail the test with `what` after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what or condition}")
-        time.sleep(interval)
+    return wait_for(
+        condition, timeout=timeout, what=what or str(condition), interval=interval, error=pytest.fail.Exception
+    )
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,7 @@ from pathlib import Path
 import requests
 from conftest import BIN
 
-from lab.network import free_subnet
+from api.build_host.network import free_subnet
 from lab.ports import free_port
 from tests.workers import worker_pool
 

@@ -26,10 +26,19 @@ from pathlib import Path
 
 import pytest
 
-from lab import Bridge, Containers, LabError, ensure_bridge, ensure_rootfs, free_subnet, remove_bridge, wait_ssh
-from lab.containers import NAME
-from lab.locks import exclusive
-from lab.mounts import remove_tree
+from api.build_host import (
+    Bridge,
+    BuildHostError,
+    Containers,
+    ensure_bridge,
+    ensure_rootfs,
+    free_subnet,
+    remove_bridge,
+    wait_ssh,
+)
+from api.build_host.containers import NAME
+from api.build_host.locks import exclusive
+from api.build_host.mounts import remove_tree
 from lab.supervisor.parts import GoldenImagePart
 from tests.workers import RUN_CACHE, run_directory, worker_pool
 
@@ -66,7 +75,7 @@ class LabBridge:
         """A not yet given ADDRESS/PREFIX of the bridge's subnet (only this session uses the subnet)."""
         subnet = self.bridge.subnet
         if self._next_host >= subnet.num_addresses - 1:
-            raise LabError(f"no address left in {subnet}")
+            raise BuildHostError(f"no address left in {subnet}")
         address = subnet[self._next_host]
         self._next_host += 1
         return f"{address}/{subnet.prefixlen}"
@@ -124,7 +133,7 @@ def lab_dir(tmp_path_factory, lab_cache) -> Iterator[Path]:
 
 @pytest.fixture(scope="session")
 def lab_rootfs(lab_dir) -> Path:
-    """The cached Debian 12 rootfs, built once in this run (lab.rootfs locks the build)."""
+    """The cached Debian 12 rootfs, built once in this run (api.build_host.rootfs locks the build)."""
     return ensure_rootfs(lab_dir / "cache")
 
 
@@ -152,7 +161,7 @@ def lab_containers(lab_dir, lab_bridge) -> Iterator[Containers]:
             continue  # not a container's directory
         try:
             containers.destroy(name)
-        except LabError as exc:
+        except BuildHostError as exc:
             failures.append(str(exc))
     assert not failures, f"could not destroy every test container: {failures}"
 
@@ -160,7 +169,7 @@ def lab_containers(lab_dir, lab_bridge) -> Iterator[Containers]:
 @pytest.fixture(scope="session")
 def lab_ssh_key(lab_dir) -> SshKey:
     """An ed25519 key pair without passphrase, for root logins into the test containers."""
-    private = lab_dir / "id_ed25519"  # the lab_container role's key path too: whoever comes first makes it
+    private = lab_dir / "id_ed25519"  # the build_container role's key path too: whoever comes first makes it
     if not private.exists():
         argv = ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "proxmoxwp-tests", "-f", str(private)]
         subprocess.run(argv, check=True, capture_output=True)
@@ -168,7 +177,7 @@ def lab_ssh_key(lab_dir) -> SshKey:
 
 
 def role_environment(lab_dir: Path, bridge: LabBridge) -> dict[str, str]:
-    """What the lab_container role (and so template_build.yml and the molecule scenarios) reads: this worker's lab
+    """What the build_container role (and so template_build.yml and the molecule scenarios) reads: this worker's lab
     directory and bridge, and a free address on it for a build container."""
     return {
         **os.environ,
@@ -176,6 +185,9 @@ def role_environment(lab_dir: Path, bridge: LabBridge) -> dict[str, str]:
         "PROXMOXWP_LAB_DIR": str(lab_dir),
         "PROXMOXWP_LAB_BRIDGE": bridge.name,
         "PROXMOXWP_LAB_GATEWAY": f"{bridge.gateway}/{bridge.bridge.subnet.prefixlen}",
+        "PROXMOXWP_BUILD_DIR": str(lab_dir),
+        "PROXMOXWP_BUILD_BRIDGE": bridge.name,
+        "PROXMOXWP_BUILD_GATEWAY": f"{bridge.gateway}/{bridge.bridge.subnet.prefixlen}",
         "PROXMOXWP_LAB_BUILD_ADDRESS": bridge.next_ip(),
         "ANSIBLE_FORCE_COLOR": "0",
         "PY_COLORS": "0",

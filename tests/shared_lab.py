@@ -29,7 +29,7 @@ import requests
 from conftest import wait_until
 from labs import lab_command, lab_environment
 
-from lab.network import IP_FORWARD, our_tables, remove_bridge
+from api.build_host.network import IP_FORWARD, our_tables, remove_bridge
 
 JOB_TIMEOUT = 600
 SERVICES = ("dns", "pve", "proxy", "api", "worker")  # the lab's processes

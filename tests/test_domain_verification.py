@@ -16,6 +16,7 @@ from api.config import ConfigError, load_settings, resolver_address
 from api.domain_dns import Found, points_to_site
 from api.jobs.engine import claim, finish
 from api.models import Base, JobState
+from lab.ports import free_port
 from tests.published_dns import SITE_IP
 
 pytestmark = pytest.mark.db
@@ -162,9 +163,7 @@ def silent_resolver():
 
 
 def closed_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    return free_port(udp=True)
 
 
 @pytest.mark.parametrize("resolver", ["closed-port", "silent"])

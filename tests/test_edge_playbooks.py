@@ -4,11 +4,11 @@ create-site and delete-site with their DNS record and proxy hosts, domain_add, d
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 import requests
 from sites import cluster, run_playbook, site_inventory
+
+from lab.ports import free_port
 
 pytestmark = pytest.mark.cluster
 
@@ -158,9 +158,7 @@ def test_delete_site_with_its_proxy_host_already_gone_still_cleans_dns_and_domai
 
 
 def test_create_site_with_npm_down_removes_the_rest_and_names_what_it_could_not(tmp_path, pve, pve_api, edge_peers):
-    with socket.socket() as probe:  # a loopback port nothing listens on
-        probe.bind(("127.0.0.1", 0))
-        closed = f"http://127.0.0.1:{probe.getsockname()[1]}/api"
+    closed = f"http://127.0.0.1:{free_port()}/api"  # a loopback port nothing listens on
     npm_api = {**edge_peers.settings["proxmoxwp_npm_api"], "url": closed, "timeout": 3}
     inventory = site_inventory(tmp_path, pve_api, edge_peers.settings, proxmoxwp_npm_api=npm_api)
     subdomain = edge_peers.subdomain(SERVICE)

@@ -17,7 +17,7 @@ from conftest import TOKEN, wait_until
 from labs import lab_command, lab_pve_get, lxc_containers
 from shared_lab import SERVICES, RunningLab, processes_of
 
-from lab.network import IP_FORWARD, bridge_exists, our_tables, table_exists
+from api.build_host.network import IP_FORWARD, bridge_exists, our_tables, table_exists
 
 pytestmark = pytest.mark.containers
 

@@ -18,12 +18,12 @@ from pathlib import Path
 
 import pytest
 
-from lab import ContainerExistsError, LabError, ensure_bridge, free_subnet, remove_bridge
-from lab.lxcconfig import CGROUP_V1_MEMORY, read_config
-from lab.mounts import mounts_under
-from lab.network import IP_FORWARD, bridge_exists, bridge_ports, table_exists, table_name
-from lab.resolv import host_nameservers
-from lab.rootfs import DEFAULT_MIRROR, MIRROR_ENV, ensure_rootfs, mirror, rootfs_name
+from api.build_host import BuildHostError, ContainerExistsError, ensure_bridge, free_subnet, remove_bridge
+from api.build_host.lxcconfig import CGROUP_V1_MEMORY, read_config
+from api.build_host.mounts import mounts_under
+from api.build_host.network import IP_FORWARD, bridge_exists, bridge_ports, table_exists, table_name
+from api.build_host.resolv import host_nameservers
+from api.build_host.rootfs import DEFAULT_MIRROR, MIRROR_ENV, ensure_rootfs, mirror, rootfs_name
 from tests.lxc import LabHost, boot_container, ssh
 from tests.workers import worker_number, worker_pool
 
@@ -109,7 +109,7 @@ def test_a_second_container_of_the_same_name_is_refused(web, lab_containers, lab
 @pytest.mark.parametrize("name", ["Web", "1web", "web_1", "-web", "web.example", "../web", "", "w" * 64])
 def test_bad_names_are_refused_before_anything_is_made(name, lab_containers, lab_dir, lab_ssh_key):
     before = sorted(lab_containers.lxcpath.iterdir()) if lab_containers.lxcpath.exists() else []
-    with pytest.raises(LabError, match="invalid container name"):
+    with pytest.raises(BuildHostError, match="invalid container name"):
         lab_containers.create(
             name,
             source=lab_dir,  # never looked at: the name is checked first
@@ -213,10 +213,10 @@ def test_the_cli_prints_json_and_fails_on_one_line(web, lab_containers, lab_ssh_
 
 
 def test_a_second_rootfs_build_waits_for_the_first_and_says_so(tmp_path, monkeypatch):
-    monkeypatch.setattr("lab.rootfs.LOCK_TIMEOUT", 0.5)
+    monkeypatch.setattr("api.build_host.rootfs.LOCK_TIMEOUT", 0.5)
     with open(tmp_path / ".rootfs.lock", "w") as held:
         fcntl.flock(held, fcntl.LOCK_EX)  # another process building
-        with pytest.raises(LabError, match="another build of the rootfs"):
+        with pytest.raises(BuildHostError, match="another build of the rootfs"):
             ensure_rootfs(tmp_path)
     assert not list(tmp_path.glob(".build-*"))
 
@@ -228,7 +228,7 @@ def test_the_mirror_comes_from_the_environment_and_names_the_rootfs(monkeypatch)
     assert mirror() == "http://mirror.example/debian"
     assert rootfs_name(mirror()) != rootfs_name(DEFAULT_MIRROR)  # another mirror, another cached rootfs
     monkeypatch.setenv(MIRROR_ENV, "ftp://mirror.example/debian")
-    with pytest.raises(LabError, match=MIRROR_ENV):
+    with pytest.raises(BuildHostError, match=MIRROR_ENV):
         mirror()
 
 

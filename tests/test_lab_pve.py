@@ -23,12 +23,12 @@ import requests
 from conftest import wait_until
 from sites import ROOT
 
+from api.build_host.ssh import wait_ssh
 from lab.pve.fake import DRBD, TEMPLATE_VOLID
 from lab.pve.guests import Guests, destroy_all
 from lab.pve.images import Images
 from lab.pve.lxc import LabPve
 from lab.pve.serving import ServedPve
-from lab.ssh import wait_ssh
 from tests.lxc import LabBridge, SshKey, ssh
 
 pytestmark = pytest.mark.containers

@@ -55,8 +55,8 @@ def test_the_product_imports_nothing_from_the_lab_or_the_tests():
 
 def test_the_import_check_sees_an_import_inside_a_function(tmp_path):
     sample = tmp_path / "sample.py"
-    sample.write_text("def later():\n    from lab.network import ensure_bridge\n    import tests.workers\n")
-    assert imported_modules(sample) == {"lab.network", "tests.workers"}
+    sample.write_text("def later():\n    from lab.pve.fake import ProjectPve\n    import tests.workers\n")
+    assert imported_modules(sample) == {"lab.pve.fake", "tests.workers"}
 
 
 def test_the_playbooks_and_modules_name_no_lab_or_test_folder():
@@ -67,7 +67,7 @@ def test_the_playbooks_and_modules_name_no_lab_or_test_folder():
             "git",
             "grep",
             "-nE",
-            r"tests/playbooks|python.* -m lab\b|import lab\b|from lab\b",
+            r"tests/playbooks|lab_container|-m,? lab\b|import lab\b|from lab\b",
             "--",
             "api",
             "playbooks",

@@ -4,12 +4,13 @@ runs them. Every playbook is run twice: the second run must change nothing."""
 from __future__ import annotations
 
 import ipaddress
-import socket
 import subprocess
 from datetime import UTC, datetime
 
 import pytest
 from sites import ROOT, cluster, run_playbook, site_inventory
+
+from lab.ports import free_port
 
 pytestmark = pytest.mark.cluster
 
@@ -236,9 +237,7 @@ def pve_token_secret_absent(text: str, pve) -> bool:
 def test_a_container_that_never_answers_ssh_fails_the_create_clearly_and_is_removed(tmp_path, pve, pve_api, edge_peers):
     key = tmp_path / "id_ed25519"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
-    with socket.socket() as probe:  # a loopback port nothing listens on: the fake's container has no sshd
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()  # a loopback port nothing listens on: the fake's container has no sshd
     inventory = site_inventory(
         tmp_path,
         pve_api,

@@ -19,7 +19,7 @@ import pytest
 from role_runs import RoleRun, run_role
 from sites import ROOT
 
-from lab import wait_ssh
+from api.build_host import wait_ssh
 from tests.lxc import LabBridge, role_environment
 
 pytestmark = [pytest.mark.containers, pytest.mark.timeout(1500)]
@@ -30,7 +30,7 @@ PASSWORD = "correct horse battery {staple}"  # the molecule scenarios' admin pas
 
 @pytest.fixture(scope="module")
 def lab_env(lab_dir: Path, lab_rootfs: Path, lab_bridge: LabBridge, lab_containers) -> dict[str, str]:
-    """What the lab_container role and the scenarios read: this run's directory, bridge and build address."""
+    """What the build_container role and the scenarios read: this run's directory, bridge and build address."""
     return role_environment(lab_dir, lab_bridge)
 
 

@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from lab.mounts import remove_tree
+from api.build_host.mounts import remove_tree
 
 RUN_CACHE = "lab-cache"  # the run's Debian rootfs and golden image (tests/lxc.py)
 REDIS_DATABASES = 64  # scripts/test.sh starts redis-server with this many

@@ -14,17 +14,18 @@ import logging
 import signal
 import socket
 import subprocess
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import psutil
 
+from api.waiting import holds_within
 from lab.npm.nginx import Layout, nginx_message
 
 log = logging.getLogger(__name__)
 
 NGINX = "/usr/sbin/nginx"
+NGINX_POLL = 0.02  # nginx starts and reloads in milliseconds; the NPM double waits for it on each change
 _PR_SET_PDEATHSIG = 1
 
 
@@ -75,7 +76,7 @@ class NginxProcess:
         def up() -> bool:
             return bool(self._workers()) and _accepts(self.layout.listen, self.layout.http_port)
 
-        if not _wait(lambda: up() or not self.running, timeout) or not self.running:
+        if not holds_within(lambda: up() or not self.running, timeout, interval=NGINX_POLL) or not self.running:
             status = self._process.poll()
             self.stop()
             why = f"exited with status {status}" if status is not None else f"did not answer within {timeout:.0f}s"
@@ -94,7 +95,7 @@ class NginxProcess:
             workers = self._workers()
             return bool(workers - before) and all(_shutting_down(pid) for pid in workers & before)
 
-        if not _wait(reloaded, timeout):
+        if not holds_within(reloaded, timeout, interval=NGINX_POLL):
             raise NginxError(f"nginx did not reload within {timeout:.0f}s: {self.error_log_tail()}")
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -217,12 +218,3 @@ def _accepts(host: str, port: int) -> bool:
             return True
     except OSError:
         return False
-
-
-def _wait(condition: Callable[[], object], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(0.02)
-    return True

@@ -97,10 +97,6 @@ class LabProxy:
                 self.last_error = str(failed)
                 log.error("%s", failed)
 
-    def served_files(self) -> dict[int, str]:
-        """The host configs nginx has loaded, by host id."""
-        return dict(self._installed or {})
-
     def _render(self, hosts: Iterable[EnabledHost]) -> dict[int, str]:
         files = {}
         for host in hosts:

@@ -17,7 +17,7 @@ import logging
 import sys
 from pathlib import Path
 
-from lab.errors import LabError
+from api.build_host.errors import BuildHostError
 from lab.pve.guests import check_prefix, destroy_all
 from lab.pve.service import Options, serve
 
@@ -32,7 +32,7 @@ def _bind(text: str) -> tuple[str, int]:
 def _prefix(text: str) -> str:
     try:
         check_prefix(text)
-    except LabError as exc:
+    except BuildHostError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
     return text
 
@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "destroy-all":
         try:
             names = destroy_all(args.lxcpath, args.prefix)
-        except LabError as exc:
+        except BuildHostError as exc:
             print(f"Error: {exc}", file=sys.stderr)
             return 1
         print(json.dumps({"destroyed": names}))

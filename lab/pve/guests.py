@@ -1,8 +1,9 @@
 """The real LXC containers behind the lab's Proxmox VE: one per CT, named `<prefix><vmid>`.
 
-Plain blocking calls on lab.containers and lab.snapshots, each a whole operation that succeeds or raises LabError
-with the reason; LabPve runs them in worker threads. The prefix keeps the containers of one lab (or one test run)
-apart from any other's under the same LXC path, and lets `destroy_all` find them without any record.
+Plain blocking calls on api.build_host.containers and lab.snapshots, each a whole operation that succeeds or
+raises LabError with the reason; LabPve runs them in worker threads. The prefix keeps the containers of one lab
+(or one test run) apart from any other's under the same LXC path, and lets `destroy_all` find them without any
+record.
 """
 
 from __future__ import annotations
@@ -10,10 +11,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from lab.containers import NAME, Containers
+from api.build_host.containers import NAME, Containers
+from api.build_host.errors import BuildHostError
+from api.build_host.lxcconfig import Limits
+from api.build_host.mounts import remove_tree
 from lab.errors import LabError
-from lab.lxcconfig import Limits
-from lab.mounts import remove_tree
 from lab.pve.images import Images
 from lab.pve.spec import GuestSpec
 from lab.snapshots import Snapshots
@@ -107,7 +109,8 @@ class Guests:
 
 
 def check_prefix(prefix: str) -> None:
-    """`<prefix><vmid>` must be a container name (lab.containers.NAME) for every vmid PVE allows (up to 9 digits)."""
+    """`<prefix><vmid>` must be a container name (api.build_host.containers.NAME) for every vmid PVE allows
+    (up to 9 digits)."""
     if not re.fullmatch(r"[a-z][a-z0-9-]{0,50}", prefix) or not NAME.fullmatch(f"{prefix}999999999"):
         raise LabError(f"invalid name prefix {prefix!r}: a-z, 0-9 and '-', starting with a letter, at most 51")
 
@@ -132,7 +135,7 @@ def destroy_all(lxcpath: Path, prefix: str) -> list[str]:
                 containers.destroy(name)
             else:
                 remove_tree(containers.directory(name))
-        except LabError as exc:
+        except BuildHostError as exc:
             failures.append(str(exc))
     if failures:
         raise LabError(f"could not destroy every container of {prefix}*: {'; '.join(failures)}")

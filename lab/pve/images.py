@@ -2,7 +2,7 @@
 
 Two kinds, both on the template storage `local` (content vztmpl), as on a PVE node:
 - the Debian 12 standard template (lab.pve.fake.TEMPLATE_VOLID) is the lab's cached debootstrap rootfs
-  (lab.rootfs.ensure_rootfs): containers stack an overlay on it, so creating one takes milliseconds;
+  (api.build_host.rootfs.ensure_rootfs): containers stack an overlay on it, so creating one takes milliseconds;
 - every `.tar.zst`/`.tar.gz` in the templates directory is `local:vztmpl/<file name>`: the golden images that
   playbooks/template_build.yml writes ($PROXMOXWP_LAB_DIR/images/) and anything an operator puts there. Each is
   unpacked once into the cache (a few seconds), and containers stack an overlay on that tree like on the rootfs:
@@ -19,13 +19,13 @@ import hashlib
 import time
 from pathlib import Path
 
-from lab.archive import archive_suffix, extract_archive, is_archive
+from api.build_host.archive import archive_suffix, extract_archive, is_archive
+from api.build_host.files import tree_in_place
+from api.build_host.locks import exclusive
+from api.build_host.mounts import remove_tree
+from api.build_host.rootfs import ensure_rootfs
 from lab.errors import LabError
-from lab.files import tree_in_place
-from lab.locks import exclusive
-from lab.mounts import remove_tree
 from lab.pve.fake import TEMPLATE_VOLID
-from lab.rootfs import ensure_rootfs
 
 STORAGE = "local"
 PREFIX = f"{STORAGE}:vztmpl/"

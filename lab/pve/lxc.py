@@ -32,7 +32,7 @@ from typing import Any, TypeVar
 from fakepve.lxc import CREATE_ONLY, MOUNT_KEY
 from fakepve.model import PveError, TaskError
 
-from lab.errors import LabError
+from api.build_host.errors import BuildHostError
 from lab.pve.fake import ProjectPve
 from lab.pve.guests import Guests
 from lab.pve.images import STORAGE
@@ -110,7 +110,7 @@ class LabPve(ProjectPve):
         started = time.monotonic()
         try:
             result = await asyncio.get_running_loop().run_in_executor(self._executor, functools.partial(fn, *args))
-        except LabError as exc:
+        except BuildHostError as exc:
             reason = str(exc)
         except Exception as exc:  # a bug or an OSError must end the task too, not leave it running for ever
             log.exception("%s failed", what)
@@ -127,7 +127,7 @@ class LabPve(ProjectPve):
     def _spec(self, vmid: int, config: dict) -> GuestSpec:
         try:
             return guest_spec(vmid, config)
-        except LabError as exc:
+        except BuildHostError as exc:
             raise TaskError(f"CT {vmid}: {exc}") from exc
 
     async def task(self, node, ttype, tid, user, body, *args, **kwargs):
@@ -191,7 +191,7 @@ class LabPve(ProjectPve):
             try:
                 try:
                     spec = guest_spec(vmid, config)
-                except LabError as exc:
+                except BuildHostError as exc:
                     raise TaskError(f"unable to create CT {vmid} - {exc}") from exc
                 await self._real(
                     f"create of CT {vmid} from {ostemplate}",
@@ -408,7 +408,7 @@ class LabPve(ProjectPve):
         assert self._executor is not None
         try:
             return await asyncio.get_running_loop().run_in_executor(self._executor, functools.partial(fn, *args))
-        except LabError as exc:
+        except BuildHostError as exc:
             raise TaskError(str(exc)) from exc
 
     async def _watch(self) -> None:

@@ -26,13 +26,14 @@ from pathlib import Path
 
 from fakepve.certs import make_cert
 
-from lab.containers import Containers
+from api.build_host.containers import Containers
+from api.build_host.errors import BuildHostError
+from api.build_host.network import bridge_exists
+from api.build_host.rootfs import ensure_rootfs
 from lab.errors import LabError
-from lab.network import bridge_exists
 from lab.pve.guests import Guests, destroy_all
 from lab.pve.images import Images
 from lab.pve.lxc import LabPve
-from lab.rootfs import ensure_rootfs
 
 INFO_FILE = "pve.json"
 TOKEN_FILE = "token"  # noqa: S105 - the name of the file holding the secret
@@ -59,7 +60,7 @@ def serve(options: Options) -> int:
     """Run the API until SIGTERM or SIGINT; 0 after a clean stop, 1 when it could not start."""
     try:
         return asyncio.run(_serve(options))
-    except LabError as exc:
+    except BuildHostError as exc:
         log.error("%s", exc)
         return 1
 
@@ -67,7 +68,9 @@ def serve(options: Options) -> int:
 async def _serve(options: Options) -> int:
     directory = options.directory
     if not bridge_exists(options.bridge):
-        raise LabError(f"the bridge {options.bridge} does not exist: bring it up first (python -m lab bridge-up)")
+        raise LabError(
+            f"the bridge {options.bridge} does not exist: bring it up first (python -m api.build_host bridge-up)"
+        )
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     (directory / INFO_FILE).unlink(missing_ok=True)
     orphans = destroy_all(options.lxcpath, options.prefix)
@@ -126,7 +129,7 @@ async def _serve(options: Options) -> int:
 def _prebuild(cache: Path) -> None:
     try:
         log.info("the Debian rootfs is ready: %s", ensure_rootfs(cache))
-    except LabError as exc:
+    except BuildHostError as exc:
         log.error("the Debian rootfs could not be built (a create from the Debian template tries again): %s", exc)
 
 

@@ -77,12 +77,6 @@ class ServedPve:
         """https://127.0.0.1:<port>"""
         return self.pve.url
 
-    @property
-    def fingerprint_pve(self) -> str:
-        """The fingerprint as PVE shows it (AB:CD:...), for clients that pin it instead of trusting a CA."""
-        upper = self.fingerprint.upper()
-        return ":".join(upper[i : i + 2] for i in range(0, len(upper), 2))
-
     def pve_api(self) -> dict:
         """The connection settings the project's Ansible modules take (the `pve_api` fixture)."""
         return {

@@ -14,8 +14,8 @@ from typing import Any
 
 from fakepve.lxc import split_props
 
+from api.build_host.lxcconfig import Limits
 from lab.errors import LabError
-from lab.lxcconfig import Limits
 
 # PVE's defaults when a create leaves them out (fakepve's create applies the same).
 DEFAULT_MEMORY_MB = 512

@@ -103,8 +103,8 @@ class Lab:
     @staticmethod
     def nameserver() -> str:
         """The resolver the lab's containers use: the host's own (the lab's DNS only holds the lab's zones)."""
-        from lab.errors import LabError as NoNameserver
-        from lab.resolv import host_nameservers
+        from api.build_host.errors import BuildHostError as NoNameserver
+        from api.build_host.resolv import host_nameservers
 
         try:
             return host_nameservers()[0]
@@ -128,6 +128,10 @@ class Lab:
         env["PROXMOXWP_LAB_GATEWAY"] = self.addresses.gateway
         env["PROXMOXWP_LAB_BRIDGE"] = self.addresses.bridge
         env["PROXMOXWP_LAB_BUILD_ADDRESS"] = self.addresses.build_address
+        # the golden image is built on the lab's own bridge and directory (role build_container)
+        env["PROXMOXWP_BUILD_DIR"] = str(self.directory)
+        env["PROXMOXWP_BUILD_BRIDGE"] = self.addresses.bridge
+        env["PROXMOXWP_BUILD_GATEWAY"] = self.addresses.gateway
         env.setdefault("PROXMOXWP_LAB_NAMESERVER", self.nameserver())
         bindir = str(Path(sys.executable).parent)
         env["PATH"] = bindir + os.pathsep + env.get("PATH", "")

@@ -16,10 +16,11 @@ from typing import Protocol
 
 import psutil
 
-from lab.locks import exclusive
-from lab.network import bridge_exists, ensure_bridge, remove_bridge
+from api.build_host.locks import exclusive
+from api.build_host.network import bridge_exists, ensure_bridge, remove_bridge
+from api.waiting import holds_within
 from lab.supervisor.layout import Lab, LabError, parse_bind, proxmoxwp_command
-from lab.supervisor.processes import cmdline_of, family_of, group_members, log_tail, process_by_pid, terminate, wait_for
+from lab.supervisor.processes import cmdline_of, family_of, group_members, log_tail, process_by_pid, terminate
 
 START_TIMEOUT = 60.0
 
@@ -139,7 +140,7 @@ class ProcessPart(abc.ABC):
         def settled() -> bool:
             return proc.poll() is not None or self.ready(lab, offset)
 
-        if not wait_for(settled, START_TIMEOUT) or proc.poll() is not None:
+        if not holds_within(settled, START_TIMEOUT) or proc.poll() is not None:
             why = (
                 f"exited with status {proc.returncode}"
                 if proc.poll() is not None

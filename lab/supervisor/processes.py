@@ -5,12 +5,11 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import psutil
 
+from api.waiting import holds_within
 from lab.supervisor.layout import LabError
 
 POLL_INTERVAL = 0.2
@@ -60,17 +59,6 @@ def cmdline_of(process: psutil.Process) -> list[str]:
         return []
 
 
-def wait_for(condition: Callable[[], object], timeout: float) -> bool:
-    """Poll `condition` until it holds or `timeout` seconds have passed; tell which."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if condition():
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(POLL_INTERVAL)
-
-
 def log_tail(path: Path, offset: int = 0, lines: int = LOG_TAIL_LINES) -> str:
     try:
         with open(path, "rb") as handle:
@@ -93,12 +81,12 @@ def terminate(leader: int, family: list[psutil.Process], timeout: float, name: s
         return not any(alive(member) for member in family)
 
     signal_all(signal.SIGTERM)
-    if wait_for(gone, timeout):
+    if holds_within(gone, timeout):
         return "stopped"
     known = {member.pid for member in family}
     family += [member for member in family_of(leader) if member.pid not in known]
     signal_all(signal.SIGKILL)
-    if not wait_for(gone, 10):
+    if not holds_within(gone, 10):
         left = sorted(member.pid for member in family if alive(member))
         raise LabError(f"{name}: processes {left} survived SIGKILL")
     return f"killed (still running {timeout:.0f}s after SIGTERM)"

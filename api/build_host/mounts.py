@@ -14,8 +14,8 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from lab.commands import run
-from lab.errors import LabError
+from api.build_host.commands import run
+from api.build_host.errors import BuildHostError
 
 
 def overlay_supported() -> bool:
@@ -29,7 +29,7 @@ def overlay_supported() -> bool:
 def check_mount_path(path: Path) -> None:
     """Overlay options and LXC's `overlay:LOWER:UPPER` use `:` and `,` as separators: refuse paths with them."""
     if any(char in str(path) for char in ":,\n"):
-        raise LabError(f"{path} contains ':', ',' or a newline, which overlay mount options cannot carry")
+        raise BuildHostError(f"{path} contains ':', ',' or a newline, which overlay mount options cannot carry")
 
 
 @contextlib.contextmanager

@@ -12,8 +12,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from lab.commands import run
-from lab.errors import LabError
+from api.build_host.commands import run
+from api.build_host.errors import BuildHostError
 
 ARCHIVE_TIMEOUT = 900.0
 COMPRESSORS = {".tar.zst": ["--use-compress-program=zstd -T0"], ".tar.gz": ["--gzip"]}
@@ -40,11 +40,11 @@ EXCLUDES = (
 
 
 def archive_suffix(path: Path) -> str:
-    """`.tar.zst` or `.tar.gz`; LabError for anything else."""
+    """`.tar.zst` or `.tar.gz`; BuildHostError for anything else."""
     for suffix in COMPRESSORS:
         if path.name.endswith(suffix):
             return suffix
-    raise LabError(f"{path}: a golden image is a .tar.zst or .tar.gz archive")
+    raise BuildHostError(f"{path}: a golden image is a .tar.zst or .tar.gz archive")
 
 
 def is_archive(path: Path) -> bool:
@@ -68,7 +68,7 @@ def create_archive(root: Path, archive: Path) -> None:
 def extract_archive(archive: Path, target: Path) -> None:
     """Unpack `archive` into the existing directory `target`, owners and attributes as recorded."""
     if not archive.is_file():
-        raise LabError(f"{archive}: no such archive")
+        raise BuildHostError(f"{archive}: no such archive")
     compressor = ["--use-compress-program=zstd"] if archive_suffix(archive) == ".tar.zst" else ["--gzip"]
     argv = ["tar", "--extract", f"--file={archive}", *TAR_OPTIONS, "--same-permissions", *compressor]
     run([*argv, f"--directory={target}"], timeout=ARCHIVE_TIMEOUT)

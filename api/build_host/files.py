@@ -16,8 +16,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
-from lab.errors import LabError
-from lab.mounts import remove_tree
+from api.build_host.errors import BuildHostError
+from api.build_host.mounts import remove_tree
 
 
 def write_file(root: Path, path: str, content: str, *, mode: int = 0o644, dir_mode: int = 0o755) -> Path:
@@ -43,12 +43,12 @@ def write_file(root: Path, path: str, content: str, *, mode: int = 0o644, dir_mo
 def ensure_directory(root: Path, path: str, *, mode: int = 0o755) -> Path:
     """The directory `path` (absolute inside the container) under `root`, made if missing.
 
-    LabError when a component is a symlink or not a directory: we do not guess where it should lead.
+    BuildHostError when a component is a symlink or not a directory: we do not guess where it should lead.
     """
     current = root
     for part in PurePosixPath(path).relative_to("/").parts:
         if part in ("..", "."):
-            raise LabError(f"refusing the path {path!r}: it must not contain '.' or '..'")
+            raise BuildHostError(f"refusing the path {path!r}: it must not contain '.' or '..'")
         current = current / part
         try:
             info = os.lstat(current)
@@ -58,7 +58,7 @@ def ensure_directory(root: Path, path: str, *, mode: int = 0o755) -> Path:
             os.chown(current, 0, 0)
             continue
         if not stat.S_ISDIR(info.st_mode):
-            raise LabError(f"{path} in the container is not a plain directory at {current.relative_to(root)}")
+            raise BuildHostError(f"{path} in the container is not a plain directory at {current.relative_to(root)}")
     return current
 
 

@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lab.errors import LabError
+from api.build_host.errors import BuildHostError
 
 COMMON_CONFIG = "/usr/share/lxc/config/common.conf"
 CGROUP_V1_MEMORY = Path("/sys/fs/cgroup/memory")
@@ -42,7 +42,7 @@ class Rootfs:
         if kind == "overlay" and rest.count(":") == 1:
             lower, upper = rest.split(":")
             return cls("overlay", Path(upper), Path(lower))
-        raise LabError(f"unsupported lxc.rootfs.path {spec!r} (the lab writes dir: or overlay:)")
+        raise BuildHostError(f"unsupported lxc.rootfs.path {spec!r} (the lab writes dir: or overlay:)")
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ class Limits:
         for what in ("memory_mb", "swap_mb", "cores"):
             value = getattr(self, what)
             if value is not None and (value < (0 if what == "swap_mb" else 1)):
-                raise LabError(f"{what} must be {'0 or more' if what == 'swap_mb' else 'positive'}, not {value}")
+                raise BuildHostError(f"{what} must be {'0 or more' if what == 'swap_mb' else 'positive'}, not {value}")
 
     def cgroup_settings(self) -> list[tuple[str, str]]:
         """(cgroup file, value) pairs; memory before memory+swap, which cgroup v1 wants at least as large."""
@@ -110,7 +110,7 @@ class ContainerConfig:
         host may not have AppArmor at all, and these are test containers.
         """
         lines = [
-            "# Written by ProxmoxWP's lab package (lab/containers.py).",
+            "# Written by ProxmoxWP's build host (api/build_host/containers.py).",
             f"lxc.include = {COMMON_CONFIG}",
             "lxc.arch = linux64",
             f"lxc.uts.name = {self.hostname or self.name}",
@@ -133,7 +133,7 @@ class ContainerConfig:
         lines += self.limits.lines()
         for line in lines:
             if "\n" in line:
-                raise LabError(f"a setting contains a newline: {line!r}")
+                raise BuildHostError(f"a setting contains a newline: {line!r}")
         return "\n".join(lines) + "\n"
 
 

@@ -1,6 +1,6 @@
 """Running the host's tools (lxc-*, ip, nft, tar, debootstrap) as argument lists, never through a shell.
 
-Every call has a timeout, and every failure becomes a LabError naming the command and the last lines it
+Every call has a timeout, and every failure becomes a BuildHostError naming the command and the last lines it
 printed, so a caller sees why without digging in logs.
 """
 
@@ -11,7 +11,7 @@ import shutil
 import subprocess
 from collections.abc import Sequence
 
-from lab.errors import LabError
+from api.build_host.errors import BuildHostError
 
 DEFAULT_TIMEOUT = 60.0
 ERROR_TAIL_LINES = 3
@@ -37,24 +37,24 @@ def run(
 ) -> subprocess.CompletedProcess[str]:
     """Run `argv` with `stdin` as its input and capture its output as text.
 
-    LabError when the program is missing, runs past `timeout` seconds, or (with `check`) exits non-zero.
+    BuildHostError when the program is missing, runs past `timeout` seconds, or (with `check`) exits non-zero.
     """
     require(argv[0])
     try:
         result = subprocess.run(list(argv), input=stdin, capture_output=True, text=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired as exc:
-        raise LabError(f"`{shlex.join(argv)}` did not finish within {timeout:g}s") from exc
+        raise BuildHostError(f"`{shlex.join(argv)}` did not finish within {timeout:g}s") from exc
     if check and result.returncode != 0:
         output = tail(result.stderr or result.stdout)
-        raise LabError(f"`{shlex.join(argv)}` failed (exit {result.returncode}): {output}")
+        raise BuildHostError(f"`{shlex.join(argv)}` failed (exit {result.returncode}): {output}")
     return result
 
 
 def require(program: str) -> None:
-    """LabError naming the Debian package when `program` is not installed."""
+    """BuildHostError naming the Debian package when `program` is not installed."""
     if shutil.which(program) is None:
         package = PACKAGES.get(program, "lxc" if program.startswith("lxc-") else program)
-        raise LabError(f"`{program}` is not installed (Debian package {package})")
+        raise BuildHostError(f"`{program}` is not installed (Debian package {package})")
 
 
 def tail(text: str, lines: int = ERROR_TAIL_LINES) -> str:

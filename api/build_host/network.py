@@ -20,9 +20,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from lab.commands import run
-from lab.errors import LabError
-from lab.locks import exclusive
+from api.build_host.commands import run
+from api.build_host.errors import BuildHostError
+from api.build_host.locks import exclusive
 
 BRIDGE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,14}$")  # an interface name that is also an nft identifier
 TABLE_PREFIX = "proxmoxwp_"
@@ -55,7 +55,7 @@ def ensure_bridge(name: str, gateway_cidr: str) -> Bridge:
     if link is None:
         run(["ip", "link", "add", "name", name, "type", "bridge"])
     elif link.get("linkinfo", {}).get("info_kind") != "bridge":
-        raise LabError(f"the interface {name} exists and is not a bridge")
+        raise BuildHostError(f"the interface {name} exists and is not a bridge")
     run(["ip", "address", "replace", str(gateway), "dev", name])
     run(["ip", "link", "set", "dev", name, "up"])
     table = table_name(name)
@@ -134,7 +134,7 @@ def free_subnet(pool: str = "10.231.0.0/16", prefix: int = 24) -> ipaddress.IPv4
     for subnet in ipaddress.IPv4Network(pool).subnets(new_prefix=prefix):
         if not any(subnet.overlaps(other) for other in taken):
             return subnet
-    raise LabError(f"every /{prefix} of {pool} is in use on this host")
+    raise BuildHostError(f"every /{prefix} of {pool} is in use on this host")
 
 
 def nat_ruleset(table: str, bridge: str, subnet: ipaddress.IPv4Network) -> str:
@@ -158,7 +158,7 @@ table ip {table} {{
 
 def check_bridge_name(name: str) -> None:
     if not BRIDGE_NAME.fullmatch(name):
-        raise LabError(f"invalid bridge name {name!r}: 1 to 15 of a-z, 0-9 and _, starting with a letter")
+        raise BuildHostError(f"invalid bridge name {name!r}: 1 to 15 of a-z, 0-9 and _, starting with a letter")
 
 
 def table_name(bridge: str) -> str:
@@ -170,12 +170,14 @@ def parse_gateway(gateway_cidr: str) -> ipaddress.IPv4Interface:
     try:
         gateway = ipaddress.ip_interface(gateway_cidr)
     except ValueError as exc:
-        raise LabError(f"invalid gateway {gateway_cidr!r}: expected an IPv4 ADDRESS/PREFIX") from exc
+        raise BuildHostError(f"invalid gateway {gateway_cidr!r}: expected an IPv4 ADDRESS/PREFIX") from exc
     if not isinstance(gateway, ipaddress.IPv4Interface) or "/" not in gateway_cidr:
-        raise LabError(f"invalid gateway {gateway_cidr!r}: expected an IPv4 ADDRESS/PREFIX")
+        raise BuildHostError(f"invalid gateway {gateway_cidr!r}: expected an IPv4 ADDRESS/PREFIX")
     network = gateway.network
     if network.prefixlen > 30 or gateway.ip in (network.network_address, network.broadcast_address):
-        raise LabError(f"invalid gateway {gateway_cidr!r}: it must be a host address of a subnet of /30 or larger")
+        raise BuildHostError(
+            f"invalid gateway {gateway_cidr!r}: it must be a host address of a subnet of /30 or larger"
+        )
     return gateway
 
 
@@ -185,7 +187,7 @@ def _link(name: str) -> dict | None:
     if result.returncode != 0:
         if "does not exist" in result.stderr:
             return None
-        raise LabError(f"`ip link show dev {name}` failed: {result.stderr.strip()}")
+        raise BuildHostError(f"`ip link show dev {name}` failed: {result.stderr.strip()}")
     links = json.loads(result.stdout)
     return links[0] if links else None
 

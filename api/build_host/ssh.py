@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import socket
 
-from lab.waiting import wait_for
+from api.build_host.errors import BuildHostError
+from api.waiting import wait_for
 
 BANNER_PREFIX = b"SSH-2.0-"
 CONNECT_TIMEOUT = 2.0
@@ -14,7 +15,7 @@ def wait_ssh(ip: str, port: int = 22, timeout: float = 60.0) -> str:
     """Wait until `ip`:`port` sends an SSH-2.0 banner, and return it.
 
     A listening port is not enough (something else may hold it, or sshd may still be refusing); the
-    banner is what an SSH client waits for. LabError after `timeout` seconds with what was seen last:
+    banner is what an SSH client waits for. BuildHostError after `timeout` seconds with what was seen last:
     refused, unreachable, or the unexpected greeting.
     """
     seen = "nothing yet"
@@ -32,4 +33,10 @@ def wait_ssh(ip: str, port: int = 22, timeout: float = 60.0) -> str:
         seen = f"the greeting {greeting[:80]!r}"
         return None
 
-    return wait_for(banner, timeout=timeout, what=f"an SSH banner from {ip}:{port}", last_seen=lambda: seen)
+    return wait_for(
+        banner,
+        timeout=timeout,
+        what=f"an SSH banner from {ip}:{port}",
+        last_seen=lambda: seen,
+        error=BuildHostError,
+    )

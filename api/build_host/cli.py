@@ -1,6 +1,7 @@
-"""`python -m lab`: the lab's operations as commands that print one JSON object, for Ansible playbooks.
+"""`python -m api.build_host`: the build host's operations as commands that print one JSON object, for Ansible.
 
-Molecule's create and destroy playbooks call these with `command:` and read the JSON with `from_json`.
+The role `build_container` (the golden image's build, molecule's create and destroy) calls these with
+`command:` and reads the JSON with `from_json`.
 A failure, a wrong option included, exits 1 with a one-line `Error: ...` on stderr and nothing on stdout.
 """
 
@@ -11,11 +12,11 @@ from pathlib import Path
 
 import click
 
-from lab.containers import Containers
-from lab.errors import LabError
-from lab.network import ensure_bridge, remove_bridge
-from lab.rootfs import ensure_rootfs
-from lab.ssh import wait_ssh
+from api.build_host.containers import Containers
+from api.build_host.errors import BuildHostError
+from api.build_host.network import ensure_bridge, remove_bridge
+from api.build_host.rootfs import ensure_rootfs
+from api.build_host.ssh import wait_ssh
 
 
 def _print(data: object) -> None:
@@ -30,7 +31,7 @@ name_option = click.option("--name", required=True, help="The container's name."
 
 @click.group()
 def cli() -> None:
-    """Real LXC containers on this machine for role tests, benchmarks and the lab."""
+    """Throwaway LXC containers on this machine: the golden image's build, role tests, the lab."""
 
 
 @cli.command()
@@ -158,11 +159,11 @@ def list_command(lxcpath: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Run one command; any failure, a wrong option included, is one `Error: ...` line and exit status 1."""
     try:
-        code = cli.main(args=argv, prog_name="python -m lab", standalone_mode=False)
+        code = cli.main(args=argv, prog_name="python -m api.build_host", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("Error: interrupted", err=True)
         return 1
-    except (click.ClickException, LabError) as exc:
+    except (click.ClickException, BuildHostError) as exc:
         message = exc.format_message() if isinstance(exc, click.ClickException) else str(exc)
         click.echo(f"Error: {' '.join(message.split())}", err=True)
         return 1

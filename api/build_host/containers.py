@@ -23,15 +23,15 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from lab.archive import create_archive, extract_archive, is_archive
-from lab.commands import run, tail
-from lab.errors import ContainerExistsError, ContainerNotFoundError, LabError
-from lab.files import write_file
-from lab.lxcconfig import ContainerConfig, Limits, Rootfs, read_config
-from lab.mounts import check_mount_path, overlay_mounted, overlay_supported, remove_tree
-from lab.network import check_bridge_name
-from lab.resolv import check_nameservers, host_nameservers, resolv_conf
-from lab.waiting import wait_for
+from api.build_host.archive import create_archive, extract_archive, is_archive
+from api.build_host.commands import run, tail
+from api.build_host.errors import BuildHostError, ContainerExistsError, ContainerNotFoundError
+from api.build_host.files import write_file
+from api.build_host.lxcconfig import ContainerConfig, Limits, Rootfs, read_config
+from api.build_host.mounts import check_mount_path, overlay_mounted, overlay_supported, remove_tree
+from api.build_host.network import check_bridge_name
+from api.build_host.resolv import check_nameservers, host_nameservers, resolv_conf
+from api.waiting import wait_for
 
 NAME = re.compile(r"^[a-z][a-z0-9-]{0,62}$")  # also a valid hostname
 # A domain name the kernel takes as its host name (at most 64 characters).
@@ -138,7 +138,7 @@ class Containers:
             name, ip_cidr, gateway, bridge, nameservers, hostname, memory_mb, swap_mb, cores, autostart
         )
         if self.state(name) != "STOPPED":
-            raise LabError(f"container {name} is running: its configuration changes only while it is stopped")
+            raise BuildHostError(f"container {name} is running: its configuration changes only while it is stopped")
         directory = self.directory(name)
         rootfs = self.rootfs(name)
         with self._mounted(directory, rootfs) as root:
@@ -168,7 +168,7 @@ class Containers:
             extract_archive(source, root)
             return Rootfs("dir", root)
         if not (source / "usr/bin").is_dir():
-            raise LabError(f"{source} is neither a root filesystem directory nor a .tar.zst/.tar.gz archive")
+            raise BuildHostError(f"{source} is neither a root filesystem directory nor a .tar.zst/.tar.gz archive")
         if overlay is None:
             overlay = overlay_supported()
         if overlay:
@@ -206,8 +206,8 @@ class Containers:
         log = self.directory(name) / "lxc.log"
         try:
             run([*self._lxc("lxc-start", name), "--logfile", str(log), "--logpriority", "INFO"], timeout=START_TIMEOUT)
-        except LabError as exc:
-            raise LabError(f"{exc}; {_log_errors(log)} (whole log: {log})") from exc
+        except BuildHostError as exc:
+            raise BuildHostError(f"{exc}; {_log_errors(log)} (whole log: {log})") from exc
         self._wait_state(name, "RUNNING", START_TIMEOUT)
 
     def stop(self, name: str, timeout: float = STOP_TIMEOUT, *, kill: bool = True) -> bool:
@@ -255,7 +255,7 @@ class Containers:
                 return
             pending = [(key, value) for key, value, _ in refused]
         key, value, why = refused[0]
-        raise LabError(f"the limit {key}={value} could not be set on container {name}: {why}")
+        raise BuildHostError(f"the limit {key}={value} could not be set on container {name}: {why}")
 
     def destroy(self, name: str) -> None:
         """Stop the container if it runs and remove its directory; a missing container is not an error."""
@@ -283,7 +283,7 @@ class Containers:
     def export(self, name: str, archive: Path) -> Path:
         """Stop the container and write its root filesystem to `archive` (.tar.zst or .tar.gz), atomically.
 
-        Machine-specific state stays out (see lab.archive); a container made from the archive is new.
+        Machine-specific state stays out (see archive.py); a container made from the archive is new.
         """
         self._require(name)
         self.stop(name)
@@ -354,12 +354,18 @@ class Containers:
             seen = self.state(name)
             return seen == wanted
 
-        wait_for(reached, timeout=timeout, what=f"container {name} to be {wanted}", last_seen=lambda: seen)
+        wait_for(
+            reached,
+            timeout=timeout,
+            what=f"container {name} to be {wanted}",
+            last_seen=lambda: seen,
+            error=BuildHostError,
+        )
 
 
 def check_name(name: str) -> None:
     if not NAME.fullmatch(name):
-        raise LabError(f"invalid container name {name!r}: a-z, 0-9 and '-', starting with a letter, at most 63")
+        raise BuildHostError(f"invalid container name {name!r}: a-z, 0-9 and '-', starting with a letter, at most 63")
 
 
 @dataclass(frozen=True)
@@ -391,7 +397,7 @@ def _settings(
     router = _parse_gateway(gateway, address)
     check_bridge_name(bridge)
     if hostname is not None and not HOSTNAME.fullmatch(hostname):
-        raise LabError(f"invalid host name {hostname!r}: a domain name of at most 64 characters")
+        raise BuildHostError(f"invalid host name {hostname!r}: a domain name of at most 64 characters")
     servers = check_nameservers(nameservers) if nameservers is not None else host_nameservers()
     limits = Limits(memory_mb, swap_mb, cores)
     return _Settings(hostname or name, address, router, bridge, servers, limits, autostart)
@@ -419,7 +425,7 @@ def _parse_address(ip_cidr: str) -> ipaddress.IPv4Interface:
     except ValueError:
         address = None
     if not isinstance(address, ipaddress.IPv4Interface) or "/" not in ip_cidr:
-        raise LabError(f"invalid address {ip_cidr!r}: expected an IPv4 ADDRESS/PREFIX such as 10.231.0.10/24")
+        raise BuildHostError(f"invalid address {ip_cidr!r}: expected an IPv4 ADDRESS/PREFIX such as 10.231.0.10/24")
     return address
 
 
@@ -427,17 +433,19 @@ def _parse_gateway(gateway: str, address: ipaddress.IPv4Interface) -> ipaddress.
     try:
         router = ipaddress.IPv4Address(gateway)
     except ValueError as exc:
-        raise LabError(f"invalid gateway {gateway!r}: expected an IPv4 address") from exc
+        raise BuildHostError(f"invalid gateway {gateway!r}: expected an IPv4 address") from exc
     if router not in address.network or router == address.ip:
-        raise LabError(f"the gateway {gateway} must be another address of the container's subnet {address.network}")
+        raise BuildHostError(
+            f"the gateway {gateway} must be another address of the container's subnet {address.network}"
+        )
     return router
 
 
 def _check_authorized_keys(text: str) -> str:
-    """The key lines as authorized_keys holds them; LabError unless each is an OpenSSH public key line."""
+    """The key lines as authorized_keys holds them; BuildHostError unless each is an OpenSSH public key line."""
     keys = [line.strip() for line in text.splitlines() if line.strip()]
     if not keys or not all(AUTHORIZED_KEY.fullmatch(key) for key in keys):
-        raise LabError("an authorized key must be an OpenSSH public key line (type, base64, optional comment)")
+        raise BuildHostError("an authorized key must be an OpenSSH public key line (type, base64, optional comment)")
     return "".join(f"{key}\n" for key in keys)
 
 

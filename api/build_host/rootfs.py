@@ -18,11 +18,11 @@ import re
 import shutil
 from pathlib import Path
 
-from lab.commands import run
-from lab.errors import LabError
-from lab.files import ensure_directory, tree_in_place, write_file
-from lab.locks import exclusive
-from lab.mounts import remove_tree
+from api.build_host.commands import run
+from api.build_host.errors import BuildHostError
+from api.build_host.files import ensure_directory, tree_in_place, write_file
+from api.build_host.locks import exclusive
+from api.build_host.mounts import remove_tree
 
 SUITE = "bookworm"
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
@@ -69,7 +69,7 @@ def mirror() -> str:
     """The Debian mirror: $PROXMOXWP_LAB_MIRROR, else deb.debian.org."""
     url = os.environ.get(MIRROR_ENV, "").strip() or DEFAULT_MIRROR
     if not re.fullmatch(r"https?://[^\s]+", url):
-        raise LabError(f"{MIRROR_ENV} must be an http:// or https:// URL, not {url!r}")
+        raise BuildHostError(f"{MIRROR_ENV} must be an http:// or https:// URL, not {url!r}")
     return url
 
 
@@ -108,12 +108,12 @@ def _debootstrap(target: Path, url: str, cache_dir: Path) -> None:
     argv = ["debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}", SUITE, str(target), url]
     try:
         run(argv, timeout=BUILD_TIMEOUT)
-    except LabError as exc:
+    except BuildHostError as exc:
         log = target / "debootstrap" / "debootstrap.log"
         if log.is_file():
             kept = cache_dir / "debootstrap-failed.log"
             shutil.copyfile(log, kept)
-            raise LabError(f"{exc} (debootstrap's log: {kept})") from exc
+            raise BuildHostError(f"{exc} (debootstrap's log: {kept})") from exc
         raise
 
 

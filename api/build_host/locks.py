@@ -8,13 +8,14 @@ import fcntl
 from collections.abc import Iterator
 from pathlib import Path
 
-from lab.waiting import wait_for
+from api.build_host.errors import BuildHostError
+from api.waiting import wait_for
 
 
 @contextlib.contextmanager
 def exclusive(path: Path, *, timeout: float, what: str) -> Iterator[None]:
     """Hold an exclusive flock on `path` (made if missing) for the block, waiting at most `timeout` seconds;
-    LabError "timed out ... waiting for <what>" otherwise."""
+    BuildHostError "timed out ... waiting for <what>" otherwise."""
     with open(path, "w") as handle:
 
         def acquired() -> bool:
@@ -26,7 +27,7 @@ def exclusive(path: Path, *, timeout: float, what: str) -> Iterator[None]:
                 raise
             return True
 
-        wait_for(acquired, timeout=timeout, interval=1.0, what=what)
+        wait_for(acquired, timeout=timeout, interval=1.0, what=what, error=BuildHostError)
         try:
             yield
         finally:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 from pathlib import Path
 
-from lab.errors import LabError
+from api.build_host.errors import BuildHostError
 
 # systemd-resolved's stub (127.0.0.53) is loopback, unreachable from a container; this file lists the
 # upstream servers it forwards to.
@@ -13,12 +13,14 @@ RESOLV_FILES = (Path("/etc/resolv.conf"), Path("/run/systemd/resolve/resolv.conf
 
 
 def host_nameservers(files: tuple[Path, ...] = RESOLV_FILES) -> list[str]:
-    """The first of `files` that names non-loopback IPv4 nameservers gives them; LabError when none does."""
+    """The first of `files` that names non-loopback IPv4 nameservers gives them; BuildHostError when none does."""
     for path in files:
         servers = [server for server in _nameservers(path) if _usable(server)]
         if servers:
             return servers
-    raise LabError("the host has no nameserver a container can reach (only loopback ones or none): pass nameservers")
+    raise BuildHostError(
+        "the host has no nameserver a container can reach (only loopback ones or none): pass nameservers"
+    )
 
 
 def check_nameservers(servers: list[str]) -> list[str]:
@@ -27,9 +29,9 @@ def check_nameservers(servers: list[str]) -> list[str]:
         try:
             ipaddress.ip_address(server)
         except ValueError as exc:
-            raise LabError(f"invalid nameserver {server!r}: expected an IP address") from exc
+            raise BuildHostError(f"invalid nameserver {server!r}: expected an IP address") from exc
     if not servers:
-        raise LabError("nameservers must not be empty")
+        raise BuildHostError("nameservers must not be empty")
     return servers
 
 
