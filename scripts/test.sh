@@ -5,7 +5,8 @@
 #   scripts/test.sh -k lab -x       # arguments go to both pytest passes
 #
 # Phases:
-#   install  scripts/install.sh --dev: Debian packages (their time is shown apart), .venv with the test tools.
+#   install  scripts/install.sh --dev: Debian packages (their time is shown apart), .venv with the test tools;
+#            then, beside the tests, the product's wheels for the clean-install test (it installs offline).
 #   lint     ruff check, ruff format --check, yamllint, ansible-lint (production profile, offline), beside
 #            pass 1 (they need little of the machine while the tests wait on containers and servers).
 #   pass 1   every test, on SQLite with huey on SQLite.
@@ -53,6 +54,7 @@ PG_PID=""
 REDIS_PID=""
 LINT_PID=""
 PASS2_PID=""
+WHEELS_PID=""
 RUN_STARTED=$SECONDS
 
 say() { printf '\n==> %s\n' "$*"; }
@@ -133,6 +135,37 @@ lint_all() {
     esac
     printf '%s\t%s\t%s\n' "$name" "$rc" "$((SECONDS - started))" >>"$SCRATCH/lint.results"
   done
+}
+
+start_wheels() {
+  # The product's wheels for tests/test_clean_install.py, which installs a fresh clone from them with pip's
+  # --no-index: the package index is reached here, while installing, and not by a test. Fetched beside the
+  # first tests (about two minutes, mostly waiting on the index); the test waits for the .status file.
+  export PROXMOXWP_TEST_WHEELHOUSE="$SCRATCH/wheelhouse"
+  mkdir -p "$PROXMOXWP_TEST_WHEELHOUSE"
+  (
+    rc=0
+    .venv/bin/python -m pip download -q --disable-pip-version-check -d "$PROXMOXWP_TEST_WHEELHOUSE" \
+      "setuptools>=77" ".[postgres,redis,lab]" || rc=$?
+    echo "$rc" >"$PROXMOXWP_TEST_WHEELHOUSE/.status"
+  ) >"$SCRATCH/wheelhouse.log" 2>&1 </dev/null &
+  WHEELS_PID=$!
+  WHEELS_STARTED=$SECONDS
+}
+
+finish_wheels() {
+  local rc
+  [[ -n $WHEELS_PID ]] || return 0
+  wait "$WHEELS_PID"
+  WHEELS_PID=""
+  rc=$(cat "$PROXMOXWP_TEST_WHEELHOUSE/.status" 2>/dev/null || echo "?")
+  if [[ $rc == 0 ]]; then
+    record "install: wheels for the clean-install test (beside pass 1)" "PASS" "$((SECONDS - WHEELS_STARTED))"
+  else
+    say "install: the wheels for the clean-install test could not be fetched"
+    cat "$SCRATCH/wheelhouse.log"
+    record "install: wheels for the clean-install test (beside pass 1)" "FAIL (exit $rc)"
+  fi
 }
 
 start_lint() {
@@ -385,6 +418,7 @@ cleanup() {
   trap - EXIT INT TERM HUP
   stop_background "$PASS2_PID" INT # pytest tears its fixtures down on SIGINT, as on Ctrl-C
   stop_background "$LINT_PID" TERM
+  stop_background "$WHEELS_PID" TERM
   stop_servers >/dev/null
   if [[ -n $SCRATCH && ${PROXMOXWP_TEST_KEEP_TMP:-0} == 1 ]]; then
     echo "test.sh: kept $SCRATCH" >&9
@@ -432,6 +466,8 @@ else
   fi
 fi
 
+start_wheels
+
 # Pass 2 runs beside pass 1, its output kept for after it: while pass 1's workers wait on containers and on the
 # images they are built from, the CPUs take pass 2's API and job tests.
 PASS2=0
@@ -461,6 +497,7 @@ else
   record_pass "pass 1: SQLite + huey/SQLite" "$SCRATCH/pass1.status"
 fi
 finish_lint
+finish_wheels
 
 if [[ $PASS2 == 1 ]]; then
   wait "$PASS2_PID"

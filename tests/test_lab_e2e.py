@@ -3,10 +3,15 @@ machine, real LXC containers behind the lab's Proxmox VE API, PowerDNS, the lab 
 gunicorn and a worker), two sites on different plans through the API only, with the seed's request shapes: one lives
 through every operation, the other, on the bigger plan, beside it. Each step asserts what a customer sees: pages
 through the proxy by names resolved through the lab's DNS.
+
+The first site is made by the README's walkthrough itself: its shell block is read from README.md and run step by
+step with bash, only the default lab's addresses swapped for the shared lab's, so the README cannot drift from what
+works.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
@@ -14,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from conftest import ROOT, wait_until
 from labs import lab_pve_get, lxc_containers
 from shared_lab import RunningLab
 
@@ -29,16 +35,16 @@ DOWN = (502, 504)  # what the proxy answers for a site whose container is stoppe
 @pytest.mark.timeout(2700)
 def test_a_site_lives_its_whole_life_beside_another_on_a_bigger_plan(shared_lab: RunningLab):
     lab = shared_lab
-    sites = {7101: "basic", 7102: "premium"}
+    readme_site, premium_site = 1001, 7102  # 1001: the walkthrough's own service id
+    sites = {readme_site: "basic", premium_site: "premium"}
 
-    # create-site, as Paymenter sends it; the answer carries what the welcome e-mail needs
-    answers = {}
-    for service_id, plan in sites.items():
-        body = {"service_id": service_id, "email": f"owner{service_id}@example.com", "plan": plan,
-                "public_ip": PUBLIC_IP}  # fmt: skip
-        answers[service_id] = lab.call("POST", "/create-site", json=body)
-    for answer in answers.values():
-        lab.job(answer)
+    # create-site on the bigger plan, as Paymenter sends it; meanwhile the README's walkthrough makes the other
+    body = {"service_id": premium_site, "email": f"owner{premium_site}@example.com", "plan": "premium",
+            "public_ip": PUBLIC_IP}  # fmt: skip
+    premium = lab.call("POST", "/create-site", json=body)
+    page = follow_the_readme_walkthrough(lab, readme_site)
+    assert f"<title>{TITLE}" in page, page[:500]
+    lab.job(premium)
     names = {service_id: lab.site(service_id)["subdomain"] for service_id in sites}
     for service_id, name in names.items():
         assert lab.site(service_id)["state"] == "active"
@@ -50,10 +56,57 @@ def test_a_site_lives_its_whole_life_beside_another_on_a_bigger_plan(shared_lab:
     # two customers side by side: the worker runs their jobs in parallel. The basic site goes through every
     # operation (its upgrade brings it to premium); the premium one checks what its plan gives and is deleted.
     with ThreadPoolExecutor(max_workers=len(sites)) as pool:
-        lives = [pool.submit(life_of_a_site, lab, 7101, names[7101]),
-                 pool.submit(life_on_the_bigger_plan, lab, 7102, names[7102])]  # fmt: skip
+        lives = [pool.submit(life_of_a_site, lab, readme_site, names[readme_site]),
+                 pool.submit(life_on_the_bigger_plan, lab, premium_site, names[premium_site])]  # fmt: skip
         for life in lives:
             life.result()
+
+
+def readme_walkthrough() -> tuple[str, list[str]]:
+    """The shell block of the README's walkthrough: what comes before step 1, and the numbered steps."""
+    text = (ROOT / "README.md").read_text()
+    found = re.search(r"### Walkthrough: a site in the lab\n.*?```sh\n(.*?)```", text, re.DOTALL)
+    assert found, "README.md has no walkthrough block"
+    prelude, *steps = re.split(r"\n(?=# \d+\. )", found.group(1))
+    assert len(steps) == 3, "the walkthrough's steps: create, watch the job, open the site"
+    for default in DEFAULT_ADDRESSES:
+        assert default in found.group(1), f"the walkthrough no longer uses {default}: teach this test its new form"
+    return prelude, steps
+
+
+DEFAULT_ADDRESSES = (
+    "http://127.0.0.1:8080",
+    ":8443",
+)  # the default lab's API and proxy (HTTPS), as the README has them
+
+
+def run_readme_step(lab: RunningLab, prelude: str, step: str) -> str:
+    """One step of the walkthrough with bash, as a reader pastes it, in the repository and with the lab's
+    environment; the default lab's addresses in it are the shared lab's."""
+    script = f"{prelude}\n{step}"
+    for default, ours in zip(DEFAULT_ADDRESSES, (lab.api_url, f":{lab.https_port}"), strict=True):
+        script = script.replace(default, ours)
+    done = subprocess.run(["bash", "-c", script], cwd=ROOT, env=lab.env, capture_output=True, text=True,
+                          timeout=120, check=False)  # fmt: skip
+    assert done.returncode == 0, f"{step}\n--- stderr ---\n{done.stderr}"
+    return done.stdout
+
+
+def follow_the_readme_walkthrough(lab: RunningLab, service_id: int) -> str:
+    """Create the site, watch its job until it succeeds, open it through the lab proxy; the page it gives."""
+    prelude, (create, watch, visit) = readme_walkthrough()
+    assert f'"service_id": {service_id}' in create
+    answer = json.loads(run_readme_step(lab, prelude, create))
+    assert answer["success"] is True and answer["job_id"], answer
+
+    def created() -> dict | None:
+        jobs = json.loads(run_readme_step(lab, prelude, watch))["jobs"]
+        job = next(job for job in jobs if job["id"] == answer["job_id"])
+        return job if job["state"] not in ("queued", "running") else None
+
+    job = wait_until(created, 900, 2.0, "the walkthrough's create-site job")
+    assert job["state"] == "succeeded", lab.explain(job)
+    return run_readme_step(lab, prelude, visit)
 
 
 def life_on_the_bigger_plan(lab: RunningLab, service_id: int, name: str) -> None:
