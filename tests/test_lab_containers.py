@@ -193,15 +193,15 @@ def test_a_bridge_comes_and_goes_with_its_nat_table(lab_dir):
 
 
 def test_the_cli_prints_json_and_fails_on_one_line(web, lab_containers, lab_ssh_key, lab_bridge, lab_rootfs):
-    listed = _lab("list", "--lxcpath", str(lab_containers.lxcpath))
+    listed = _build_host("list", "--lxcpath", str(lab_containers.lxcpath))
     assert listed.returncode == 0, listed.stderr
     assert {"name": "web", "state": "RUNNING", "ip": web.ip} in json.loads(listed.stdout)["containers"]
 
-    waited = _lab("wait-ssh", "--ip", web.ip, "--timeout", "10")
+    waited = _build_host("wait-ssh", "--ip", web.ip, "--timeout", "10")
     assert json.loads(waited.stdout)["banner"].startswith("SSH-2.0-")
 
     key_file = lab_ssh_key.private.with_suffix(".pub")
-    refused = _lab(
+    refused = _build_host(
         "create",
         *("--lxcpath", str(lab_containers.lxcpath), "--name", "Bad_Name", "--source", str(lab_rootfs)),
         *("--ip", lab_bridge.next_ip(), "--gateway", lab_bridge.gateway, "--bridge", lab_bridge.name),
@@ -232,7 +232,12 @@ def test_the_mirror_comes_from_the_environment_and_names_the_rootfs(monkeypatch)
         mirror()
 
 
-def _lab(*args: str) -> subprocess.CompletedProcess[str]:
+def _build_host(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "lab", *args], capture_output=True, text=True, cwd=ROOT, timeout=120, check=False
+        [sys.executable, "-m", "api.build_host", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+        check=False,
     )

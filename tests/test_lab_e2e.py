@@ -80,14 +80,23 @@ DEFAULT_ADDRESSES = (
 )  # the default lab's API and proxy (HTTPS), as the README has them
 
 
-def run_readme_step(lab: RunningLab, prelude: str, step: str) -> str:
-    """One step of the walkthrough with bash, as a reader pastes it, in the repository and with the lab's
-    environment; the default lab's addresses in it are the shared lab's."""
-    script = f"{prelude}\n{step}"
-    for default, ours in zip(DEFAULT_ADDRESSES, (lab.api_url, f":{lab.https_port}"), strict=True):
-        script = script.replace(default, ours)
-    done = subprocess.run(["bash", "-c", script], cwd=ROOT, env=lab.env, capture_output=True, text=True,
+def readme_shell(lab: RunningLab, prelude: str) -> dict[str, str]:
+    """The reader's shell after the walkthrough's first lines (PATH, TOKEN), run once as a reader runs them, in the
+    repository and with the lab's environment."""
+    done = subprocess.run(["bash", "-c", f"{prelude}\nenv -0"], cwd=ROOT, env=lab.env, capture_output=True,
                           timeout=120, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr.decode(errors="replace")
+    shell = dict(entry.split("=", 1) for entry in done.stdout.decode().split("\0") if "=" in entry)
+    assert len(shell.get("TOKEN", "")) >= 16, "the walkthrough's first lines give the lab's token"
+    return shell
+
+
+def run_readme_step(lab: RunningLab, shell: dict[str, str], step: str) -> str:
+    """One step of the walkthrough with bash in that shell; the default lab's addresses in it are the shared lab's."""
+    for default, ours in zip(DEFAULT_ADDRESSES, (lab.api_url, f":{lab.https_port}"), strict=True):
+        step = step.replace(default, ours)
+    done = subprocess.run(["bash", "-c", step], cwd=ROOT, env=shell, capture_output=True, text=True, timeout=120,
+                          check=False)  # fmt: skip
     assert done.returncode == 0, f"{step}\n--- stderr ---\n{done.stderr}"
     return done.stdout
 
@@ -96,17 +105,18 @@ def follow_the_readme_walkthrough(lab: RunningLab, service_id: int) -> str:
     """Create the site, watch its job until it succeeds, open it through the lab proxy; the page it gives."""
     prelude, (create, watch, visit) = readme_walkthrough()
     assert f'"service_id": {service_id}' in create
-    answer = json.loads(run_readme_step(lab, prelude, create))
+    shell = readme_shell(lab, prelude)
+    answer = json.loads(run_readme_step(lab, shell, create))
     assert answer["success"] is True and answer["job_id"], answer
 
     def created() -> dict | None:
-        jobs = json.loads(run_readme_step(lab, prelude, watch))["jobs"]
+        jobs = json.loads(run_readme_step(lab, shell, watch))["jobs"]
         job = next(job for job in jobs if job["id"] == answer["job_id"])
         return job if job["state"] not in ("queued", "running") else None
 
     job = wait_until(created, 900, 2.0, "the walkthrough's create-site job")
     assert job["state"] == "succeeded", lab.explain(job)
-    return run_readme_step(lab, prelude, visit)
+    return run_readme_step(lab, shell, visit)
 
 
 def life_on_the_bigger_plan(lab: RunningLab, service_id: int, name: str) -> None:

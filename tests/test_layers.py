@@ -77,6 +77,8 @@ def test_the_playbooks_and_modules_name_no_lab_or_test_folder():
             "roles/wordpress/tasks",
             "roles/dns_record",
             "roles/npm_proxy",
+            "roles/build_container/tasks",
+            "inventory/production.example",
         ],
         cwd=ROOT,
         capture_output=True,
