@@ -83,8 +83,10 @@ DEFAULT_ADDRESSES = (
 def readme_shell(lab: RunningLab, prelude: str) -> dict[str, str]:
     """The reader's shell after the walkthrough's first lines (PATH, TOKEN), run once as a reader runs them, in the
     repository and with the lab's environment."""
-    done = subprocess.run(["bash", "-c", f"{prelude}\nenv -0"], cwd=ROOT, env=lab.env, capture_output=True,
-                          timeout=120, check=False)  # fmt: skip
+    # TOKEN is a plain shell variable there: exported here only so that `env` shows it to the next steps
+    script = f"{prelude}\nexport TOKEN\nenv -0"
+    done = subprocess.run(["bash", "-c", script], cwd=ROOT, env=lab.env, capture_output=True, timeout=120,
+                          check=False)  # fmt: skip
     assert done.returncode == 0, done.stderr.decode(errors="replace")
     shell = dict(entry.split("=", 1) for entry in done.stdout.decode().split("\0") if "=" in entry)
     assert len(shell.get("TOKEN", "")) >= 16, "the walkthrough's first lines give the lab's token"
