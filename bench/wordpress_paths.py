@@ -33,6 +33,7 @@ ROOT = BENCH.parent
 sys.path.insert(0, str(ROOT))
 
 from api.build_host import Containers, ensure_bridge, ensure_rootfs, free_subnet, remove_bridge, wait_ssh  # noqa: E402
+from api.build_host.environment import build_environment  # noqa: E402
 from api.build_host.mounts import remove_tree  # noqa: E402
 
 SITE = {
@@ -86,9 +87,7 @@ class Lab:
             "PROXMOXWP_LAB_DIR": str(directory),
             "PROXMOXWP_LAB_BRIDGE": self.bridge_name,
             "PROXMOXWP_LAB_GATEWAY": f"{subnet[1]}/{subnet.prefixlen}",
-            "PROXMOXWP_BUILD_DIR": str(directory),
-            "PROXMOXWP_BUILD_BRIDGE": self.bridge_name,
-            "PROXMOXWP_BUILD_GATEWAY": f"{subnet[1]}/{subnet.prefixlen}",
+            **build_environment(directory, self.bridge_name, f"{subnet[1]}/{subnet.prefixlen}"),
             "PROXMOXWP_LAB_BUILD_ADDRESS": self.address(),
         }
 

@@ -37,6 +37,7 @@ from api.build_host import (
     wait_ssh,
 )
 from api.build_host.containers import NAME
+from api.build_host.environment import build_environment
 from api.build_host.locks import exclusive
 from api.build_host.mounts import remove_tree
 from lab.supervisor.parts import GoldenImagePart
@@ -185,9 +186,7 @@ def role_environment(lab_dir: Path, bridge: LabBridge) -> dict[str, str]:
         "PROXMOXWP_LAB_DIR": str(lab_dir),
         "PROXMOXWP_LAB_BRIDGE": bridge.name,
         "PROXMOXWP_LAB_GATEWAY": f"{bridge.gateway}/{bridge.bridge.subnet.prefixlen}",
-        "PROXMOXWP_BUILD_DIR": str(lab_dir),
-        "PROXMOXWP_BUILD_BRIDGE": bridge.name,
-        "PROXMOXWP_BUILD_GATEWAY": f"{bridge.gateway}/{bridge.bridge.subnet.prefixlen}",
+        **build_environment(lab_dir, bridge.name, f"{bridge.gateway}/{bridge.bridge.subnet.prefixlen}"),
         "PROXMOXWP_LAB_BUILD_ADDRESS": bridge.next_ip(),
         "ANSIBLE_FORCE_COLOR": "0",
         "PY_COLORS": "0",

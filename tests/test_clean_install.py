@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -21,6 +20,7 @@ from pathlib import Path
 import pytest
 from conftest import BIN, ROOT
 from labs import lab_environment
+from readme import shell_block
 
 from api.build_host.network import bridge_exists, remove_bridge
 from api.waiting import wait_for
@@ -33,9 +33,7 @@ EXTRAS = "postgres,redis,lab"  # what scripts/install.sh installs by default
 
 def readme_first_command() -> str:
     """The first line of the README's first shell block, without its comment."""
-    block = re.search(r"```sh\n(.*?)```", (ROOT / "README.md").read_text(), re.DOTALL)
-    assert block, "README.md starts without its two commands"
-    return block.group(1).splitlines()[0].split("#")[0].strip()
+    return shell_block().splitlines()[0].split("#")[0].strip()
 
 
 @pytest.fixture

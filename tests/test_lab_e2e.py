@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, wait_until
 from labs import lab_pve_get, lxc_containers
+from readme import shell_block
 from shared_lab import RunningLab
 
 pytestmark = pytest.mark.containers
@@ -64,13 +65,11 @@ def test_a_site_lives_its_whole_life_beside_another_on_a_bigger_plan(shared_lab:
 
 def readme_walkthrough() -> tuple[str, list[str]]:
     """The shell block of the README's walkthrough: what comes before step 1, and the numbered steps."""
-    text = (ROOT / "README.md").read_text()
-    found = re.search(r"### Walkthrough: a site in the lab\n.*?```sh\n(.*?)```", text, re.DOTALL)
-    assert found, "README.md has no walkthrough block"
-    prelude, *steps = re.split(r"\n(?=# \d+\. )", found.group(1))
+    block = shell_block(after="### Walkthrough: a site in the lab")
+    prelude, *steps = re.split(r"\n(?=# \d+\. )", block)
     assert len(steps) == 3, "the walkthrough's steps: create, watch the job, open the site"
     for default in DEFAULT_ADDRESSES:
-        assert default in found.group(1), f"the walkthrough no longer uses {default}: teach this test its new form"
+        assert default in block, f"the walkthrough no longer uses {default}: teach this test its new form"
     return prelude, steps
 
 

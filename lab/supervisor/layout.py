@@ -16,6 +16,7 @@ from pathlib import Path
 
 import click
 
+from api.build_host.environment import build_environment
 from api.config import Settings
 
 DEFAULT_BIND = "127.0.0.1:8080"
@@ -129,9 +130,7 @@ class Lab:
         env["PROXMOXWP_LAB_BRIDGE"] = self.addresses.bridge
         env["PROXMOXWP_LAB_BUILD_ADDRESS"] = self.addresses.build_address
         # the golden image is built on the lab's own bridge and directory (role build_container)
-        env["PROXMOXWP_BUILD_DIR"] = str(self.directory)
-        env["PROXMOXWP_BUILD_BRIDGE"] = self.addresses.bridge
-        env["PROXMOXWP_BUILD_GATEWAY"] = self.addresses.gateway
+        env.update(build_environment(self.directory, self.addresses.bridge, self.addresses.gateway))
         env.setdefault("PROXMOXWP_LAB_NAMESERVER", self.nameserver())
         bindir = str(Path(sys.executable).parent)
         env["PATH"] = bindir + os.pathsep + env.get("PATH", "")
