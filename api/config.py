@@ -64,6 +64,9 @@ class Settings(BaseSettings):
     database_url: str = ""
     queue_url: str = ""
     inventory: Path = PROJECT_DIR / "inventory" / "lab"
+    # The Ansible Vault password (or a vault client script) for the inventory's encrypted values; the API reads
+    # it, and the worker's runs get its path as ANSIBLE_VAULT_PASSWORD_FILE, never the password itself.
+    vault_password_file: Path | None = None
     project_dir: Path = PROJECT_DIR
     playbook_dir: Path = PROJECT_DIR / "playbooks"
     public_ips: Annotated[list[str], NoDecode] = Field(default_factory=list)
@@ -135,6 +138,11 @@ class Settings(BaseSettings):
             self.database_url = f"sqlite:///{self.data_dir / 'proxmoxwp.sqlite3'}"
         if not self.queue_url:
             self.queue_url = f"sqlite:///{self.data_dir / 'queue.sqlite3'}"
+        if self.vault_password_file is not None and str(self.vault_password_file).strip() in ("", "."):
+            self.vault_password_file = None
+        elif self.vault_password_file is not None:
+            # runs start in another directory
+            self.vault_password_file = self.vault_password_file.expanduser().absolute()
         if self.cache_dir is None or str(self.cache_dir).strip() in ("", "."):
             self.cache_dir = self.data_dir / "cache"
         if self.database_url.startswith(("postgresql://", "postgres://")):

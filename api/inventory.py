@@ -1,7 +1,8 @@
 """What the API needs from the Ansible inventory: plans and the site naming rule.
 
-The playbooks read the same variables, so `group_vars/all/*.yml` of the configured inventory is the single
-place where an operator defines plans and naming. Those files must be plain YAML (no Jinja, no vault).
+The playbooks read the same variables, so the configured inventory is the single place where an operator defines
+plans and naming. It is read by ansible-core itself (api/ansible_vars.py): Jinja, Ansible Vault and every kind of
+inventory source work as they do for `ansible-playbook`.
 """
 
 from __future__ import annotations
@@ -11,13 +12,20 @@ from functools import cached_property
 from pathlib import Path
 
 import idna
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from api.ansible_vars import read_variables
 from api.config import ConfigError
 
 PLAN_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+# the inventory variables the API reads; the rest is the playbooks' business
+API_VARIABLES = (
+    "proxmoxwp_plans",
+    "proxmoxwp_base_zone",
+    "proxmoxwp_subdomain_prefix",
+    "proxmoxwp_wordpress_admin_user",
+)
 
 
 class Plan(BaseModel):
@@ -63,30 +71,15 @@ class Naming(BaseModel):
 
 
 class Inventory:
-    """Plans and naming loaded from `<inventory>/group_vars/all`."""
+    """Plans and naming as the playbooks see them on `localhost` of the inventory at `path`."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, vault_password_file: Path | None = None) -> None:
         self.path = path
+        self.vault_password_file = vault_password_file
 
     @cached_property
     def variables(self) -> dict:
-        folder = self.path / "group_vars" / "all"
-        files = sorted(folder.glob("*.yml")) + sorted(folder.glob("*.yaml"))
-        single = self.path / "group_vars" / "all.yml"
-        if single.is_file():
-            files.insert(0, single)
-        if not files:
-            raise ConfigError(f"PROXMOXWP_INVENTORY: no group_vars/all/*.yml under {self.path}")
-        merged: dict = {}
-        for file in files:
-            try:
-                data = yaml.safe_load(file.read_text()) or {}
-            except (OSError, yaml.YAMLError) as exc:
-                raise ConfigError(f"PROXMOXWP_INVENTORY: {file} cannot be read as YAML: {exc}") from None
-            if not isinstance(data, dict):
-                raise ConfigError(f"PROXMOXWP_INVENTORY: {file} is not a mapping")
-            merged.update(data)
-        return merged
+        return read_variables(self.path, API_VARIABLES, self.vault_password_file)
 
     @cached_property
     def plans(self) -> dict[str, Plan]:

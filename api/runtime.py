@@ -29,7 +29,7 @@ class Runtime:
 
     @cached_property
     def inventory(self) -> Inventory:
-        return Inventory(self.settings.inventory)
+        return Inventory(self.settings.inventory, self.settings.vault_password_file)
 
     @cached_property
     def secret_box(self) -> SecretBox:

@@ -122,6 +122,7 @@ def _run_claimed(runtime: Runtime, job_id: int) -> None:
                 runtime.settings.inventory,
                 params,
                 runtime.settings.cache_dir,
+                runtime.settings.vault_password_file,
             ),
             daemon=True,
         ).start()
@@ -136,6 +137,7 @@ def _run_claimed(runtime: Runtime, job_id: int) -> None:
         ident=f"job{job_id}-{attempt}",
         on_event=events.add,
         cancelled=CancelCheck(runtime, job_id),
+        vault_password_file=runtime.settings.vault_password_file,
     )
     try:
         result = run.run()

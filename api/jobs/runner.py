@@ -67,6 +67,15 @@ def ansible_playbook() -> str:
     return str(beside) if beside.exists() else shutil.which("ansible-playbook") or "ansible-playbook"
 
 
+def ansible_environment(project_dir: Path, vault_password_file: Path | None) -> dict[str, str]:
+    """What every ansible-playbook the product starts is given: the project's configuration and, when the
+    inventory holds vault-encrypted values, the path of the password file (the password never leaves it)."""
+    env = {"ANSIBLE_CONFIG": str(project_dir / "ansible.cfg")}
+    if vault_password_file is not None:
+        env["ANSIBLE_VAULT_PASSWORD_FILE"] = str(vault_password_file)
+    return env
+
+
 @dataclass
 class RunResult:
     status: str  # successful, failed, timeout, canceled, error
@@ -133,8 +142,10 @@ class PlaybookRun:
         ident: str,
         on_event: Callable[[dict], None] | None = None,
         cancelled: Callable[[], bool] | None = None,
+        vault_password_file: Path | None = None,
     ) -> None:
         self.project_dir, self.playbook, self.inventory = project_dir, playbook, inventory
+        self.vault_password_file = vault_password_file
         self.runs_dir, self.variables, self.secrets = runs_dir, variables, secrets
         self.timeout, self.ident = timeout, ident
         self.on_event = on_event or (lambda _event: None)
@@ -236,7 +247,7 @@ class PlaybookRun:
             "TMPDIR": str(scratch),
             # ansible-runner starts `ansible-playbook` from PATH: the one beside this Python comes first
             "PATH": os.pathsep.join([str(Path(ansible_playbook()).parent), os.environ.get("PATH", "")]),
-            "ANSIBLE_CONFIG": str(self.project_dir / "ansible.cfg"),
+            **ansible_environment(self.project_dir, self.vault_password_file),
             "ANSIBLE_NOCOLOR": "1",
             "ANSIBLE_RETRY_FILES_ENABLED": "0",
             "ANSIBLE_LOCAL_TEMP": str(private / "tmp"),

@@ -12,12 +12,19 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from api.jobs.runner import ansible_playbook, unsafe_yaml
+from api.jobs.runner import ansible_environment, ansible_playbook, unsafe_yaml
 
 LIST_TIMEOUT_SECONDS = 120
 
 
-def count_tasks(project_dir: Path, playbook: Path, inventory: Path, variables: dict, cache_dir: Path) -> int | None:
+def count_tasks(
+    project_dir: Path,
+    playbook: Path,
+    inventory: Path,
+    variables: dict,
+    cache_dir: Path,
+    vault_password_file: Path | None = None,
+) -> int | None:
     """How many tasks the playbook lists, or None when ansible-playbook cannot say.
 
     Everything it writes stays in `cache_dir` (private): the answer, and while it asks, a scratch folder. A
@@ -29,7 +36,7 @@ def count_tasks(project_dir: Path, playbook: Path, inventory: Path, variables: d
     except (OSError, ValueError):
         pass
     cache_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    count = _list_tasks(project_dir, playbook, inventory, variables, cache_dir)
+    count = _list_tasks(project_dir, playbook, inventory, variables, cache_dir, vault_password_file)
     if count is not None:
         # written aside and renamed, so that two workers asking at once never read half a number
         partial = cache_dir / f".{answer.name}.{os.getpid()}"
@@ -38,13 +45,20 @@ def count_tasks(project_dir: Path, playbook: Path, inventory: Path, variables: d
     return count
 
 
-def _list_tasks(project_dir: Path, playbook: Path, inventory: Path, variables: dict, cache_dir: Path) -> int | None:
+def _list_tasks(
+    project_dir: Path,
+    playbook: Path,
+    inventory: Path,
+    variables: dict,
+    cache_dir: Path,
+    vault_password_file: Path | None,
+) -> int | None:
     with tempfile.TemporaryDirectory(prefix="list-", dir=cache_dir) as scratch:
         varfile = Path(scratch) / "vars.yml"
         varfile.write_text(unsafe_yaml(variables))
         env = dict(
             os.environ,
-            ANSIBLE_CONFIG=str(project_dir / "ansible.cfg"),
+            **ansible_environment(project_dir, vault_password_file),
             ANSIBLE_HOME=scratch,
             ANSIBLE_LOCAL_TEMP=str(Path(scratch) / "tmp"),
             TMPDIR=scratch,

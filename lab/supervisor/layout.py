@@ -99,7 +99,7 @@ class Lab:
         """The sites' base zone of the lab's inventory, which the lab's DNS serves."""
         from api.inventory import Inventory
 
-        return Inventory(self.settings.inventory).naming.base_zone
+        return Inventory(self.settings.inventory, self.settings.vault_password_file).naming.base_zone
 
     @staticmethod
     def nameserver() -> str:
