@@ -33,12 +33,15 @@ def run_role(
     env: dict[str, str] | None = None,
     **variables,
 ) -> RoleRun:
-    """Run one entry point of a role as a playbook does: on localhost, or on every host of `inventory`."""
+    """Run one entry point of the collection's role as a playbook does: on localhost, or on every host of `inventory`.
+
+    From the repository's root, so that its ansible.cfg finds the collection proxmoxwp.hosting (the checkout)."""
     hosts = "all" if inventory else "localhost"
     playbook = tmp_path / f"{role}-{entry_point}.yml"
     playbook.write_text(
         f"- hosts: {hosts}\n  gather_facts: false\n  tasks:\n"
-        f"    - ansible.builtin.include_role:\n        name: {role}\n        tasks_from: {entry_point}\n"
+        f"    - ansible.builtin.include_role:\n"
+        f"        name: proxmoxwp.hosting.{role}\n        tasks_from: {entry_point}\n"
     )
     extra = tmp_path / f"{role}-vars.json"
     extra.write_text(json.dumps(variables))

@@ -1,5 +1,5 @@
-"""The role dns_record (module proxmoxwp_dns_record) against a real PowerDNS Authoritative server and the
-Cloudflare double: records appear, change and disappear as the flows say, a second run changes nothing, and
+"""The role dns_record (module proxmoxwp.hosting.proxmoxwp_dns_record) against a real PowerDNS Authoritative server
+and the Cloudflare double: records appear, change and disappear as the flows say, a second run changes nothing, and
 dnspython resolves what the role wrote."""
 
 from __future__ import annotations

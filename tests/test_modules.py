@@ -29,6 +29,7 @@ pytestmark = pytest.mark.cluster
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 API_PREFIX = "/api2/json"
+COLLECTION = "proxmoxwp.hosting"
 
 
 # ---------------------------------------------------------------------------------------------- the fake
@@ -83,7 +84,8 @@ class Play:
 def run_play(tmp_path: Path, extra_vars: dict, tasks: list[tuple[str, str, dict]], verbosity: str = "-v") -> Play:
     """Run tasks [(key, module, args | {'check_mode': bool})] in one playbook; every result by key.
 
-    Each task is registered and may fail (ignore_errors), so one run can hold expected failures.
+    `module` is the module's name in the collection: the task calls proxmoxwp.hosting.<module>. Each task is
+    registered and may fail (ignore_errors), so one run can hold expected failures.
     """
     run = tmp_path / f"play-{len(list(tmp_path.glob('play-*')))}"
     run.mkdir()
@@ -92,7 +94,8 @@ def run_play(tmp_path: Path, extra_vars: dict, tasks: list[tuple[str, str, dict]
     for key, module, args in tasks:
         args = dict(args)
         check = args.pop("check_mode", False)
-        task = {"name": key, module: dict({"api": "{{ api }}"}, **args), "register": f"r_{key}", "ignore_errors": True}
+        task = {"name": key, f"{COLLECTION}.{module}": dict({"api": "{{ api }}"}, **args), "register": f"r_{key}"}
+        task["ignore_errors"] = True
         if check:
             task["check_mode"] = True
         play_tasks.append(task)

@@ -1,6 +1,6 @@
-"""The role npm_proxy (module proxmoxwp_npm_proxy_host) against the NPM double, which checks every request body
-against NPM's own OpenAPI schema and behaves as NPM 2.15.1 does (token expiry, 400s, non-atomic create, 404 for a
-missing permission)."""
+"""The role npm_proxy (module proxmoxwp.hosting.proxmoxwp_npm_proxy_host) against the NPM double, which checks every
+request body against NPM's own OpenAPI schema and behaves as NPM 2.15.1 does (token expiry, 400s, non-atomic create,
+404 for a missing permission)."""
 
 from __future__ import annotations
 

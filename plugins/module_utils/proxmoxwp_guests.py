@@ -9,7 +9,7 @@ container is looked up in /cluster/resources.
 
 import re
 
-from ansible.module_utils.proxmoxwp_pve import PveApiError
+from ansible_collections.proxmoxwp.hosting.plugins.module_utils.proxmoxwp_pve import PveApiError
 
 PROJECT_TAG = "proxmoxwp"
 ARCHIVE_TAG = "archive"

@@ -91,7 +91,7 @@ options:
 
 EXAMPLES = r"""
 - name: Point the site's subdomain at the public address
-  proxmoxwp_dns_record:
+  proxmoxwp.hosting.proxmoxwp_dns_record:
     provider: powerdns
     powerdns:
       api_url: http://127.0.0.1:8081
@@ -103,7 +103,7 @@ EXAMPLES = r"""
   delegate_to: localhost
 
 - name: Remove it
-  proxmoxwp_dns_record:
+  proxmoxwp.hosting.proxmoxwp_dns_record:
     provider: cloudflare
     cloudflare:
       api_token: "{{ vault_cloudflare_token }}"
@@ -131,7 +131,7 @@ diff:
 """
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
-from ansible.module_utils.proxmoxwp_dns import (  # noqa: E402
+from ansible_collections.proxmoxwp.hosting.plugins.module_utils.proxmoxwp_dns import (  # noqa: E402
     Cloudflare,
     DnsApiError,
     PowerDns,

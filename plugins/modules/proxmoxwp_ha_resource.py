@@ -17,7 +17,7 @@ description:
 version_added: "0.1.0"
 author: ProxmoxWP contributors
 extends_documentation_fragment:
-  - proxmoxwp_api
+  - proxmoxwp.hosting.proxmoxwp_api
 options:
   vmid:
     description: vmid of the container; the HA resource is C(ct:<vmid>).
@@ -54,7 +54,7 @@ options:
 
 EXAMPLES = r"""
 - name: Put the site's container under HA, started
-  proxmoxwp_ha_resource:
+  proxmoxwp.hosting.proxmoxwp_ha_resource:
     api: "{{ proxmoxwp_pve_api }}"
     vmid: 105
     requested_state: started
@@ -64,7 +64,7 @@ EXAMPLES = r"""
   delegate_to: localhost
 
 - name: Suspend the site by stopping it through HA
-  proxmoxwp_ha_resource:
+  proxmoxwp.hosting.proxmoxwp_ha_resource:
     api: "{{ proxmoxwp_pve_api }}"
     vmid: 105
     requested_state: stopped
@@ -72,7 +72,7 @@ EXAMPLES = r"""
   delegate_to: localhost
 
 - name: Take it out of HA
-  proxmoxwp_ha_resource:
+  proxmoxwp.hosting.proxmoxwp_ha_resource:
     api: "{{ proxmoxwp_pve_api }}"
     vmid: 105
     state: absent
@@ -103,7 +103,7 @@ diff:
 """
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
-from ansible.module_utils.proxmoxwp_guests import (  # noqa: E402
+from ansible_collections.proxmoxwp.hosting.plugins.module_utils.proxmoxwp_guests import (  # noqa: E402
     MissingContainer,
     as_int,
     check_mode_missing,
@@ -111,7 +111,11 @@ from ansible.module_utils.proxmoxwp_guests import (  # noqa: E402
     ha_resource,
     ha_sid,
 )
-from ansible.module_utils.proxmoxwp_pve import PveApiError, api_argument_spec, connect  # noqa: E402
+from ansible_collections.proxmoxwp.hosting.plugins.module_utils.proxmoxwp_pve import (  # noqa: E402
+    PveApiError,
+    api_argument_spec,
+    connect,
+)
 
 TARGET = {"started": "running", "stopped": "stopped", "disabled": "stopped"}
 

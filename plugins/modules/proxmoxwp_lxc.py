@@ -8,7 +8,7 @@ module: proxmoxwp_lxc
 short_description: Create, size or remove the Proxmox VE container of a ProxmoxWP service
 description:
   - The service's containers are found by their tags C(proxmoxwp) and C(svc-<service_id>) (see
-    M(proxmoxwp_lxc_info)), so the module is idempotent without a database.
+    M(proxmoxwp.hosting.proxmoxwp_lxc_info)), so the module is idempotent without a database.
   - O(state=present) creates the live container when the service has none, or brings the existing one in line
     with O(cores), O(memory), O(swap), O(onboot), the C(suspended) tag and a larger O(disk_gb). It never starts
     the container.
@@ -28,7 +28,7 @@ description:
 version_added: "0.1.0"
 author: ProxmoxWP contributors
 extends_documentation_fragment:
-  - proxmoxwp_api
+  - proxmoxwp.hosting.proxmoxwp_api
 options:
   state:
     description: Whether the service has a live container (V(present)) or no container at all (V(absent)).
@@ -121,7 +121,7 @@ options:
   suspended:
     description:
       - V(true) adds the C(suspended) tag, V(false) removes it, omitted leaves the tags as they are.
-      - The tag only marks the site; stopping it is M(proxmoxwp_lxc_power)'s job.
+      - The tag only marks the site; stopping it is M(proxmoxwp.hosting.proxmoxwp_lxc_power)'s job.
     type: bool
   job_id:
     description:
@@ -136,7 +136,7 @@ notes:
 
 EXAMPLES = r"""
 - name: Create or size the container of service 42
-  proxmoxwp_lxc:
+  proxmoxwp.hosting.proxmoxwp_lxc:
     api: "{{ proxmoxwp_pve_api }}"
     service_id: 42
     node: pve1
@@ -154,7 +154,7 @@ EXAMPLES = r"""
   delegate_to: localhost
 
 - name: Mark the site suspended
-  proxmoxwp_lxc:
+  proxmoxwp.hosting.proxmoxwp_lxc:
     api: "{{ proxmoxwp_pve_api }}"
     service_id: 42
     node: pve1
@@ -168,7 +168,7 @@ EXAMPLES = r"""
   delegate_to: localhost
 
 - name: Remove every container of service 42
-  proxmoxwp_lxc:
+  proxmoxwp.hosting.proxmoxwp_lxc:
     api: "{{ proxmoxwp_pve_api }}"
     service_id: 42
     state: absent
@@ -215,8 +215,8 @@ diff:
 """
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
-from ansible.module_utils.proxmoxwp_address import container_address, net0  # noqa: E402
-from ansible.module_utils.proxmoxwp_guests import (  # noqa: E402
+from ansible_collections.proxmoxwp.hosting.plugins.module_utils.proxmoxwp_address import container_address, net0  # noqa: E402
+from ansible_collections.proxmoxwp.hosting.plugins.module_utils.proxmoxwp_guests import (  # noqa: E402
     PROJECT_TAG,
     SUSPENDED_TAG,
     as_bool,
@@ -232,7 +232,11 @@ from ansible.module_utils.proxmoxwp_guests import (  # noqa: E402
     service_tag,
     split_live,
 )
-from ansible.module_utils.proxmoxwp_pve import PveApiError, api_argument_spec, connect  # noqa: E402
+from ansible_collections.proxmoxwp.hosting.plugins.module_utils.proxmoxwp_pve import (  # noqa: E402
+    PveApiError,
+    api_argument_spec,
+    connect,
+)
 
 NEXTID_TRIES = 5
 JOB_TAG_PREFIX = "job-"

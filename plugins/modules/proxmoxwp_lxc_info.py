@@ -15,7 +15,7 @@ description:
 version_added: "0.1.0"
 author: ProxmoxWP contributors
 extends_documentation_fragment:
-  - proxmoxwp_api
+  - proxmoxwp.hosting.proxmoxwp_api
 options:
   service_id:
     description: The service id (Paymenter's numeric id) whose containers to find.
@@ -25,7 +25,7 @@ options:
 
 EXAMPLES = r"""
 - name: Find the containers of service 42
-  proxmoxwp_lxc_info:
+  proxmoxwp.hosting.proxmoxwp_lxc_info:
     api: "{{ proxmoxwp_pve_api }}"
     service_id: 42
   register: site
@@ -84,13 +84,17 @@ containers:
 """
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
-from ansible.module_utils.proxmoxwp_guests import (  # noqa: E402
+from ansible_collections.proxmoxwp.hosting.plugins.module_utils.proxmoxwp_guests import (  # noqa: E402
     container_details,
     ha_resources,
     service_containers,
     split_live,
 )
-from ansible.module_utils.proxmoxwp_pve import PveApiError, api_argument_spec, connect  # noqa: E402
+from ansible_collections.proxmoxwp.hosting.plugins.module_utils.proxmoxwp_pve import (  # noqa: E402
+    PveApiError,
+    api_argument_spec,
+    connect,
+)
 
 
 def main():

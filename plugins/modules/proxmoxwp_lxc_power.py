@@ -20,7 +20,7 @@ description:
 version_added: "0.1.0"
 author: ProxmoxWP contributors
 extends_documentation_fragment:
-  - proxmoxwp_api
+  - proxmoxwp.hosting.proxmoxwp_api
 options:
   vmid:
     description: vmid of the container.
@@ -40,14 +40,14 @@ options:
 
 EXAMPLES = r"""
 - name: Start the site's container (through HA when it is an HA resource)
-  proxmoxwp_lxc_power:
+  proxmoxwp.hosting.proxmoxwp_lxc_power:
     api: "{{ proxmoxwp_pve_api }}"
     vmid: 105
     state: started
   delegate_to: localhost
 
 - name: Restart it
-  proxmoxwp_lxc_power:
+  proxmoxwp.hosting.proxmoxwp_lxc_power:
     api: "{{ proxmoxwp_pve_api }}"
     vmid: 105
     node: pve1
@@ -79,7 +79,7 @@ node:
 """
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
-from ansible.module_utils.proxmoxwp_guests import (  # noqa: E402
+from ansible_collections.proxmoxwp.hosting.plugins.module_utils.proxmoxwp_guests import (  # noqa: E402
     MissingContainer,
     check_mode_missing,
     find_container,
@@ -87,7 +87,11 @@ from ansible.module_utils.proxmoxwp_guests import (  # noqa: E402
     ha_sid,
     node_of,
 )
-from ansible.module_utils.proxmoxwp_pve import PveApiError, api_argument_spec, connect  # noqa: E402
+from ansible_collections.proxmoxwp.hosting.plugins.module_utils.proxmoxwp_pve import (  # noqa: E402
+    PveApiError,
+    api_argument_spec,
+    connect,
+)
 
 TARGET = {"started": "running", "stopped": "stopped"}
 

@@ -16,7 +16,7 @@ description:
 version_added: "0.1.0"
 author: ProxmoxWP
 extends_documentation_fragment:
-  - proxmoxwp_api
+  - proxmoxwp.hosting.proxmoxwp_api
 options:
   service_id:
     description: The service whose containers carry the tags C(proxmoxwp) and C(svc-<service_id>).
@@ -65,7 +65,7 @@ options:
 
 EXAMPLES = r"""
 - name: Restore BAK26112026-1 into a new container
-  proxmoxwp_lxc_restore:
+  proxmoxwp.hosting.proxmoxwp_lxc_restore:
     api: "{{ proxmoxwp_pve_api }}"
     service_id: 123
     source_vmid: 100
@@ -99,8 +99,8 @@ destroyed:
 """
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
-from ansible.module_utils.proxmoxwp_address import container_address, net0  # noqa: E402
-from ansible.module_utils.proxmoxwp_guests import (  # noqa: E402
+from ansible_collections.proxmoxwp.hosting.plugins.module_utils.proxmoxwp_address import container_address, net0  # noqa: E402
+from ansible_collections.proxmoxwp.hosting.plugins.module_utils.proxmoxwp_guests import (  # noqa: E402
     ARCHIVE_TAG,
     PROJECT_TAG,
     destroy_container,
@@ -114,7 +114,11 @@ from ansible.module_utils.proxmoxwp_guests import (  # noqa: E402
     snapshots,
     split_live,
 )
-from ansible.module_utils.proxmoxwp_pve import PveApiError, api_argument_spec, connect  # noqa: E402
+from ansible_collections.proxmoxwp.hosting.plugins.module_utils.proxmoxwp_pve import (  # noqa: E402
+    PveApiError,
+    api_argument_spec,
+    connect,
+)
 
 NEXTID_TRIES = 5
 

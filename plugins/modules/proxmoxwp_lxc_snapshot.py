@@ -12,8 +12,8 @@ description:
   - V(absent) deletes the snapshot when it exists (C(DELETE snapshot/<name>)).
   - V(rolled_back) rolls the container back to the snapshot (C(POST snapshot/<name>/rollback)). A rollback is an
     action, so it always reports a change. PVE hard-stops the container and leaves it stopped unless O(start=true).
-    The module does not deal with HA; stop the container through its HA resource first (M(proxmoxwp_ha_resource)),
-    or the HA manager starts it again during the rollback.
+    The module does not deal with HA; stop the container through its HA resource first
+    (M(proxmoxwp.hosting.proxmoxwp_ha_resource)), or the HA manager starts it again during the rollback.
   - Storages such as DRBD/LINSTOR and ZFS roll back only to the most recent snapshot; PVE refuses the others and the
     module reports PVE's message (see docs/backups.md for the restore-by-clone strategy).
   - Every task is waited for and must end with exit status OK.
@@ -21,7 +21,7 @@ description:
 version_added: "0.1.0"
 author: ProxmoxWP contributors
 extends_documentation_fragment:
-  - proxmoxwp_api
+  - proxmoxwp.hosting.proxmoxwp_api
 options:
   vmid:
     description: vmid of the container.
@@ -53,7 +53,7 @@ options:
 
 EXAMPLES = r"""
 - name: Take the snapshot "initial"
-  proxmoxwp_lxc_snapshot:
+  proxmoxwp.hosting.proxmoxwp_lxc_snapshot:
     api: "{{ proxmoxwp_pve_api }}"
     vmid: 105
     name: initial
@@ -61,7 +61,7 @@ EXAMPLES = r"""
   delegate_to: localhost
 
 - name: Roll back to a backup and start again
-  proxmoxwp_lxc_snapshot:
+  proxmoxwp.hosting.proxmoxwp_lxc_snapshot:
     api: "{{ proxmoxwp_pve_api }}"
     vmid: 105
     name: BAK01012026-1
@@ -70,7 +70,7 @@ EXAMPLES = r"""
   delegate_to: localhost
 
 - name: Delete a backup
-  proxmoxwp_lxc_snapshot:
+  proxmoxwp.hosting.proxmoxwp_lxc_snapshot:
     api: "{{ proxmoxwp_pve_api }}"
     vmid: 105
     name: BAK01012026-1
@@ -105,13 +105,17 @@ status:
 import re  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
-from ansible.module_utils.proxmoxwp_guests import (  # noqa: E402
+from ansible_collections.proxmoxwp.hosting.plugins.module_utils.proxmoxwp_guests import (  # noqa: E402
     MissingContainer,
     check_mode_missing,
     find_container,
     snapshots,
 )
-from ansible.module_utils.proxmoxwp_pve import PveApiError, api_argument_spec, connect  # noqa: E402
+from ansible_collections.proxmoxwp.hosting.plugins.module_utils.proxmoxwp_pve import (  # noqa: E402
+    PveApiError,
+    api_argument_spec,
+    connect,
+)
 
 NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{1,39}$")
 

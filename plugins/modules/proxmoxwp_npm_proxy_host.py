@@ -93,14 +93,14 @@ options:
 
 EXAMPLES = r"""
 - name: Serve the site through the proxy with SSL
-  proxmoxwp_npm_proxy_host:
+  proxmoxwp.hosting.proxmoxwp_npm_proxy_host:
     api: "{{ proxmoxwp_npm_api }}"
     domain_names: [s123.sites.example.com]
     forward_host: 10.77.0.123
   delegate_to: localhost
 
 - name: Turn the site's proxy host off
-  proxmoxwp_npm_proxy_host:
+  proxmoxwp.hosting.proxmoxwp_npm_proxy_host:
     api: "{{ proxmoxwp_npm_api }}"
     domain_names: [s123.sites.example.com]
     forward_host: 10.77.0.123
@@ -137,7 +137,7 @@ actions:
 """
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
-from ansible.module_utils.proxmoxwp_npm import Npm, NpmApiError  # noqa: E402
+from ansible_collections.proxmoxwp.hosting.plugins.module_utils.proxmoxwp_npm import Npm, NpmApiError  # noqa: E402
 
 # The fields ProxmoxWP sets, all accepted by NPM 2.13 and later. HTTP/2 and forced SSL come with the certificate:
 # NPM clears both on a host without one.
