@@ -30,6 +30,8 @@ ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 API_PREFIX = "/api2/json"
 COLLECTION = "proxmoxwp.hosting"
+# The environment variables the modules' connection settings fall back on (plugins/module_utils/proxmoxwp_env.py).
+CONNECTION_VARIABLES = ("PROXMOXWP_PVE_", "PROXMOXWP_NPM_", "PROXMOXWP_PDNS_", "PROXMOXWP_CLOUDFLARE_")
 
 
 # ---------------------------------------------------------------------------------------------- the fake
@@ -81,11 +83,20 @@ class Play:
         return self.results[key]
 
 
-def run_play(tmp_path: Path, extra_vars: dict, tasks: list[tuple[str, str, dict]], verbosity: str = "-v") -> Play:
+def run_play(
+    tmp_path: Path,
+    extra_vars: dict,
+    tasks: list[tuple[str, str, dict]],
+    verbosity: str = "-v",
+    environment: dict[str, str] | None = None,
+) -> Play:
     """Run tasks [(key, module, args | {'check_mode': bool})] in one playbook; every result by key.
 
-    `module` is the module's name in the collection: the task calls proxmoxwp.hosting.<module>. Each task is
-    registered and may fail (ignore_errors), so one run can hold expected failures.
+    `module` is the module's name in the collection: the task calls proxmoxwp.hosting.<module>. The play gives the
+    extra var `api`, when there is one, to every Proxmox VE module as operators' plays do, with module_defaults; a
+    task's own `api` wins. The connection variables of this process's environment are not passed on (a lab's, say):
+    `environment` is what the modules' fallbacks read. Each task is registered and may fail (ignore_errors), so one
+    run can hold expected failures.
     """
     run = tmp_path / f"play-{len(list(tmp_path.glob('play-*')))}"
     run.mkdir()
@@ -94,22 +105,22 @@ def run_play(tmp_path: Path, extra_vars: dict, tasks: list[tuple[str, str, dict]
     for key, module, args in tasks:
         args = dict(args)
         check = args.pop("check_mode", False)
-        task = {"name": key, f"{COLLECTION}.{module}": dict({"api": "{{ api }}"}, **args), "register": f"r_{key}"}
-        task["ignore_errors"] = True
+        task = {"name": key, f"{COLLECTION}.{module}": args, "register": f"r_{key}", "ignore_errors": True}
         if check:
             task["check_mode"] = True
         play_tasks.append(task)
     dump = "{{ {" + ", ".join(f"'{key}': r_{key}" for key, _, _ in tasks) + "} | to_json }}"
     play_tasks.append({"name": "Write the results", "ansible.builtin.copy": {"content": dump, "dest": str(out)}})
+    play = {"name": "Modules", "hosts": "localhost", "gather_facts": False, "tasks": play_tasks}
+    if "api" in extra_vars:
+        play["module_defaults"] = {f"group/{COLLECTION}.proxmox": {"api": "{{ api }}"}}
     playbook = run / "play.yml"
-    playbook.write_text(
-        json.dumps([{"name": "Modules", "hosts": "localhost", "gather_facts": False, "tasks": play_tasks}])
-    )
+    playbook.write_text(json.dumps([play]))
     inventory = run / "hosts.ini"
     inventory.write_text(f"localhost ansible_connection=local ansible_python_interpreter={sys.executable}\n")
     varsfile = run / "vars.json"
     varsfile.write_text(json.dumps(extra_vars))
-    env = dict(os.environ)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(CONNECTION_VARIABLES)}
     env.update(
         ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
         ANSIBLE_HOME=str(tmp_path / "ansible-home"),
@@ -117,6 +128,7 @@ def run_play(tmp_path: Path, extra_vars: dict, tasks: list[tuple[str, str, dict]
         ANSIBLE_NOCOLOR="1",
         ANSIBLE_PIPELINING="1",
         PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",
+        **(environment or {}),
     )
     proc = subprocess.run(
         [str(BIN / "ansible-playbook"), "-i", str(inventory), str(playbook), "-e", f"@{varsfile}", verbosity],
@@ -539,6 +551,76 @@ def test_errors_carry_pve_messages_and_never_the_secret(pve, pve_api, tmp_path):
         assert secret not in json.dumps(play.results)
 
 
+def test_the_connection_comes_from_the_environment_when_the_task_leaves_it_out(pve, pve_api, tmp_path):
+    pve.call(site_ct, pve.pve, 100, 90)
+    environment = {
+        "PROXMOXWP_PVE_HOST": pve_api["host"],
+        "PROXMOXWP_PVE_PORT": str(pve_api["port"]),
+        "PROXMOXWP_PVE_TOKEN_ID": pve_api["token_id"],
+        "PROXMOXWP_PVE_TOKEN_SECRET": pve_api["token_secret"],
+        "PROXMOXWP_PVE_CA_FILE": pve_api["ca_file"],
+        "PROXMOXWP_PVE_VALIDATE_CERTS": "true",
+    }
+    # No extra var `api`: the play sets no module_defaults, the tasks give no api.
+    play = run_play(
+        tmp_path,
+        {},
+        [
+            ("info", "proxmoxwp_lxc_info", {"service_id": 90}),
+            ("start", "proxmoxwp_lxc_power", {"vmid": 100, "state": "started"}),
+            # What the task gives wins over the environment, which fills in the rest.
+            ("task_wins", "proxmoxwp_lxc_info", {"service_id": 90, "api": {"token_secret": "not-the-secret"}}),
+        ],
+        environment=environment,
+    )
+    assert ok(play["info"])["live"]["vmid"] == 100
+    assert ok(play["start"])["changed"] and play["start"]["status"] == "running"
+    assert "authentication failure [HTTP 401]" in failed(play["task_wins"])
+    assert model(pve, lambda m: m.ct(100).status) == "running"
+    assert pve_api["token_secret"] not in play.output + json.dumps(play.results)
+
+    requests_before = model(pve, lambda m: len(m.requests))
+    play = run_play(
+        tmp_path,
+        {},
+        [
+            ("nothing", "proxmoxwp_lxc_info", {"service_id": 90}),
+            ("no_token", "proxmoxwp_lxc_power", {"vmid": 100, "state": "stopped", "api": {"host": "127.0.0.1"}}),
+            ("no_npm", "proxmoxwp_npm_proxy_host", {"domain_names": ["s90.example.com"], "state": "absent"}),
+            (
+                "no_pdns",
+                "proxmoxwp_dns_record",
+                {
+                    "provider": "powerdns",
+                    "zone": "example.com",
+                    "name": "s90.example.com",
+                    "type": "A",
+                    "state": "absent",
+                },
+            ),
+        ],
+    )
+    assert failed(play["nothing"]) == (
+        "The connection to the Proxmox VE API lacks api.host, api.token_id, api.token_secret: give the api option "
+        "(for a whole play: module_defaults for group/proxmoxwp.hosting.proxmox) or set PROXMOXWP_PVE_HOST, "
+        "PROXMOXWP_PVE_TOKEN_ID, PROXMOXWP_PVE_TOKEN_SECRET"
+    )
+    assert failed(play["no_token"]).startswith(
+        "The connection to the Proxmox VE API lacks api.token_id, api.token_secret: give the api option"
+    )
+    assert failed(play["no_npm"]) == (
+        "The connection to Nginx Proxy Manager lacks api.url, api.identity, api.secret: give the api option (for a "
+        "whole play: module_defaults for group/proxmoxwp.hosting.npm) or set PROXMOXWP_NPM_URL, "
+        "PROXMOXWP_NPM_IDENTITY, PROXMOXWP_NPM_SECRET"
+    )
+    assert failed(play["no_pdns"]) == (
+        "provider=powerdns lacks powerdns.api_url, powerdns.api_key: give the powerdns option (for a whole play: "
+        "module_defaults for group/proxmoxwp.hosting.dns) or set PROXMOXWP_PDNS_URL, PROXMOXWP_PDNS_API_KEY"
+    )
+    assert model(pve, lambda m: len(m.requests)) == requests_before, "a connection that lacks settings calls nothing"
+    assert model(pve, lambda m: m.ct(100).status) == "running"
+
+
 def fingerprint_of(cafile: str) -> str:
     der = ssl.PEM_cert_to_DER_cert(Path(cafile).read_text())
     return hashlib.sha256(der).hexdigest()
@@ -593,11 +675,23 @@ def test_tls_pinning_and_verification(pve, pve_api, tmp_path):
 # ------------------------------------------------------------------- the client itself, in this process
 
 
-def load_client_module():
-    spec = importlib.util.spec_from_file_location("proxmoxwp_pve", ROOT / "plugins/module_utils/proxmoxwp_pve.py")
+def load_module_util(name: str):
+    """plugins/module_utils/<name>.py as a module of this process, under its name in the collection."""
+    dotted = f"ansible_collections.proxmoxwp.hosting.plugins.module_utils.{name}"
+    spec = importlib.util.spec_from_file_location(dotted, ROOT / "plugins" / "module_utils" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def load_client_module():
+    """proxmoxwp_pve, whose one import from the collection (proxmoxwp_env) is lent to it while it loads."""
+    env_module = load_module_util("proxmoxwp_env")
+    sys.modules[env_module.__name__] = env_module
+    try:
+        return load_module_util("proxmoxwp_pve")
+    finally:
+        del sys.modules[env_module.__name__]
 
 
 def test_client_timeouts_and_unreachable_api(pve, pve_api):

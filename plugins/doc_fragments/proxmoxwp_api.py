@@ -1,6 +1,6 @@
 # Copyright: ProxmoxWP contributors
 # GNU Affero General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/agpl-3.0.txt)
-"""The options every proxmoxwp module shares: the connection to the Proxmox VE API and the task timeout."""
+"""The options every Proxmox VE module of the collection shares: the connection to the API and the task timeout."""
 
 
 class ModuleDocFragment:
@@ -10,39 +10,54 @@ requirements:
   - requests
 options:
   api:
-    description: Connection to the Proxmox VE API with an API token.
+    description:
+      - Connection to the Proxmox VE API with an API token.
+      - 'A play sets it once for every module of the action group C(proxmoxwp.hosting.proxmox) with
+        C(module_defaults), for example C(group/proxmoxwp.hosting.proxmox: {api: "{{ proxmoxwp_pve_api }}"}).'
+      - Each setting left out here is taken from its environment variable, named in its description; without
+        O(api), every setting is.
+      - O(api.host), O(api.token_id) and O(api.token_secret) are required, here or in the environment; the module
+        fails, naming what is missing, before it calls the API.
     type: dict
-    required: true
     suboptions:
       host:
-        description: Host name or address of a PVE node (no scheme, no path).
+        description:
+          - Host name or address of a PVE node (no scheme, no path).
+          - If not set, the environment variable E(PROXMOXWP_PVE_HOST) is used.
         type: str
-        required: true
       port:
-        description: Port of the PVE API.
+        description:
+          - Port of the PVE API.
+          - If not set, the environment variable E(PROXMOXWP_PVE_PORT) is used, else 8006.
         type: int
         default: 8006
       token_id:
-        description: API token id, C(user@realm!tokenname).
+        description:
+          - API token id, C(user@realm!tokenname).
+          - If not set, the environment variable E(PROXMOXWP_PVE_TOKEN_ID) is used.
         type: str
-        required: true
       token_secret:
-        description: API token secret (the UUID PVE showed when the token was made). Never logged.
+        description:
+          - API token secret (the UUID PVE showed when the token was made). Never logged.
+          - If not set, the environment variable E(PROXMOXWP_PVE_TOKEN_SECRET) is used.
         type: str
-        required: true
       validate_certs:
         description:
           - Verify the server certificate against O(api.ca_file) or the system CAs.
           - Ignored when O(api.fingerprint) is set; the pin is then the verification.
+          - If not set, the environment variable E(PROXMOXWP_PVE_VALIDATE_CERTS) is used, else V(true).
         type: bool
         default: true
       ca_file:
-        description: CA bundle (PEM) to verify the PVE certificate with.
+        description:
+          - CA bundle (PEM) to verify the PVE certificate with.
+          - If not set, the environment variable E(PROXMOXWP_PVE_CA_FILE) is used.
         type: path
       fingerprint:
         description:
           - SHA-256 fingerprint of the PVE server certificate, hex, colons optional. When set, the connection
             accepts only that certificate, without needing a CA (PVE's self-signed certificate works).
+          - If not set, the environment variable E(PROXMOXWP_PVE_FINGERPRINT) is used.
         type: str
       timeout:
         description: Seconds to wait for the answer to one HTTP request.

@@ -2,7 +2,9 @@
 # GNU Affero General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/agpl-3.0.txt)
 """The Proxmox VE API client shared by the proxmoxwp_* modules.
 
-One connection option (`api`) for every module, and a client on proxmoxer that:
+One connection option (`api`) for every module, each of whose settings can also come from a PROXMOXWP_PVE_*
+environment variable (a play sets it once with module_defaults for group/proxmoxwp.hosting.proxmox), and a client
+on proxmoxer that:
 
 - sends booleans as 1/0 and drops None values;
 - turns every error into PveApiError with one sentence an operator can act on (PVE's own error text, the
@@ -17,6 +19,9 @@ One connection option (`api`) for every module, and a client on proxmoxer that:
 import re
 import time
 
+from ansible.module_utils.basic import missing_required_lib
+from ansible_collections.proxmoxwp.hosting.plugins.module_utils.proxmoxwp_env import from_environment, missing_settings
+
 try:
     import requests
     from proxmoxer import ProxmoxAPI
@@ -30,14 +35,27 @@ except ImportError as exc:  # pragma: no cover - reported by the module through 
     PROXMOXER_IMPORT_ERROR = exc
     HTTPAdapter = object
 
+# The environment variable each connection setting falls back on when the task (or module_defaults) leaves it out.
+API_ENVIRONMENT = {
+    "host": "PROXMOXWP_PVE_HOST",
+    "port": "PROXMOXWP_PVE_PORT",
+    "token_id": "PROXMOXWP_PVE_TOKEN_ID",
+    "token_secret": "PROXMOXWP_PVE_TOKEN_SECRET",
+    "validate_certs": "PROXMOXWP_PVE_VALIDATE_CERTS",
+    "ca_file": "PROXMOXWP_PVE_CA_FILE",
+    "fingerprint": "PROXMOXWP_PVE_FINGERPRINT",
+}
+# Needed, but not `required`: they may come from the environment, and connect() says which is missing and where
+# it could come from.
+API_NEEDED = {name: API_ENVIRONMENT[name] for name in ("host", "token_id", "token_secret")}
 API_OPTIONS = {
-    "host": {"type": "str", "required": True},
-    "port": {"type": "int", "default": 8006},
-    "token_id": {"type": "str", "required": True},
-    "token_secret": {"type": "str", "required": True, "no_log": True},
-    "validate_certs": {"type": "bool", "default": True},
-    "ca_file": {"type": "path"},
-    "fingerprint": {"type": "str"},
+    "host": from_environment(API_ENVIRONMENT["host"], type="str"),
+    "port": from_environment(API_ENVIRONMENT["port"], type="int", default=8006),
+    "token_id": from_environment(API_ENVIRONMENT["token_id"], type="str"),
+    "token_secret": from_environment(API_ENVIRONMENT["token_secret"], type="str", no_log=True),
+    "validate_certs": from_environment(API_ENVIRONMENT["validate_certs"], type="bool", default=True),
+    "ca_file": from_environment(API_ENVIRONMENT["ca_file"], type="path"),
+    "fingerprint": from_environment(API_ENVIRONMENT["fingerprint"], type="str"),
     "timeout": {"type": "int", "default": 30},
 }
 
@@ -48,9 +66,12 @@ UPID = re.compile(r"^UPID:([^:]+):")
 
 
 def api_argument_spec(**module_options):
-    """The argument spec of a module: `api`, `task_timeout` and the module's own options."""
+    """The argument spec of a module: `api`, `task_timeout` and the module's own options.
+
+    `api` may be left out: apply_defaults makes it a dict all the same, so that its settings' environment fallbacks
+    apply."""
     spec = {
-        "api": {"type": "dict", "required": True, "options": API_OPTIONS},
+        "api": {"type": "dict", "options": API_OPTIONS, "apply_defaults": True},
         "task_timeout": {"type": "int", "default": 900},
     }
     spec.update(module_options)
@@ -361,9 +382,12 @@ class PveClient:
 def connect(module):
     """A PveClient for an AnsibleModule with the api/task_timeout options; fails the module on bad options."""
     if not HAS_PROXMOXER:
-        from ansible.module_utils.basic import missing_required_lib
-
         module.fail_json(msg=missing_required_lib("proxmoxer and requests"), exception=str(PROXMOXER_IMPORT_ERROR))
+    missing = missing_settings(
+        "The connection to the Proxmox VE API", "api", "proxmox", module.params["api"], API_NEEDED
+    )
+    if missing:
+        module.fail_json(msg=missing)
     try:
         return PveClient(module.params["api"], module.params["task_timeout"], warn=module.warn)
     except PveApiError as exc:

@@ -19,22 +19,31 @@ version_added: "0.1.0"
 author: ProxmoxWP contributors
 options:
   provider:
-    description: Which DNS API holds the zone.
+    description:
+      - Which DNS API holds the zone.
+      - 'A play sets the provider and its connection once for the action group C(proxmoxwp.hosting.dns) with
+        C(module_defaults), for example C(group/proxmoxwp.hosting.dns: "{{ proxmoxwp_dns }}").'
     type: str
     choices: [powerdns, cloudflare]
     required: true
   powerdns:
-    description: PowerDNS connection (O(provider=powerdns)).
+    description:
+      - PowerDNS connection (O(provider=powerdns)).
+      - Each setting left out is taken from its environment variable, named in its description; without
+        O(powerdns), every setting is. O(powerdns.api_url) and O(powerdns.api_key) are required, here or in the
+        environment.
     type: dict
     suboptions:
       api_url:
-        description: Base URL of the PowerDNS webserver, for example C(http://127.0.0.1:8081).
+        description:
+          - Base URL of the PowerDNS webserver, for example C(http://127.0.0.1:8081).
+          - If not set, the environment variable E(PROXMOXWP_PDNS_URL) is used.
         type: str
-        required: true
       api_key:
-        description: The API key.
+        description:
+          - The API key.
+          - If not set, the environment variable E(PROXMOXWP_PDNS_API_KEY) is used.
         type: str
-        required: true
         no_log: true
       server_id:
         description: The server id in the API path.
@@ -45,7 +54,9 @@ options:
         type: bool
         default: true
   cloudflare:
-    description: Cloudflare connection (O(provider=cloudflare)).
+    description:
+      - Cloudflare connection (O(provider=cloudflare)).
+      - O(cloudflare.api_token) is required, here or in the environment.
     type: dict
     suboptions:
       api_url:
@@ -53,9 +64,10 @@ options:
         type: str
         default: https://api.cloudflare.com/client/v4
       api_token:
-        description: An API token allowed to edit DNS in the zone.
+        description:
+          - An API token allowed to edit DNS in the zone.
+          - If not set, the environment variable E(PROXMOXWP_CLOUDFLARE_API_TOKEN) is used.
         type: str
-        required: true
         no_log: true
   zone:
     description: The zone that holds the name, for example C(sites.example.com).
@@ -138,18 +150,27 @@ from ansible_collections.proxmoxwp.hosting.plugins.module_utils.proxmoxwp_dns im
     fqdn,
     record_set,
 )
+from ansible_collections.proxmoxwp.hosting.plugins.module_utils.proxmoxwp_env import (  # noqa: E402
+    from_environment,
+    missing_settings,
+)
+
+# Each provider's settings that are needed, with the environment variable each falls back on.
+NEEDED = {
+    "powerdns": {"api_url": "PROXMOXWP_PDNS_URL", "api_key": "PROXMOXWP_PDNS_API_KEY"},
+    "cloudflare": {"api_token": "PROXMOXWP_CLOUDFLARE_API_TOKEN"},
+}
 
 
 def provider(module):
     p = module.params
-    if p["provider"] == "powerdns":
-        if not p["powerdns"]:
-            module.fail_json(msg="provider=powerdns needs the powerdns option (api_url, api_key)")
-        c = p["powerdns"]
+    name = p["provider"]
+    c = p[name]
+    missing = missing_settings(f"provider={name}", name, "dns", c, NEEDED[name])
+    if missing:
+        module.fail_json(msg=missing)
+    if name == "powerdns":
         return PowerDns(c["api_url"], c["api_key"], c["server_id"], p["timeout"], c["validate_certs"])
-    if not p["cloudflare"]:
-        module.fail_json(msg="provider=cloudflare needs the cloudflare option (api_token)")
-    c = p["cloudflare"]
     return Cloudflare(c["api_url"], c["api_token"], p["timeout"])
 
 
@@ -157,20 +178,23 @@ def main():
     module = AnsibleModule(
         argument_spec={
             "provider": {"type": "str", "required": True, "choices": ["powerdns", "cloudflare"]},
+            # apply_defaults: left out, the option is a dict all the same, so its settings' fallbacks apply.
             "powerdns": {
                 "type": "dict",
+                "apply_defaults": True,
                 "options": {
-                    "api_url": {"type": "str", "required": True},
-                    "api_key": {"type": "str", "required": True, "no_log": True},
+                    "api_url": from_environment(NEEDED["powerdns"]["api_url"], type="str"),
+                    "api_key": from_environment(NEEDED["powerdns"]["api_key"], type="str", no_log=True),
                     "server_id": {"type": "str", "default": "localhost"},
                     "validate_certs": {"type": "bool", "default": True},
                 },
             },
             "cloudflare": {
                 "type": "dict",
+                "apply_defaults": True,
                 "options": {
                     "api_url": {"type": "str", "default": "https://api.cloudflare.com/client/v4"},
-                    "api_token": {"type": "str", "required": True, "no_log": True},
+                    "api_token": from_environment(NEEDED["cloudflare"]["api_token"], type="str", no_log=True),
                 },
             },
             "zone": {"type": "str", "required": True},

@@ -24,22 +24,30 @@ version_added: "0.1.0"
 author: ProxmoxWP contributors
 options:
   api:
-    description: How to reach NPM.
+    description:
+      - How to reach NPM.
+      - 'A play sets it once for the action group C(proxmoxwp.hosting.npm) with C(module_defaults), for example
+        C(group/proxmoxwp.hosting.npm: {api: "{{ proxmoxwp_npm_api }}"}).'
+      - Each setting left out here is taken from its environment variable, named in its description; without
+        O(api), every setting is. O(api.url), O(api.identity) and O(api.secret) are required, here or in the
+        environment.
     type: dict
-    required: true
     suboptions:
       url:
-        description: Base URL of NPM's API, for example C(http://10.77.0.2:81/api).
+        description:
+          - Base URL of NPM's API, for example C(http://10.77.0.2:81/api).
+          - If not set, the environment variable E(PROXMOXWP_NPM_URL) is used.
         type: str
-        required: true
       identity:
-        description: The user's e-mail address.
+        description:
+          - The user's e-mail address.
+          - If not set, the environment variable E(PROXMOXWP_NPM_IDENTITY) is used.
         type: str
-        required: true
       secret:
-        description: The user's password.
+        description:
+          - The user's password.
+          - If not set, the environment variable E(PROXMOXWP_NPM_SECRET) is used.
         type: str
-        required: true
         no_log: true
       timeout:
         description: Seconds to wait for one request.
@@ -137,7 +145,14 @@ actions:
 """
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+from ansible_collections.proxmoxwp.hosting.plugins.module_utils.proxmoxwp_env import (  # noqa: E402
+    from_environment,
+    missing_settings,
+)
 from ansible_collections.proxmoxwp.hosting.plugins.module_utils.proxmoxwp_npm import Npm, NpmApiError  # noqa: E402
+
+# The settings of `api` that are needed, with the environment variable each falls back on.
+NEEDED = {"url": "PROXMOXWP_NPM_URL", "identity": "PROXMOXWP_NPM_IDENTITY", "secret": "PROXMOXWP_NPM_SECRET"}
 
 # The fields ProxmoxWP sets, all accepted by NPM 2.13 and later. HTTP/2 and forced SSL come with the certificate:
 # NPM clears both on a host without one.
@@ -264,13 +279,14 @@ class Run:
 def main():
     module = AnsibleModule(
         argument_spec={
+            # apply_defaults: left out, `api` is a dict all the same, so its settings' fallbacks apply.
             "api": {
                 "type": "dict",
-                "required": True,
+                "apply_defaults": True,
                 "options": {
-                    "url": {"type": "str", "required": True},
-                    "identity": {"type": "str", "required": True},
-                    "secret": {"type": "str", "required": True, "no_log": True},
+                    "url": from_environment(NEEDED["url"], type="str"),
+                    "identity": from_environment(NEEDED["identity"], type="str"),
+                    "secret": from_environment(NEEDED["secret"], type="str", no_log=True),
                     "timeout": {"type": "int", "default": 30},
                     "validate_certs": {"type": "bool", "default": True},
                 },
@@ -291,6 +307,9 @@ def main():
     if not p["domain_names"]:
         module.fail_json(msg="domain_names must not be empty")
     api = p["api"]
+    missing = missing_settings("The connection to Nginx Proxy Manager", "api", "npm", api, NEEDED)
+    if missing:
+        module.fail_json(msg=missing)
     run = Run(module, Npm(api["url"], api["identity"], api["secret"], api["timeout"], api["validate_certs"]))
     try:
         if p["state"] == "present":
