@@ -10,6 +10,13 @@ from pathlib import Path
 
 from sites import ROOT
 
+# The module_defaults of the project's playbooks, by the inventory variable each reads.
+CONNECTIONS = {
+    "group/proxmoxwp.hosting.proxmox": ("proxmoxwp_pve_api", {"api": "{{ proxmoxwp_pve_api }}"}),
+    "group/proxmoxwp.hosting.npm": ("proxmoxwp_npm_api", {"api": "{{ proxmoxwp_npm_api }}"}),
+    "group/proxmoxwp.hosting.dns": ("proxmoxwp_dns", "{{ proxmoxwp_dns }}"),
+}
+
 
 @dataclass
 class RoleRun:
@@ -35,14 +42,17 @@ def run_role(
 ) -> RoleRun:
     """Run one entry point of the collection's role as a playbook does: on localhost, or on every host of `inventory`.
 
-    From the repository's root, so that its ansible.cfg finds the collection proxmoxwp.hosting (the checkout)."""
+    From the repository's root, so that its ansible.cfg finds the collection proxmoxwp.hosting (the checkout). Like
+    the project's playbooks, the play hands the connections among `variables` (the inventory's names) to the modules
+    with module_defaults; a connection not given is left to the modules' environment variables."""
     hosts = "all" if inventory else "localhost"
     playbook = tmp_path / f"{role}-{entry_point}.yml"
-    playbook.write_text(
-        f"- hosts: {hosts}\n  gather_facts: false\n  tasks:\n"
-        f"    - ansible.builtin.include_role:\n"
-        f"        name: proxmoxwp.hosting.{role}\n        tasks_from: {entry_point}\n"
-    )
+    include = {"ansible.builtin.include_role": {"name": f"proxmoxwp.hosting.{role}", "tasks_from": entry_point}}
+    play = {"hosts": hosts, "gather_facts": False, "tasks": [include]}
+    defaults = {group: value for group, (name, value) in CONNECTIONS.items() if name in variables}
+    if defaults:
+        play["module_defaults"] = defaults
+    playbook.write_text(json.dumps([play]))
     extra = tmp_path / f"{role}-vars.json"
     extra.write_text(json.dumps(variables))
     argv = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(inventory or "tests/inventory/hosts.yml"),

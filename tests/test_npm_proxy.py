@@ -4,6 +4,8 @@ request body against NPM's own OpenAPI schema and behaves as NPM 2.15.1 does (to
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from role_runs import run_role
 
@@ -101,3 +103,15 @@ def test_a_name_served_by_another_host_is_refused_and_nothing_changes(npm, tmp_p
     assert not run.ok
     assert f"{SITE} is already in use" in run.stdout
     assert npm.state.proxy_hosts() == before
+
+
+def test_a_play_without_module_defaults_takes_the_connection_from_the_environment(npm, tmp_path):
+    """An operator's own play that sets no module_defaults: the module reads PROXMOXWP_NPM_*, and the secret
+    stays out of the output."""
+    site = {key: value for key, value in site_vars(npm).items() if key != "proxmoxwp_npm_api"}
+    env = {key: value for key, value in os.environ.items() if not key.startswith("PROXMOXWP_NPM_")}
+    env.update(PROXMOXWP_NPM_URL=npm.url, PROXMOXWP_NPM_IDENTITY=npm.identity, PROXMOXWP_NPM_SECRET=npm.secret)
+    run = run_role(tmp_path, "npm_proxy", "present", verbosity=3, env=env, **site)
+    assert run.ok, run.stdout[-2000:]
+    assert host(npm)["forward_host"] == "10.77.0.7" and host(npm)["ssl_forced"]
+    assert npm.secret not in run.stdout + run.stderr
