@@ -1,6 +1,7 @@
 # Copyright: ProxmoxWP contributors
 # GNU Affero General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/agpl-3.0.txt)
-"""The options every Proxmox VE module of the collection shares: the connection to the API and the task timeout."""
+"""What every Proxmox VE module of the collection shares: the connection to the API (and its action group for
+module_defaults) and the task timeout."""
 
 
 class ModuleDocFragment:
@@ -8,6 +9,12 @@ class ModuleDocFragment:
 requirements:
   - proxmoxer >= 2.2
   - requests
+attributes:
+  action_group:
+    description: Use C(group/proxmoxwp.hosting.proxmox) in C(module_defaults) to set O(api) once for a play.
+    support: full
+    membership:
+      - proxmoxwp.hosting.proxmox
 options:
   api:
     description:

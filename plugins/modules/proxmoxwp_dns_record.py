@@ -14,9 +14,22 @@ description:
     (API v4, API token) keeps single records, several per name; the module deletes the extra ones, adds the missing
     ones and corrects their TTL. A record that appears meanwhile (error 81057/81058) or disappears (81044) is
     what was wanted.
-  - Supports check mode and diff mode.
 version_added: "0.1.0"
 author: ProxmoxWP contributors
+extends_documentation_fragment:
+  - proxmoxwp.hosting.attributes
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: full
+  action_group:
+    description:
+      - Use C(group/proxmoxwp.hosting.dns) in C(module_defaults) to set O(provider) and its connection once for a
+        play.
+    support: full
+    membership:
+      - proxmoxwp.hosting.dns
 options:
   provider:
     description:

@@ -13,11 +13,16 @@ description:
     (C(PUT)). O(state=absent) removes it (C(DELETE)) when it is there; the container keeps running or stopped as it is.
   - HA calls are synchronous (no task). With O(wait=true) the module then waits until the container's status matches
     the requested state (C(running) for V(started), C(stopped) for V(stopped) and V(disabled)).
-  - Supports check mode and diff mode.
 version_added: "0.1.0"
 author: ProxmoxWP contributors
 extends_documentation_fragment:
   - proxmoxwp.hosting.proxmoxwp_api
+  - proxmoxwp.hosting.attributes
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: full
 options:
   vmid:
     description: vmid of the container; the HA resource is C(ct:<vmid>).

@@ -24,11 +24,18 @@ description:
     O(ssh_public_keys), O(description) and O(hostname) are used at creation only.
   - O(state=absent) removes every container of the service (live and archives), or only the one given as O(vmid),
     with its HA resource, its snapshots and its disks, stopping it first.
-  - Supports check mode (no change is made; what would change is reported) and diff mode.
 version_added: "0.1.0"
 author: ProxmoxWP contributors
 extends_documentation_fragment:
   - proxmoxwp.hosting.proxmoxwp_api
+  - proxmoxwp.hosting.attributes
+attributes:
+  check_mode:
+    support: full
+    details:
+      - No change is made; what would change is reported, in RV(diff) too.
+  diff_mode:
+    support: full
 options:
   state:
     description: Whether the service has a live container (V(present)) or no container at all (V(absent)).

@@ -11,11 +11,12 @@ description:
     configuration, snapshots, HA resource and power state. No database is needed.
   - A container tagged C(archive) is an archive (a stopped container kept only for its snapshots); every other
     one is the service's live container. More than one live container is an error.
-  - Read-only; runs in check mode as usual.
 version_added: "0.1.0"
 author: ProxmoxWP contributors
 extends_documentation_fragment:
   - proxmoxwp.hosting.proxmoxwp_api
+  - proxmoxwp.hosting.attributes
+  - proxmoxwp.hosting.attributes.info_module
 options:
   service_id:
     description: The service id (Paymenter's numeric id) whose containers to find.

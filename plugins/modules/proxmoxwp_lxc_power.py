@@ -16,11 +16,18 @@ description:
     stopped one. It always reports a change.
   - Idempotent for V(started) and V(stopped); PVE refuses to start a running or stop a stopped container, so the
     status is read first.
-  - Supports check mode (nothing is changed; RV(status) is the status the container would reach).
 version_added: "0.1.0"
 author: ProxmoxWP contributors
 extends_documentation_fragment:
   - proxmoxwp.hosting.proxmoxwp_api
+  - proxmoxwp.hosting.attributes
+attributes:
+  check_mode:
+    support: full
+    details:
+      - Nothing is changed; RV(status) is the status the container would reach.
+  diff_mode:
+    support: none
 options:
   vmid:
     description: vmid of the container.

@@ -12,11 +12,20 @@ description:
     started at boot, when it holds snapshots (the customer's other backups), and destroyed when it holds none.
   - Every step can be undone. When the clone fails it is destroyed; when the new container cannot take over,
     it is destroyed and the old one gets back its tags, HA resource and power state.
-  - A restore is an action, not a state, so it always reports a change. In check mode nothing is done.
+  - A restore is an action, not a state, so it always reports a change.
 version_added: "0.1.0"
-author: ProxmoxWP
+author: ProxmoxWP contributors
 extends_documentation_fragment:
   - proxmoxwp.hosting.proxmoxwp_api
+  - proxmoxwp.hosting.attributes
+attributes:
+  check_mode:
+    support: partial
+    details:
+      - Checks the service, its live container, the source container and the snapshot, and reports the change;
+        nothing is done, and RV(vmid), RV(ip), RV(archived) and RV(destroyed) are null.
+  diff_mode:
+    support: none
 options:
   service_id:
     description: The service whose containers carry the tags C(proxmoxwp) and C(svc-<service_id>).

@@ -17,11 +17,19 @@ description:
   - Storages such as DRBD/LINSTOR and ZFS roll back only to the most recent snapshot; PVE refuses the others and the
     module reports PVE's message (see docs/backups.md for the restore-by-clone strategy).
   - Every task is waited for and must end with exit status OK.
-  - Supports check mode.
 version_added: "0.1.0"
 author: ProxmoxWP contributors
 extends_documentation_fragment:
   - proxmoxwp.hosting.proxmoxwp_api
+  - proxmoxwp.hosting.attributes
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: partial
+    details:
+      - O(state=present) and O(state=absent) report the snapshot names, or the description, before and after; a
+        rollback reports no diff.
 options:
   vmid:
     description: vmid of the container.

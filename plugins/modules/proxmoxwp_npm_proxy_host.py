@@ -19,9 +19,25 @@ description:
     enabled.
   - Only fields that NPM 2.13 and later accept are sent. After a change the host is read again, and the module
     fails when C(meta.nginx_online) is false.
-  - Supports check mode.
 version_added: "0.1.0"
 author: ProxmoxWP contributors
+extends_documentation_fragment:
+  - proxmoxwp.hosting.attributes
+attributes:
+  check_mode:
+    support: full
+    details:
+      - RV(actions) lists what would be done. Whether Let's Encrypt would issue the certificate is not known in
+        check mode.
+  diff_mode:
+    support: none
+    details:
+      - RV(actions) lists what was done.
+  action_group:
+    description: Use C(group/proxmoxwp.hosting.npm) in C(module_defaults) to set O(api) once for a play.
+    support: full
+    membership:
+      - proxmoxwp.hosting.npm
 options:
   api:
     description:
