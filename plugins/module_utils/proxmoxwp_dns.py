@@ -13,7 +13,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 
-import requests
+from ansible_collections.proxmoxwp.hosting.plugins.module_utils.proxmoxwp_http import requests
 
 RECORD_TYPES = ("A", "AAAA", "CNAME")
 

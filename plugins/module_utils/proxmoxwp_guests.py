@@ -65,7 +65,7 @@ def gib_number(size):
 
 def rootfs_gib(config):
     """The rootfs size in GiB from a container config (`size=` of rootfs), or None."""
-    _, props = parse_props(config.get("rootfs"))
+    props = parse_props(config.get("rootfs"))[1]
     size = size_bytes(props.get("size")) if props.get("size") else None
     return gib_number(size) if size is not None else None
 
@@ -277,6 +277,6 @@ def container_details(client, entry, ha_listing):
 
 def container_ip(config):
     """The IPv4 address (without prefix) of net0, or None."""
-    _, props = parse_props(config.get("net0"))
+    props = parse_props(config.get("net0"))[1]
     address = props.get("ip", "")
     return address.split("/", 1)[0] if "/" in address else None

@@ -9,7 +9,7 @@ enabling an enabled host are 400s, so state is read before it is changed.
 
 from __future__ import annotations
 
-import requests
+from ansible_collections.proxmoxwp.hosting.plugins.module_utils.proxmoxwp_http import requests
 
 
 class NpmApiError(Exception):

@@ -15,7 +15,9 @@ description:
     ones and corrects their TTL. A record that appears meanwhile (error 81057/81058) or disappears (81044) is
     what was wanted.
 version_added: "0.1.0"
-author: ProxmoxWP contributors
+requirements:
+  - requests
+author: ProxmoxWP contributors (!UNKNOWN)
 extends_documentation_fragment:
   - proxmoxwp.hosting.attributes
 attributes:
@@ -57,7 +59,6 @@ options:
           - The API key.
           - If not set, the environment variable E(PROXMOXWP_PDNS_API_KEY) is used.
         type: str
-        no_log: true
       server_id:
         description: The server id in the API path.
         type: str
@@ -81,7 +82,6 @@ options:
           - An API token allowed to edit DNS in the zone.
           - If not set, the environment variable E(PROXMOXWP_CLOUDFLARE_API_TOKEN) is used.
         type: str
-        no_log: true
   zone:
     description: The zone that holds the name, for example C(sites.example.com).
     type: str
@@ -167,6 +167,7 @@ from ansible_collections.proxmoxwp.hosting.plugins.module_utils.proxmoxwp_env im
     from_environment,
     missing_settings,
 )
+from ansible_collections.proxmoxwp.hosting.plugins.module_utils.proxmoxwp_http import require_requests  # noqa: E402
 
 # Each provider's settings that are needed, with the environment variable each falls back on.
 NEEDED = {
@@ -221,6 +222,7 @@ def main():
         required_if=[("state", "present", ["values"])],
         supports_check_mode=True,
     )
+    require_requests(module)
     p = module.params
     name, zone = fqdn(p["name"]), fqdn(p["zone"])
     if name != zone and not name.endswith("." + zone):

@@ -14,7 +14,7 @@ description:
   - HA calls are synchronous (no task). With O(wait=true) the module then waits until the container's status matches
     the requested state (C(running) for V(started), C(stopped) for V(stopped) and V(disabled)).
 version_added: "0.1.0"
-author: ProxmoxWP contributors
+author: ProxmoxWP contributors (!UNKNOWN)
 extends_documentation_fragment:
   - proxmoxwp.hosting.proxmoxwp_api
   - proxmoxwp.hosting.attributes

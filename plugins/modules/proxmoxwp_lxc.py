@@ -25,7 +25,7 @@ description:
   - O(state=absent) removes every container of the service (live and archives), or only the one given as O(vmid),
     with its HA resource, its snapshots and its disks, stopping it first.
 version_added: "0.1.0"
-author: ProxmoxWP contributors
+author: ProxmoxWP contributors (!UNKNOWN)
 extends_documentation_fragment:
   - proxmoxwp.hosting.proxmoxwp_api
   - proxmoxwp.hosting.attributes

@@ -12,7 +12,7 @@ description:
   - A container tagged C(archive) is an archive (a stopped container kept only for its snapshots); every other
     one is the service's live container. More than one live container is an error.
 version_added: "0.1.0"
-author: ProxmoxWP contributors
+author: ProxmoxWP contributors (!UNKNOWN)
 extends_documentation_fragment:
   - proxmoxwp.hosting.proxmoxwp_api
   - proxmoxwp.hosting.attributes

@@ -17,7 +17,7 @@ description:
   - Idempotent for V(started) and V(stopped); PVE refuses to start a running or stop a stopped container, so the
     status is read first.
 version_added: "0.1.0"
-author: ProxmoxWP contributors
+author: ProxmoxWP contributors (!UNKNOWN)
 extends_documentation_fragment:
   - proxmoxwp.hosting.proxmoxwp_api
   - proxmoxwp.hosting.attributes

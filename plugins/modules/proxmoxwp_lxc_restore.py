@@ -14,7 +14,7 @@ description:
     it is destroyed and the old one gets back its tags, HA resource and power state.
   - A restore is an action, not a state, so it always reports a change.
 version_added: "0.1.0"
-author: ProxmoxWP contributors
+author: ProxmoxWP contributors (!UNKNOWN)
 extends_documentation_fragment:
   - proxmoxwp.hosting.proxmoxwp_api
   - proxmoxwp.hosting.attributes

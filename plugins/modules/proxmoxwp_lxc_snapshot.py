@@ -18,7 +18,7 @@ description:
     module reports PVE's message (see docs/backups.md for the restore-by-clone strategy).
   - Every task is waited for and must end with exit status OK.
 version_added: "0.1.0"
-author: ProxmoxWP contributors
+author: ProxmoxWP contributors (!UNKNOWN)
 extends_documentation_fragment:
   - proxmoxwp.hosting.proxmoxwp_api
   - proxmoxwp.hosting.attributes

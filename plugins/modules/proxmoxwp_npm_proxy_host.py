@@ -20,7 +20,9 @@ description:
   - Only fields that NPM 2.13 and later accept are sent. After a change the host is read again, and the module
     fails when C(meta.nginx_online) is false.
 version_added: "0.1.0"
-author: ProxmoxWP contributors
+requirements:
+  - requests
+author: ProxmoxWP contributors (!UNKNOWN)
 extends_documentation_fragment:
   - proxmoxwp.hosting.attributes
 attributes:
@@ -64,7 +66,6 @@ options:
           - The user's password.
           - If not set, the environment variable E(PROXMOXWP_NPM_SECRET) is used.
         type: str
-        no_log: true
       timeout:
         description: Seconds to wait for one request.
         type: int
@@ -165,7 +166,11 @@ from ansible_collections.proxmoxwp.hosting.plugins.module_utils.proxmoxwp_env im
     from_environment,
     missing_settings,
 )
-from ansible_collections.proxmoxwp.hosting.plugins.module_utils.proxmoxwp_npm import Npm, NpmApiError  # noqa: E402
+from ansible_collections.proxmoxwp.hosting.plugins.module_utils.proxmoxwp_http import require_requests  # noqa: E402
+from ansible_collections.proxmoxwp.hosting.plugins.module_utils.proxmoxwp_npm import (  # noqa: E402
+    Npm,
+    NpmApiError,
+)
 
 # The settings of `api` that are needed, with the environment variable each falls back on.
 NEEDED = {"url": "PROXMOXWP_NPM_URL", "identity": "PROXMOXWP_NPM_IDENTITY", "secret": "PROXMOXWP_NPM_SECRET"}
@@ -319,6 +324,7 @@ def main():
         required_if=[("state", "present", ["forward_host"])],
         supports_check_mode=True,
     )
+    require_requests(module)
     p = module.params
     if not p["domain_names"]:
         module.fail_json(msg="domain_names must not be empty")
