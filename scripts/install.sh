@@ -7,7 +7,7 @@
 #
 # Run as root on Debian 12 (or as a user with sudo). Installs the Debian packages the project needs, makes
 # .venv in the repository with the system's python3, installs the project into it with the PostgreSQL and
-# Redis clients and the lab (extra `lab`; --dev: also the test and lint tools, and the PostgreSQL and Redis
+# Redis clients and the lab (extra `lab`; --dev: also the test and lint tools, ansible-test's environments, and the PostgreSQL and Redis
 # servers the suite starts for itself), then runs `proxmoxwp lab up`. Non-interactive, and safe to run again: it only adds what is
 # missing. PROXMOXWP_* settings in the environment reach `proxmoxwp lab up` (see README.md). With
 # PROXMOXWP_INSTALL_TIMES=FILE, the seconds each step took are appended to FILE as "step seconds" lines
@@ -139,9 +139,21 @@ python_environment() {
   pip_install "$1"
 }
 
+ansible_test_environments() {
+  # ansible-test's sanity environments for tests/test_collection.py, made here while the package index is at hand
+  # (tests/collection.py says why the test tools of the dev extra cannot serve); kept between runs.
+  say "ansible-test: sanity environments of the collection (python -m tests.collection prime)"
+  .venv/bin/python -m tests.collection prime
+}
+
+dev_environment() {
+  python_environment dev
+  ansible_test_environments
+}
+
 if [[ $DEV == 1 ]]; then
   timed debian-packages install_debian_packages "${DEBIAN_PACKAGES[@]}" "${DEV_DEBIAN_PACKAGES[@]}"
-  timed python-packages python_environment dev
+  timed python-packages dev_environment
   exit 0
 fi
 timed debian-packages install_debian_packages "${DEBIAN_PACKAGES[@]}"

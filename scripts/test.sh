@@ -36,7 +36,7 @@ export DEBIAN_FRONTEND=noninteractive PIP_NO_INPUT=1 PYTHONUNBUFFERED=1
 export PATH="$ROOT/.venv/bin:$PATH"
 PYTEST_ARGS=("$@")
 LINT_PATHS=()
-for path in api lab tests bench scripts; do
+for path in api lab tests bench scripts plugins; do
   [[ -e $path ]] && LINT_PATHS+=("$path") # git keeps no empty folder: a fresh clone may lack one
 done
 # Pass 1 takes a worker more than the CPUs (its container tests wait on I/O); pass 2, beside it, one per CPU.

@@ -52,10 +52,11 @@ BIN = Path(sys.executable).parent
 
 
 # The order tests are handed to pytest-xdist's workers in. First the shared lab: its start builds the rootfs and the
-# golden image, the longest chain of the run. Then the playbooks against the fake cluster (CPU) while those caches
-# are built; then the other container tests (mostly waiting on I/O, and on those caches); then the short tests that
-# fill the end evenly. Within a rank, tests that run real jobs or playbooks (the longest) go first.
-RUN_ORDER = ("shared-lab", "cluster", "containers", "db")
+# golden image, the longest chain of the run. Then the playbooks against the fake cluster and the collection's
+# ansible-test sanity (CPU) while those caches are built; then the other container tests (mostly waiting on I/O, and
+# on those caches); then the short tests that fill the end evenly. Within a rank, tests that run real jobs or
+# playbooks (the longest) go first.
+RUN_ORDER = ("shared-lab", "cluster", "collection", "containers", "db")
 LONG_RUNNING = {"pve", "worker", "start_worker", "server", "lab_containers"}
 
 

@@ -1,9 +1,9 @@
 """Where the time of a pytest run goes, by tier (a pytest plugin, `pytest_plugins = ["tests.timing"]`).
 
-Each test belongs to one tier, the first of TIERS whose marker it carries (`containers`, `cluster`, `db`), or
-`other`. At the end the report has a section with, per tier, the number of tests, the sum of their times (setup,
-call and teardown) and the tier's span (from the start of its first test to the end of its last: with several
-workers the span is what the tier costs the run). With PROXMOXWP_TEST_TIMES=<file> the same figures, the 15
+Each test belongs to one tier, the first of TIERS whose marker it carries (`containers`, `collection`, `cluster`,
+`db`), or `other`. At the end the report has a section with, per tier, the number of tests, the sum of their times
+(setup, call and teardown) and the tier's span (from the start of its first test to the end of its last: with
+several workers the span is what the tier costs the run). With PROXMOXWP_TEST_TIMES=<file> the same figures, the 15
 slowest tests and the timeline of the run (each test's worker, start and end) are written to that file as JSON:
 scripts/test.sh prints them in its table at the end.
 """
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-TIERS = ("containers", "cluster", "db")
+TIERS = ("containers", "collection", "cluster", "db")
 SLOWEST = 15
 
 
