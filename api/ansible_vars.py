@@ -58,7 +58,8 @@ def _vault_secrets(loader, password_file: Path | None) -> list:
 
     if not password_file.is_file():
         raise ConfigError(f"{SETTING}: {password_file} is not a file")
-    if not password_file.stat().st_mode & 0o111 and password_file.stat().st_mode & 0o004:
+    mode = password_file.stat().st_mode
+    if not mode & 0o111 and mode & 0o004:  # a script holds no password; a plain file must not be open to all
         raise ConfigError(f"{SETTING}: {password_file} is readable by every user: chmod o-rwx it")
     try:
         secret = get_file_vault_secret(filename=str(password_file), vault_id="default", loader=loader)

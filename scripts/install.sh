@@ -7,9 +7,10 @@
 #
 # Run as root on Debian 12 (or as a user with sudo). Installs the Debian packages the project needs, makes
 # .venv in the repository with the system's python3, installs the project into it with the PostgreSQL and
-# Redis clients and the lab (extra `lab`; --dev: also the test and lint tools, ansible-test's environments, and the PostgreSQL and Redis
-# servers the suite starts for itself), then runs `proxmoxwp lab up`. Non-interactive, and safe to run again: it only adds what is
-# missing. PROXMOXWP_* settings in the environment reach `proxmoxwp lab up` (see README.md). With
+# Redis clients and the lab (extra `lab`; --dev: also the test and lint tools, ansible-test's environments,
+# and the PostgreSQL and Redis servers the suite starts for itself), then runs `proxmoxwp lab up`.
+# Non-interactive, and safe to run again: it only adds what is missing. PROXMOXWP_* settings in the
+# environment reach `proxmoxwp lab up` (see README.md). With
 # PROXMOXWP_INSTALL_TIMES=FILE, the seconds each step took are appended to FILE as "step seconds" lines
 # (scripts/test.sh reports the Debian packages apart from the rest).
 set -euo pipefail

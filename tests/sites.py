@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,6 +37,12 @@ def site_inventory(
     # Read after every other file of group_vars/all, by Ansible and by the API alike (both merge in name order).
     (inventory / "group_vars" / "all" / "zz_test.yml").write_text("---\n" + yaml.safe_dump(settings, sort_keys=False))
     return inventory
+
+
+def hand_run(inventory: Path, playbook: str, *args: str) -> subprocess.CompletedProcess:
+    """`ansible-playbook -i INVENTORY playbooks/PLAYBOOK ARGS` from the repository root, as an operator runs it."""
+    command = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(inventory), f"playbooks/{playbook}"]
+    return subprocess.run([*command, *args], cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
 
 
 @dataclass

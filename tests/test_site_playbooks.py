@@ -8,7 +8,7 @@ import subprocess
 from datetime import UTC, datetime
 
 import pytest
-from sites import ROOT, cluster, run_playbook, site_inventory
+from sites import cluster, hand_run, run_playbook, site_inventory
 
 from lab.ports import free_port
 
@@ -207,10 +207,7 @@ def test_the_ha_manager_restarts_a_running_site_but_not_a_suspended_one(site, pv
 
 def test_operators_run_the_playbooks_by_hand_without_the_api(inventory, pve, tmp_path, edge_peers):
     def playbook(name: str, *args: str) -> subprocess.CompletedProcess:
-        command = [str(ROOT / ".venv" / "bin" / "ansible-playbook"), "-i", str(inventory), f"playbooks/{name}"]
-        return subprocess.run(
-            [*command, "-e", f"service_id={SERVICE}", *args], cwd=ROOT, capture_output=True, text=True, timeout=300
-        )
+        return hand_run(inventory, name, "-e", f"service_id={SERVICE}", *args)
 
     subdomain = edge_peers.subdomain(SERVICE)
     checked = playbook("site_create.yml", "-e", "plan=basic", "-e", f"public_ip={PUBLIC_IP}", "--check")
