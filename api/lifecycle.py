@@ -156,6 +156,18 @@ class Lifecycle:
             elif service.state != ServiceState.DELETED:
                 pending = [job for job in self._unfinished(session, service.service_id) if job.kind == "create"]
                 if pending:
+                    # Only the same request gets the pending job and its password: another one would be told its
+                    # settings were taken while the site is made with the first request's.
+                    asked = pending[0].params
+                    if (asked.get("email"), asked.get("plan"), asked.get("public_ip")) != (
+                        data.email,
+                        data.plan,
+                        data.public_ip,
+                    ):
+                        raise conflict(
+                            "already_exists",
+                            f"Service {data.service_id} already has a site being created with other settings.",
+                        )
                     password = self.runtime.secret_box.open(pending[0].sealed_secrets).get("admin_password")
                     return self._site_answer(session, service, pending[0], password)
                 if not self._creation_failed(session, service):

@@ -386,6 +386,26 @@ def test_create_site_for_an_existing_site_with_other_settings_is_a_conflict(api,
     assert table_rows(runtime) == before
 
 
+@pytest.mark.parametrize(
+    "other",
+    [{"email": "someone.else@example.org"}, {"plan": "premium"}, {"public_ip": "203.0.113.99"}],
+    ids=["email", "plan", "public_ip"],
+)
+def test_create_site_with_other_settings_while_the_creation_is_pending_is_a_conflict(api, runtime, other):
+    """Only the same request is told the pending job and its password; another gets 409 and changes nothing."""
+    pending = api.post("/create-site", SITE).get_json()
+    before = table_rows(runtime)
+    answer = api.post("/create-site", dict(SITE, **other))
+    assert_json_error(answer, 409, "already_exists")
+    assert pending["admin_password"] not in answer.get_data(as_text=True)
+    assert table_rows(runtime) == before
+
+    claim(runtime, pending["job_id"])  # running now: the same holds
+    assert_json_error(api.post("/create-site", dict(SITE, **other)), 409, "already_exists")
+    same = api.post("/create-site", SITE).get_json()
+    assert (same["job_id"], same["admin_password"]) == (pending["job_id"], pending["admin_password"])
+
+
 def test_the_admin_password_is_used_once_then_forgotten(api, runtime, worker, control_dir, tmp_path):
     created = api.post("/create-site", SITE).get_json()
     password = created["admin_password"]
