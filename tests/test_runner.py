@@ -178,3 +178,42 @@ def test_count_tasks_says_none_for_a_playbook_ansible_cannot_read(tmp_path):
     broken.write_text("- hosts: localhost\n  tasks: [{name: x, no_such_module: {}}]\n")
     assert count_tasks(ROOT, broken, TESTS / "inventory", {}, tmp_path / "cache") is None
     assert list((tmp_path / "cache").iterdir()) == [], "no answer is kept, and no scratch folder"
+
+
+def test_secrets_of_the_environment_reach_the_playbook_but_no_file_of_the_run(tmp_path, monkeypatch):
+    """ansible-runner writes its command and environment into the run's artifacts; a worker killed mid-run
+    leaves them behind. The module credentials of the environment must still reach the playbook; the API's
+    own secrets must not reach it at all."""
+    token, key, database = "pve-token-5ecret-9f2c", "api-fernet-key-77aa", "postgresql://u:db-pa55@127.0.0.1/x"
+    monkeypatch.setenv("PROXMOXWP_PVE_TOKEN_SECRET", token)
+    monkeypatch.setenv("PROXMOXWP_SECRET_KEY", key)
+    monkeypatch.setenv("PROXMOXWP_DATABASE_URL", database)
+    started, release = tmp_path / "started", tmp_path / "release"
+    names = ["PROXMOXWP_PVE_TOKEN_SECRET", "PROXMOXWP_SECRET_KEY", "PROXMOXWP_DATABASE_URL"]
+    variables = {"started_file": str(started), "release_file": str(release), "names": names}
+    run = make_run(tmp_path, "report_env.yml", variables, secrets={"admin_password": "adm-pa55-word-00"})
+    thread = threading.Thread(target=run.run)
+    thread.start()
+    try:
+        wait_until(started.exists, 60, what="the playbook to start")
+        (private,) = (tmp_path / "runs").iterdir()
+        files = [path for path in private.rglob("*") if path.is_file()]
+        assert any(path.name == "command" for path in files), files
+        for path in files:
+            content = path.read_bytes()
+            for secret in (token, key, b"db-pa55"):
+                assert (secret if isinstance(secret, bytes) else secret.encode()) not in content, path
+        assert [path.name for path in files if b"adm-pa55-word-00" in path.read_bytes()] == ["extravars"]
+        assert {oct(path.stat().st_mode & 0o777) for path in files if path.name in ("command", "extravars")} == {
+            "0o600"
+        }
+    finally:
+        release.touch()
+        thread.join(60)
+    assert run.result.status == "successful", run.result.message
+    assert run.result.stats["environment"] == {
+        "PROXMOXWP_PVE_TOKEN_SECRET": token,
+        "PROXMOXWP_SECRET_KEY": "",
+        "PROXMOXWP_DATABASE_URL": "",
+    }
+    assert list((tmp_path / "runs").iterdir()) == []

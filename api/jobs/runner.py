@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import shlex
 import shutil
 import sys
 import tempfile
@@ -15,6 +17,7 @@ from pathlib import Path
 import ansible_runner
 import yaml
 
+from api.jobs import launch_playbook
 from api.jobs.leftovers import terminate_run_processes
 from api.jobs.secrets import scrub
 
@@ -34,6 +37,11 @@ KEPT_RESULT_KEYS = (
 )
 TEXT_LIMIT = 2000
 VAR_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
+# Environment variables whose values are secrets by their names: the playbooks may need them (the modules'
+# credentials), ansible-runner's command file must not hold them.
+SECRET_NAME = re.compile(r"SECRET|TOKEN|PASSW|API_KEY|PRIVATE|CREDENTIAL", re.IGNORECASE)
+# The API's own secrets, which no playbook needs: not handed over at all.
+API_ONLY = ("PROXMOXWP_SECRET_KEY", "PROXMOXWP_DATABASE_URL", "PROXMOXWP_QUEUE_URL", "PROXMOXWP_API_TOKENS")
 
 
 class _UnsafeDumper(yaml.SafeDumper):
@@ -65,6 +73,16 @@ def ansible_playbook() -> str:
     """The ansible-playbook beside this Python (a virtualenv need not be on PATH), else the one on PATH."""
     beside = Path(sys.executable).parent / "ansible-playbook"
     return str(beside) if beside.exists() else shutil.which("ansible-playbook") or "ansible-playbook"
+
+
+def split_environment(environment: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+    """The environment as ansible-runner may see it (secret values blanked: it copies the worker's own
+    environment, so they are overridden rather than left out) and the secrets the launcher puts back."""
+    hidden = {
+        name: value for name, value in environment.items() if value and (name in API_ONLY or SECRET_NAME.search(name))
+    }
+    shown = {**environment, **dict.fromkeys(hidden, "")}
+    return shown, {name: value for name, value in hidden.items() if name not in API_ONLY}
 
 
 def ansible_environment(project_dir: Path, vault_password_file: Path | None) -> dict[str, str]:
@@ -201,10 +219,13 @@ class PlaybookRun:
             runner = ansible_runner.run(
                 private_data_dir=str(private),
                 project_dir=str(self.project_dir),
-                playbook=str(self.playbook),
+                # ansible-playbook is started through the launcher, which hands it the secrets of the environment
+                binary=sys.executable,
+                cmdline=shlex.join([launch_playbook.__file__, str(self.playbook)]),
                 inventory=str(self.inventory),
                 ident=self.ident,
                 envvars=self._environment(private),
+                suppress_env_files=True,
                 event_handler=self._handle,
                 cancel_callback=self.cancelled,
                 timeout=self.timeout,
@@ -243,14 +264,25 @@ class PlaybookRun:
         # leaves its payload there, so TMPDIR is the run's own directory, removed with it.
         scratch = private / "scratch"
         scratch.mkdir(mode=0o700, parents=True, exist_ok=True)
-        return {
-            "TMPDIR": str(scratch),
-            # ansible-runner starts `ansible-playbook` from PATH: the one beside this Python comes first
-            "PATH": os.pathsep.join([str(Path(ansible_playbook()).parent), os.environ.get("PATH", "")]),
-            **ansible_environment(self.project_dir, self.vault_password_file),
-            "ANSIBLE_NOCOLOR": "1",
-            "ANSIBLE_RETRY_FILES_ENABLED": "0",
-            "ANSIBLE_LOCAL_TEMP": str(private / "tmp"),
-            "ANSIBLE_HOME": str(private / "ansible-home"),
-            "PYTHONUNBUFFERED": "1",
-        }
+        shown, secret = split_environment(
+            {
+                **os.environ,
+                "TMPDIR": str(scratch),
+                # what ansible-playbook starts from PATH (ansible-galaxy, ansible-vault) is the one beside it
+                "PATH": os.pathsep.join([str(Path(ansible_playbook()).parent), os.environ.get("PATH", "")]),
+                **ansible_environment(self.project_dir, self.vault_password_file),
+                "ANSIBLE_NOCOLOR": "1",
+                "ANSIBLE_RETRY_FILES_ENABLED": "0",
+                "ANSIBLE_LOCAL_TEMP": str(private / "tmp"),
+                "ANSIBLE_HOME": str(private / "ansible-home"),
+                "PYTHONUNBUFFERED": "1",
+                launch_playbook.PLAYBOOK_COMMAND: ansible_playbook(),
+            }
+        )
+        if secret:
+            secrets_file = private / "env" / "secrets.json"
+            fd = os.open(secrets_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                json.dump(secret, handle)
+            shown[launch_playbook.SECRETS_FILE] = str(secrets_file)
+        return shown
