@@ -102,6 +102,9 @@ def test_a_worker_killed_mid_job_is_detected_and_the_job_retried(api, runtime, s
     assert finished["state"] == "succeeded"
     assert finished["attempts"] == 2
     assert api.get("/status", service_id=21).get_json()["state"] == "active"
+    # the dead attempt's private dir (its extra vars, ansible-runner's artifacts) is gone as well as the retry's
+    runs = runtime.settings.data_dir / "runs"
+    wait_until(lambda: not list(runs.iterdir()), 30, what=f"the run dirs to be removed: {list(runs.iterdir())}")
 
 
 def test_a_killed_worker_without_attempts_left_fails_the_job_visibly(app, api, start_worker, control_dir):

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import os
+import re
+import shutil
 import socket
 import threading
 import time
@@ -397,7 +399,38 @@ def reap(runtime: Runtime) -> list[int]:
         ).all()
     for job_id in heads:
         runtime.queue.enqueue(job_id)
+    sweep_run_dirs(runtime)
     return touched
+
+
+RUN_DIR = re.compile(r"^job(\d+)-(\d+)-")
+
+
+def sweep_run_dirs(runtime: Runtime) -> list[str]:
+    """Remove the private data dirs that no live run owns: those of a worker that was killed (a finished run
+    removes its own). They hold the job's extra vars, the admin password among them, and ansible-runner's
+    artifacts. A dir is live while its job is running the attempt the dir is named after."""
+    runs = runtime.settings.data_dir / "runs"
+    try:
+        entries = [entry for entry in runs.iterdir() if entry.is_dir() and RUN_DIR.match(entry.name)]
+    except FileNotFoundError:
+        return []
+    wanted = {int(RUN_DIR.match(entry.name).group(1)) for entry in entries}
+    with runtime.db.session() as session:
+        live = set(
+            session.execute(select(Job.id, Job.attempts).where(Job.id.in_(wanted), Job.state == JobState.RUNNING)).all()
+        )
+    removed = []
+    for entry in entries:
+        match = RUN_DIR.match(entry.name)
+        if (int(match.group(1)), int(match.group(2))) in live:
+            continue
+        terminate_run_processes(str(entry))
+        shutil.rmtree(entry, ignore_errors=True)
+        removed.append(entry.name)
+    if removed:
+        log.info("removed the run dirs of runs that were cut off: %s", ", ".join(sorted(removed)))
+    return removed
 
 
 def _worker_gone(worker: str | None, heartbeat: datetime | None, stale: datetime) -> bool:
