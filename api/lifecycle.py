@@ -531,8 +531,21 @@ class Lifecycle:
                 last = session.scalar(
                     select(Job).where(Job.service_id == service.service_id).order_by(Job.id.desc()).limit(1)
                 )
+            # the clean-up of a cut-off creation, unless a newer creation or deletion has taken over since
+            newest = session.scalar(
+                select(Job)
+                .where(Job.service_id == service.service_id, Job.kind.in_(("create", "delete", "cleanup")))
+                .order_by(Job.id.desc())
+                .limit(1)
+            )
             return presenters.status_view(
-                service, self.runtime.inventory.plans.get(service.plan), heading_to, last, backups_used, domains_used
+                service,
+                self.runtime.inventory.plans.get(service.plan),
+                heading_to,
+                last,
+                backups_used,
+                domains_used,
+                cleanup=newest if newest is not None and newest.kind == "cleanup" else None,
             )
 
     def job(self, job_id: int) -> dict:

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 from api import validation
 from api.inventory import Plan
-from api.models import Backup, Domain, Job, Service
+from api.models import UNFINISHED, Backup, Domain, Job, JobState, Service
 
 
 def aware(moment: datetime | None) -> datetime | None:
@@ -68,6 +68,7 @@ def status_view(
     last_job: Job | None,
     backups_used: int,
     domains_used: int,
+    cleanup: Job | None = None,
 ) -> dict:
     return {
         "success": True,
@@ -88,4 +89,24 @@ def status_view(
             "domains": quota(plan.domains if plan else 0, domains_used),
         },
         "last_job": job_view(last_job) if last_job else None,
+        "leftovers": leftovers_view(cleanup),
+    }
+
+
+def leftovers_view(cleanup: Job | None) -> dict | None:
+    """What the clean-up after a cut-off creation says is left: nothing once it succeeded."""
+    if cleanup is None or cleanup.state == JobState.SUCCEEDED:
+        return None
+    if cleanup.state in UNFINISHED:
+        return {
+            "state": "removing",
+            "job_id": cleanup.id,
+            "message": "The creation was cut off; what it may have left (its container, DNS record and proxy "
+            "host) is being removed.",
+        }
+    return {
+        "state": "left",
+        "job_id": cleanup.id,
+        "message": f"What the cut-off creation left could not be removed: {cleanup.message or 'the job failed'} "
+        "create-site again reuses or replaces it; delete-site removes it.",
     }

@@ -210,6 +210,14 @@ class BackupList(BaseModel):
     quota: Quota
 
 
+class Leftovers(BaseModel):
+    state: Literal["removing", "left"] = Field(
+        description="removing: a job is removing them; left: they could not be removed (see message)."
+    )
+    job_id: int = Field(description="The clean-up job.")
+    message: str
+
+
 class StatusAnswer(BaseModel):
     success: Literal[True] = True
     service_id: int
@@ -226,6 +234,10 @@ class StatusAnswer(BaseModel):
     proxy_enabled: bool
     quotas: dict[str, Quota]
     last_job: JobView | None
+    leftovers: Leftovers | None = Field(
+        description="What a creation that was cut off (worker killed, timeout, cancel) may have left on the "
+        "cluster and the edge, while it is being removed or when it could not be; null when nothing is left."
+    )
 
 
 class JobAnswer(BaseModel):

@@ -63,6 +63,7 @@ STATUS_KEYS = {
     "proxy_enabled",
     "quotas",
     "last_job",
+    "leftovers",
 }
 
 

@@ -125,6 +125,37 @@ def test_a_killed_worker_without_attempts_left_fails_the_job_visibly(app, api, s
     assert status["heading_to"] is None  # nothing left in flight
 
 
+def test_a_creation_cut_off_with_no_attempts_left_is_cleaned_up_and_status_says_so(
+    app, api, start_worker, control_dir
+):
+    """The killed run never reached its rescue: a clean-up job removes what it may have left, and /status shows
+    it being removed, then nothing left; the site stays failed with the creation's reason."""
+    app.extensions["proxmoxwp"].settings.job_max_attempts = 1
+    doomed = start_worker()
+    (control_dir / "block-site_create").touch()
+    (control_dir / "block-site_delete").touch()
+    job_id = api.post("/create-site", {"service_id": 23, **CREATE}).get_json()["job_id"]
+    wait_until(lambda: running(api, job_id), what="the creation to run")
+    doomed.kill(signal.SIGKILL)
+    start_worker()
+    assert wait_job(api, job_id, timeout=60)["state"] == "failed"
+    status = wait_until(
+        lambda: (seen := api.get("/status", service_id=23).get_json())["leftovers"] and seen,
+        what="the clean-up to be shown",
+    )
+    assert status["state"] == "failed" and "stopped unexpectedly" in status["failure_reason"]
+    assert status["leftovers"]["state"] == "removing"
+    cleanup = status["leftovers"]["job_id"]
+    assert job(api, cleanup)["kind"] == "cleanup"
+    (control_dir / "release-site_delete").touch()
+    assert wait_job(api, cleanup)["state"] == "succeeded"
+    status = api.get("/status", service_id=23).get_json()
+    assert status["leftovers"] is None
+    assert status["state"] == "failed" and "stopped unexpectedly" in status["failure_reason"]
+    (removal,) = [run for run in runs(control_dir) if run["op"] == "site_delete"]
+    assert removal["vars"]["subdomain"] == status["subdomain"]
+
+
 def test_a_job_that_runs_too_long_is_stopped_at_its_kind_timeout(app, api, runtime, worker, control_dir):
     app.extensions["proxmoxwp"].settings.job_timeouts = {"power": 4}
     create_active(api, 31)

@@ -3,6 +3,7 @@ fake Proxmox VE; and faults injected at each Proxmox step of provisioning."""
 
 from __future__ import annotations
 
+import signal
 from datetime import UTC, datetime
 
 import pytest
@@ -191,3 +192,41 @@ def test_a_fault_at_a_proxmox_step_fails_the_job_leaves_nothing_and_a_retry_succ
     done(api, api.post("/create-site", SITE))
     assert status(api)["state"] == "active"
     assert cluster(pve)[live_vmid(pve)]["status"] == "running"
+
+
+SNAPSHOT = ("POST", "/nodes/{node}/lxc/{vmid}/snapshot")
+
+
+def test_a_creation_whose_worker_is_killed_twice_leaves_nothing_behind(app, api, start_worker, pve, edge_peers):
+    """Both attempts are killed while Proxmox holds the snapshot, the last step, when the container, the DNS
+    record and the proxy host exist: no rescue ran, so the clean-up job removes them; the site is failed with
+    the reason and /status shows nothing left."""
+    assert app.extensions["proxmoxwp"].settings.job_max_attempts == 2
+    pve.call(lambda: pve.pve.hang(*SNAPSHOT, secs=600, times=2))
+
+    def held(times_left: int | None) -> bool:
+        return pve.call(lambda: pve.pve.hangs.get(SNAPSHOT, {}).get("times")) == times_left
+
+    doomed = start_worker()
+    job_id = api.post("/create-site", SITE).get_json()["job_id"]
+    wait_until(lambda: held(1), 120, what="the first attempt to reach the snapshot")
+    assert cluster(pve) and edge_peers.hosts(), "the creation is cut off with its parts made"
+    doomed.kill(signal.SIGKILL)
+    doomed = start_worker()
+    wait_until(lambda: held(None), 120, what="the second attempt to reach the snapshot")
+    doomed.kill(signal.SIGKILL)
+    start_worker()
+
+    job = wait_job(api, job_id, timeout=60)
+    assert job["state"] == "failed" and job["attempts"] == 2 and "stopped unexpectedly" in job["message"]
+    cleanup = wait_until(
+        lambda: (seen := status(api))["leftovers"] is None and seen["last_job"]["kind"] == "cleanup" and seen,
+        120,
+        what="the clean-up to finish",
+    )
+    assert cleanup["last_job"]["state"] == "succeeded"
+    assert cleanup["state"] == "failed" and "stopped unexpectedly" in cleanup["failure_reason"]
+    assert cleanup["vmid"] is None and cleanup["ip"] is None
+    assert cluster(pve) == {}
+    assert pve.call(lambda: pve.pve.ha_resources_left()) == []
+    assert edge_peers.addresses(edge_peers.subdomain(SERVICE)) == [] and edge_peers.hosts() == {}

@@ -145,7 +145,7 @@ def _run_claimed(runtime: Runtime, job_id: int) -> None:
         result = run.run()
     except Exception as exc:  # an error of the runner itself, not of the playbook
         log.exception("job %s: ansible-runner failed", job_id)
-        finish(runtime, job_id, JobState.FAILED, message=f"The job runner failed: {type(exc).__name__}.")
+        finish(runtime, job_id, JobState.FAILED, message=f"The job runner failed: {type(exc).__name__}.", cut_off=True)
         return
     finally:
         stop_heartbeat.set()
@@ -171,6 +171,8 @@ def _run_claimed(runtime: Runtime, job_id: int) -> None:
             failed_task=result.failed_task,
             failed_host=result.failed_host,
             message=result.message,
+            # a playbook that failed on its own ran its rescue; one stopped from outside did not
+            cut_off=result.status != "failed",
         )
 
 
@@ -292,13 +294,15 @@ def finish(
     failed_host: str | None = None,
     message: str | None = None,
     tasks_done: int | None = None,
+    cut_off: bool = False,
 ) -> None:
-    """Record the job's end and let its outcome move the service."""
+    """Record the job's end and let its outcome move the service. A run `cut_off` (worker killed, timeout,
+    cancel, runner error) never reached its own undo: its kind's clean-up, if it has one, is queued."""
 
-    def work(session: Session) -> None:
+    def work(session: Session) -> int | None:
         job = session.get(Job, job_id)
         if job.state not in UNFINISHED:
-            return
+            return None
         secrets = list(runtime.secret_box.open(job.sealed_secrets).values())
         job.state = state
         job.finished_at = now()
@@ -319,8 +323,29 @@ def finish(
             KINDS[job.kind].on_failure(session, service, job)  # never ran: the service itself is unchanged
         else:
             _failed(session, service, job)
+            undo = KINDS[job.kind].cut_off_undo
+            if cut_off and undo and job.started_at is not None:
+                return _queue_undo(runtime, session, service, job, undo).id
+        return None
 
-    runtime.db.write(work)
+    undo_id = runtime.db.write(work)
+    if undo_id is not None:
+        log.warning("job %s: cut off; job %s removes what it may have left", job_id, undo_id)
+        runtime.queue.enqueue(undo_id)
+
+
+def _queue_undo(runtime: Runtime, session: Session, service: Service, job: Job, kind: str) -> Job:
+    undo = Job(
+        service_id=service.service_id,
+        kind=kind,
+        params={"service_id": service.service_id, "subdomain": service.subdomain, "domains": [], "undoes": job.id},
+        state=JobState.QUEUED,
+        max_attempts=job.max_attempts,
+        timeout_seconds=runtime.settings.job_timeouts.get(kind, KINDS[kind].timeout),
+    )
+    session.add(undo)
+    session.flush()
+    return undo
 
 
 def _succeeded(session: Session, service: Service, job: Job) -> None:
@@ -329,6 +354,8 @@ def _succeeded(session: Session, service: Service, job: Job) -> None:
             setattr(service, key, cast(job.stats[key]))
     KINDS[job.kind].on_success(session, service, job)
     sync_backups(session, service, job)
+    if not KINDS[job.kind].settles:
+        return
     if job.heading_to:
         service.state = job.heading_to
     elif service.state in (ServiceState.FAILED, KINDS[job.kind].running_state):
@@ -340,6 +367,8 @@ def _succeeded(session: Session, service: Service, job: Job) -> None:
 
 def _failed(session: Session, service: Service, job: Job) -> None:
     KINDS[job.kind].on_failure(session, service, job)
+    if not KINDS[job.kind].settles:
+        return
     if service.state not in (ServiceState.FAILED, KINDS[job.kind].running_state):
         service.settled_state = service.state
     service.state = ServiceState.FAILED
@@ -477,5 +506,6 @@ def _requeue_or_fail(runtime: Runtime, job_id: int) -> bool:
             job_id,
             JobState.FAILED,
             message="The worker running this job stopped unexpectedly and no attempts are left.",
+            cut_off=True,
         )
     return decision is not None

@@ -54,6 +54,10 @@ class Kind:
     running_state: str | None = None
     on_success: Outcome = field(default=_nothing)
     on_failure: Outcome = field(default=_nothing)
+    # False for a job whose outcome says nothing of the site's state (the clean-up after a cut-off creation).
+    settles: bool = True
+    # The kind queued when a run of this kind is cut off (worker killed, timeout, cancel) before its own undo.
+    cut_off_undo: str | None = None
 
 
 def _created(_session: Session, service: Service, _job: Job) -> None:
@@ -64,6 +68,10 @@ def _deleted(session: Session, service: Service, _job: Job) -> None:
     session.execute(delete(Domain).where(Domain.service_id == service.service_id))
     session.execute(delete(Backup).where(Backup.service_id == service.service_id))
     service.deleted_at = datetime.now(UTC)
+    service.vmid = service.node = service.ip = None
+
+
+def _cleaned_up(_session: Session, service: Service, _job: Job) -> None:
     service.vmid = service.node = service.ip = None
 
 
@@ -123,8 +131,11 @@ def _toggled(_session: Session, service: Service, job: Job) -> None:
 KINDS: dict[str, Kind] = {
     kind.name: kind
     for kind in (
-        Kind("create", "site_create.yml", 1800, ServiceState.PROVISIONING, _created),
+        Kind("create", "site_create.yml", 1800, ServiceState.PROVISIONING, _created, cut_off_undo="cleanup"),
         Kind("delete", "site_delete.yml", 900, ServiceState.DELETING, _deleted),
+        # What a creation that was cut off may have left: its container, DNS record and proxy host. The site never
+        # came up, so everything of the service goes; the service stays failed, with the creation's reason.
+        Kind("cleanup", "site_delete.yml", 900, on_success=_cleaned_up, settles=False),
         Kind("suspend", "site_suspend.yml", 600),
         Kind("unsuspend", "site_unsuspend.yml", 600),
         Kind("upgrade", "site_upgrade.yml", 1200, on_success=_upgraded),
