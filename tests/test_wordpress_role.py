@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import requests
 from role_runs import RoleRun, run_role
 from sites import ROOT
 
@@ -167,6 +168,39 @@ def test_a_plan_change_applies_its_upload_limit(golden_site):
     large = golden_site.play("limits", wordpress_upload_max_mb=8)
     assert large.returncode == 0, large.stdout[-3000:]
     assert golden_site.post(two_megabytes) == 200
+
+
+def logs_in(site: GoldenSite, user: str, password: str) -> bool:
+    """A browser's login through wp-login.php: WordPress answers a redirect with its logged-in cookie, or the
+    form again with an error."""
+    host = "s7.sites.lab.test"
+    answer = requests.post(
+        f"http://{site.ip}/wp-login.php",
+        data={"log": user, "pwd": password, "wp-submit": "Log In", "testcookie": "1"},
+        headers={"Host": host},
+        cookies={"wordpress_test_cookie": "WP Cookie check"},
+        allow_redirects=False,
+        timeout=30,
+    )
+    logged_in = any(cookie.name.startswith("wordpress_logged_in_") for cookie in answer.cookies)
+    assert logged_in == (answer.status_code == 302), (answer.status_code, answer.text[-500:])
+    return logged_in
+
+
+def test_a_site_made_again_on_its_container_takes_the_new_password_and_drops_the_old(golden_site):
+    """A creation retried or made again finds WordPress installed by the earlier run: the password handed out
+    last logs in, the earlier one no longer does; the same password again changes nothing."""
+    old, new = "another password 123", "the newer password 456"
+    assert logs_in(golden_site, "admin", old)
+    again = golden_site.play("main", wordpress_admin_password=new)
+    assert again.returncode == 0, again.stdout[-3000:]
+    assert new not in again.stdout
+    assert logs_in(golden_site, "admin", new)
+    assert not logs_in(golden_site, "admin", old)
+
+    same = golden_site.play("main", wordpress_admin_password=new)
+    assert same.returncode == 0, same.stdout[-3000:]
+    assert "Install WordPress the way wp-cli does" in same.stdout and same.changed == 0, same.stdout[-3000:]
 
 
 def test_a_release_archive_on_the_controller_is_installed_only_with_its_checksum(

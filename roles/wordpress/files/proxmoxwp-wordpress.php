@@ -1,7 +1,8 @@
 <?php
 /**
  * Installs WordPress and reports its state, the way wp-cli's `core install` does: load WordPress with
- * WP_INSTALLING set and call its own installer. There is no wp-cli in the container.
+ * WP_INSTALLING set and call its own installer. There is no wp-cli in the container. On a site already
+ * installed, `install` sets the administrator's password to the request's (wp-cli's `user update --user_pass`).
  *
  *   php proxmoxwp-wordpress.php install   < {"root", "host", "title", "admin_user", "admin_email", "admin_password"}
  *   php proxmoxwp-wordpress.php status    < {"root", "host"}
@@ -85,7 +86,21 @@ if ( 'status' === $command ) {
 }
 
 if ( $installed ) {
-	proxmoxwp_answer( array( 'changed' => false ) );
+	// A site installed by an earlier run (a creation retried or made again on the container it left) gets the
+	// password of this request: the one the API handed out last must log in, and no earlier one.
+	if ( ! isset( $request['admin_user'], $request['admin_password'] ) || '' === $request['admin_password'] ) {
+		proxmoxwp_answer( array( 'changed' => false ) );
+	}
+	$admin = get_user_by( 'login', $request['admin_user'] );
+	if ( ! $admin ) {
+		proxmoxwp_answer( array( 'error' => 'WordPress is installed without the administrator ' . $request['admin_user'] . '.' ), 1 );
+	}
+	if ( wp_check_password( $request['admin_password'], $admin->user_pass, $admin->ID ) ) {
+		proxmoxwp_answer( array( 'changed' => false ) );
+	}
+	// Also ends the sessions logged in with the old password: their cookies carry a piece of its hash.
+	wp_set_password( $request['admin_password'], $admin->ID );
+	proxmoxwp_answer( array( 'changed' => true, 'password_set' => true, 'user_id' => $admin->ID ) );
 }
 
 foreach ( array( 'title', 'admin_user', 'admin_email', 'admin_password' ) as $field ) {
