@@ -135,9 +135,9 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _defaults_under_data_dir(self) -> Settings:
         if not self.database_url:
-            self.database_url = f"sqlite:///{self.data_dir / 'proxmoxwp.sqlite3'}"
+            self.database_url = f"sqlite:///{self.private_dir / 'proxmoxwp.sqlite3'}"
         if not self.queue_url:
-            self.queue_url = f"sqlite:///{self.data_dir / 'queue.sqlite3'}"
+            self.queue_url = f"sqlite:///{self.private_dir / 'queue.sqlite3'}"
         if self.vault_password_file is not None and str(self.vault_password_file).strip() in ("", "."):
             self.vault_password_file = None
         elif self.vault_password_file is not None:
@@ -152,6 +152,11 @@ class Settings(BaseSettings):
         if not self.queue_url.startswith(("sqlite:///", "redis://", "rediss://")):
             raise ValueError("PROXMOXWP_QUEUE_URL must be sqlite:///PATH or redis://…")
         return self
+
+    @property
+    def private_dir(self) -> Path:
+        """The default databases' and the key file's folder, 0700 (api/private_files.py)."""
+        return self.data_dir / "private"
 
     def tokens(self) -> list[str]:
         """Configured bearer tokens: the variable and, if set, one token per line of the file."""

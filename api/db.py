@@ -2,23 +2,33 @@
 
 from __future__ import annotations
 
+import logging
+import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import TypeVar
 
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
+
+from api.private_files import private_sqlite_file, sqlite_path
 
 T = TypeVar("T")
 
 SQLITE_BUSY_MS = 30_000
+# How long the checkpoint that erases cleared secrets waits for readers (it holds the write lock meanwhile).
+ERASE_BUSY_MS = 200
+ERASE_AFTER_COMMIT = "proxmoxwp_erase_after_commit"
+
+log = logging.getLogger(__name__)
 
 
 def make_engine(url: str) -> Engine:
     if url.startswith("sqlite:"):
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        path = sqlite_path(url)
+        if path is not None:
+            private_sqlite_file(path)
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_MS / 1000})
         _sqlite_transactions(engine)
         return engine
@@ -36,6 +46,9 @@ def _sqlite_transactions(engine: Engine) -> None:
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_MS}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
+        # what a transaction deletes or overwrites is zeroed in the page, not left in its free space (sealed
+        # secrets, Database.erase_freed)
+        cursor.execute("PRAGMA secure_delete=ON")
         cursor.close()
 
     @event.listens_for(engine, "begin")
@@ -58,6 +71,8 @@ class Database:
         factory = self._write if write else self._read
         with factory() as session, session.begin():
             yield session
+        if session.info.pop(ERASE_AFTER_COMMIT, False):
+            self.erase_freed()
 
     def write(self, work: Callable[[Session], T], attempts: int = 3) -> T:
         """Run `work` in a write transaction, again if a concurrent writer won a race on a unique key."""
@@ -70,8 +85,44 @@ class Database:
                     raise
         raise AssertionError("unreachable")
 
+    def erase_freed(self) -> bool:
+        """Make what committed transactions cleared unrecoverable from the database files; False if that has to
+        wait for the next call (readers were busy).
+
+        On SQLite, secure_delete (every connection) zeroes what a change frees in a page, but the write-ahead log
+        still holds every earlier image of the pages it changed: a TRUNCATE checkpoint copies the newest images into
+        the database and empties the log. It waits ERASE_BUSY_MS at most for readers, holding the write lock
+        meanwhile; one it cannot finish is finished by the next, and fails nothing. (A key per job, deleted with
+        its secrets, was the other way: it would have to live in the database too, for workers on other machines.)
+        On PostgreSQL, old row versions stay in the table until VACUUM (docs/jobs.md)."""
+        if not self.is_sqlite:
+            return False
+        try:
+            connection = self.engine.raw_connection()
+            try:
+                cursor = connection.cursor()
+                cursor.execute(f"PRAGMA busy_timeout={ERASE_BUSY_MS}")
+                try:
+                    busy = cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+                finally:
+                    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_MS}")
+                    cursor.close()
+            finally:
+                connection.close()
+        except (sqlite3.Error, SQLAlchemyError) as exc:
+            log.warning("the write-ahead log was not emptied (%s); the next job's checkpoint empties it", exc)
+            return False
+        if busy:
+            log.info("the write-ahead log is in use; the next job's checkpoint empties it")
+        return not busy
+
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def erase_after_commit(session: Session) -> None:
+    """Have what this transaction clears erased from the database files once it is committed."""
+    session.info[ERASE_AFTER_COMMIT] = True
 
 
 def _is_race(exc: Exception) -> bool:

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from api import domain_dns, presenters, validation
 from api.errors import ApiError, bad_request, conflict, not_found, unprocessable
 from api.jobs.kinds import KINDS
+from api.jobs.secrets import forget_sealed
 from api.models import UNFINISHED, Backup, Domain, Job, JobState, Service, ServiceState
 from api.runtime import Runtime
 from api.schemas import BackupRequest, ChangeRequest, CreateSite, DomainRequest, Power, ServiceRef, Upgrade
@@ -267,7 +268,7 @@ class Lifecycle:
         job.state = JobState.CANCELLED
         job.message = message
         job.finished_at = datetime.now(UTC)
-        job.sealed_secrets = None
+        forget_sealed(session, job)
         KINDS[job.kind].on_failure(session, service, job)
 
     def suspend_site(self, data: ChangeRequest) -> Answer:

@@ -13,6 +13,7 @@ from api.db import Database
 from api.inventory import Inventory
 from api.jobs.queue import JobQueue
 from api.jobs.secrets import SecretBox
+from api.private_files import prepare
 
 
 @dataclass
@@ -20,11 +21,18 @@ class Runtime:
     settings: Settings
 
     @cached_property
+    def private_dir(self) -> Path:
+        """DATA_DIR/private (0700), an older install's databases and key moved in: before anything opens them."""
+        return prepare(self.settings)
+
+    @cached_property
     def db(self) -> Database:
+        self.private_dir  # noqa: B018 - made (and an older install moved) first
         return Database(self.settings.database_url)
 
     @cached_property
     def queue(self) -> JobQueue:
+        self.private_dir  # noqa: B018 - made (and an older install moved) first
         return JobQueue(self.settings.queue_url)
 
     @cached_property
@@ -33,7 +41,7 @@ class Runtime:
 
     @cached_property
     def secret_box(self) -> SecretBox:
-        return SecretBox(self.settings.secret_key, self.settings.data_dir)
+        return SecretBox(self.settings.secret_key, self.private_dir)
 
     @cached_property
     def tokens(self) -> list[str]:
@@ -52,6 +60,7 @@ class Runtime:
             self.settings.data_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise ConfigError(f"PROXMOXWP_DATA_DIR: {self.settings.data_dir}: {exc.strerror}") from None
+        self.private_dir  # noqa: B018 - its own error, before "cannot connect" would hide it
         if need_schema:
             try:
                 current = is_current(self.db)

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session, aliased
 from api.jobs.kinds import KINDS, SERVICE_STATS, sync_backups
 from api.jobs.leftovers import terminate_run_processes
 from api.jobs.runner import PlaybookRun
-from api.jobs.secrets import scrub
+from api.jobs.secrets import forget_sealed, scrub
 from api.jobs.task_count import count_tasks
 from api.models import UNFINISHED, Job, JobEvent, JobState, Service, ServiceState
 from api.runtime import Runtime
@@ -311,7 +311,7 @@ def finish(
         job.failed_task = failed_task
         job.failed_host = failed_host
         job.message = scrub(message, secrets)
-        job.sealed_secrets = None
+        forget_sealed(session, job)
         if tasks_done is not None:
             job.progress_done = tasks_done
             job.progress_total = max(job.progress_total or 0, tasks_done)

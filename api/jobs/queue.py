@@ -7,18 +7,20 @@ short delay (the reaper sends it again), never a job.
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 
 from huey import Huey, RedisHuey, SqliteHuey
+
+from api.private_files import private_sqlite_file, sqlite_path
 
 TASK_NAME = "proxmoxwp.run_job"
 
 
 def make_huey(queue_url: str) -> Huey:
     if queue_url.startswith("sqlite:///"):
-        path = Path(queue_url.removeprefix("sqlite:///"))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return SqliteHuey(name="proxmoxwp", filename=str(path), timeout=30)
+        path = sqlite_path(queue_url)
+        if path is not None:  # a file, not memory: huey makes its -wal and -shm with this file's mode
+            private_sqlite_file(path)
+        return SqliteHuey(name="proxmoxwp", filename=queue_url.removeprefix("sqlite:///"), timeout=30)
     return RedisHuey(name="proxmoxwp", url=queue_url, blocking=True, read_timeout=1)
 
 

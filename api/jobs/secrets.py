@@ -8,18 +8,27 @@ import json
 import os
 import secrets
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cryptography.fernet import Fernet, InvalidToken
+
+from api.db import erase_after_commit
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from api.models import Job
 
 MASK = "********"
 
 
 class SecretBox:
-    """Fernet with a key from PROXMOXWP_SECRET_KEY, or a key file made once in the data directory."""
+    """Fernet with a key from PROXMOXWP_SECRET_KEY, or a key file made once in `folder` (the data dir's private
+    folder, api/private_files.py)."""
 
-    def __init__(self, secret_key: str | None, data_dir: Path) -> None:
+    def __init__(self, secret_key: str | None, folder: Path) -> None:
         self._secret_key = secret_key
-        self._key_file = data_dir / "secret.key"
+        self._key_file = folder / "secret.key"
         self._fernet: Fernet | None = None
 
     def _cipher(self) -> Fernet:
@@ -31,7 +40,7 @@ class SecretBox:
 
     def _load_or_create_key_file(self) -> str:
         if not self._key_file.exists():
-            self._key_file.parent.mkdir(parents=True, exist_ok=True)
+            self._key_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             # Written whole under another name, then linked into place: a process starting at the same moment
             # never reads a half-written key (which would seal with another key), and the first link wins.
             draft = self._key_file.with_name(f".{self._key_file.name}.{os.getpid()}.{secrets.token_hex(4)}")
@@ -56,6 +65,14 @@ class SecretBox:
             return json.loads(self._cipher().decrypt(token))
         except InvalidToken:
             return {}
+
+
+def forget_sealed(session: Session, job: Job) -> None:
+    """Clear the secrets of a job that no longer needs them, and have them erased from the database files once
+    the transaction is committed (Database.erase_freed)."""
+    if job.sealed_secrets is not None:
+        erase_after_commit(session)
+    job.sealed_secrets = None
 
 
 def scrub(value, secret_values: list[str]):
