@@ -6,25 +6,28 @@ import logging
 
 from flask import Flask
 
-from api.config import Settings, load_settings
+from api.config import DEFAULT_THREADS, Settings, load_settings
 from api.errors import register_error_handlers
 from api.lifecycle import Lifecycle
 from api.runtime import Runtime
+from api.waiting import Places
 
 
 class Extension:
     """What the views reach through `current_app.extensions["proxmoxwp"]`."""
 
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Runtime, threads: int) -> None:
         self.runtime = runtime
         self.settings = runtime.settings
         self.inventory = runtime.inventory
         self.tokens = runtime.tokens
         self.lifecycle = Lifecycle(runtime)
+        self.waiters = Places(runtime.settings.waiter_limit(threads))
 
 
-def create_app(settings: Settings | None = None, *, check: bool = True) -> Flask:
-    """The application factory: settings from the environment unless given."""
+def create_app(settings: Settings | None = None, *, check: bool = True, threads: int = DEFAULT_THREADS) -> Flask:
+    """The application factory: settings from the environment unless given; `threads` is the number of threads
+    of the process that serves it (the waiting requests are a part of them)."""
     from api.routes import actions, jobs, meta, sites
 
     runtime = Runtime(settings or load_settings())
@@ -33,7 +36,7 @@ def create_app(settings: Settings | None = None, *, check: bool = True) -> Flask
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = 64 * 1024
     app.json.sort_keys = False
-    app.extensions["proxmoxwp"] = Extension(runtime)
+    app.extensions["proxmoxwp"] = Extension(runtime, threads)
     register_error_handlers(app)
     for blueprint in (meta.bp, sites.bp, actions.bp, jobs.bp):
         app.register_blueprint(blueprint)

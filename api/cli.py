@@ -16,7 +16,7 @@ from importlib import metadata
 import click
 from sqlalchemy import select
 
-from api.config import ConfigError, load_settings
+from api.config import DEFAULT_THREADS, ConfigError, load_settings
 from api.runtime import Runtime
 
 
@@ -82,7 +82,13 @@ def main() -> None:
 @main.command()
 @click.option("--bind", default="127.0.0.1:8080", show_default=True, help="Address and port to listen on.")
 @click.option("--workers", default=2, show_default=True, help="gunicorn worker processes.")
-@click.option("--threads", default=8, show_default=True, help="Threads per worker process.")
+@click.option(
+    "--threads",
+    default=DEFAULT_THREADS,
+    show_default=True,
+    type=click.IntRange(1, 1000),
+    help="Threads per worker process; PROXMOXWP_MAX_WAITERS of them may wait for jobs (default half).",
+)
 def serve(bind: str, workers: int, threads: int) -> None:
     """Serve the API with gunicorn."""
     from gunicorn.app.base import BaseApplication
@@ -91,6 +97,7 @@ def serve(bind: str, workers: int, threads: int) -> None:
 
     settings = load_settings()
     Runtime(settings).check(need_tokens=True)
+    settings.waiter_limit(threads)  # a limit that takes every thread stops here, not in each gunicorn worker
 
     class _Gunicorn(BaseApplication):
         def load_config(self) -> None:
@@ -108,7 +115,7 @@ def serve(bind: str, workers: int, threads: int) -> None:
                 self.cfg.set(key, value)
 
         def load(self):
-            return create_app(settings, check=False)
+            return create_app(settings, check=False, threads=threads)
 
     _Gunicorn().run()
 

@@ -31,6 +31,15 @@ def _split_csv(value: object) -> object:
 
 DNS_PORT = 53
 
+# Threads of each `proxmoxwp serve` (gunicorn gthread) process. A request with `wait` holds one for up to
+# PROXMOXWP_MAX_WAIT_SECONDS, so only part of them may wait (PROXMOXWP_MAX_WAITERS): the rest stay free.
+DEFAULT_THREADS = 16
+
+
+def default_max_waiters(threads: int) -> int:
+    """Half the threads may wait for jobs: the other half answers /health, status and new changes at once."""
+    return threads // 2
+
 
 def resolver_address(text: str) -> tuple[str, int]:
     """`192.0.2.53`, `192.0.2.53:5353`, `2001:db8::53` or `[2001:db8::53]:5353` as (address, port).
@@ -79,6 +88,8 @@ class Settings(BaseSettings):
     max_events_per_job: int = Field(default=500, ge=10, le=100_000)
     secret_key: str | None = None
     max_wait_seconds: int = Field(default=60, ge=0, le=600)
+    # Requests that wait for their job at once in one server process; none = default_max_waiters(threads).
+    max_waiters: int | None = Field(default=None, ge=0, le=10_000)
     # Where setdomain asks whether a customer's domain points to us; empty = the system's (/etc/resolv.conf).
     dns_resolvers: Annotated[list[tuple[str, int]], NoDecode] = Field(default_factory=list)
     dns_timeout: float = Field(default=5.0, gt=0, le=60)
@@ -152,6 +163,17 @@ class Settings(BaseSettings):
         if not self.queue_url.startswith(("sqlite:///", "redis://", "rediss://")):
             raise ValueError("PROXMOXWP_QUEUE_URL must be sqlite:///PATH or redis://…")
         return self
+
+    def waiter_limit(self, threads: int = DEFAULT_THREADS) -> int:
+        """How many requests of a server process with `threads` threads may wait at once; leaves one free at least."""
+        if self.max_waiters is None:
+            return default_max_waiters(threads)
+        if self.max_waiters >= threads:
+            raise ConfigError(
+                f"PROXMOXWP_MAX_WAITERS: {self.max_waiters} waiting requests would take every one of the {threads}"
+                " threads of a server process; set it below --threads (or raise --threads)"
+            )
+        return self.max_waiters
 
     @property
     def private_dir(self) -> Path:

@@ -13,9 +13,10 @@ log = logging.getLogger(__name__)
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, code: str, error: str, **extra: object) -> None:
+    def __init__(self, status: int, code: str, error: str, *, headers: dict[str, str] | None = None, **extra: object):
         super().__init__(error)
         self.status, self.code, self.error, self.extra = status, code, error, extra
+        self.headers = headers or {}
 
 
 def bad_request(code: str, error: str) -> ApiError:
@@ -71,11 +72,12 @@ def _is_tag(part: object) -> bool:
     )
 
 
-def _answer(status: int, code: str, error: str, **extra: object):
+def _answer(status: int, code: str, error: str, headers: dict[str, str] | None = None, **extra: object):
     body = {"success": False, "error": error, "code": code}
     body.update({key: value for key, value in extra.items() if value is not None})
     response = jsonify(body)
     response.status_code = status
+    response.headers.update(headers or {})
     if status == 401:
         response.headers["WWW-Authenticate"] = 'Bearer realm="proxmoxwp"'
     return response
@@ -84,7 +86,7 @@ def _answer(status: int, code: str, error: str, **extra: object):
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(ApiError)
     def _api_error(exc: ApiError):
-        return _answer(exc.status, exc.code, exc.error, **exc.extra)
+        return _answer(exc.status, exc.code, exc.error, exc.headers, **exc.extra)
 
     @app.errorhandler(ValidationError)
     def _validation(exc: ValidationError):

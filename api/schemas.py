@@ -33,6 +33,7 @@ ServiceIdIn = Annotated[
         }
     ),
 ]
+# 600 is the most PROXMOXWP_MAX_WAIT_SECONDS may be; /openapi.json states the server's own limit.
 Wait = Annotated[int, Strict(), Field(ge=0, le=600, description="Seconds to wait for the job to finish.")]
 BackupName = Annotated[str, Strict(), Field(pattern=validation.BACKUP_PATTERN, max_length=40)]
 PlanName = Annotated[str, Strict(), Field(min_length=1, max_length=32, pattern=r"^[a-z0-9][a-z0-9_-]*$")]
@@ -259,3 +260,5 @@ class Health(BaseModel):
     success: Literal[True] = True
     status: Literal["ok"] = "ok"
     version: str
+    waiters: int = Field(description="Requests waiting for their job (`wait`) now, in the process that answered.")
+    max_waiters: int = Field(description="How many may wait at once in that process; more are refused (503).")

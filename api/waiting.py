@@ -6,6 +6,7 @@ it, each raising its own kind of error (`error`), so a timeout reads the same ev
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -51,3 +52,29 @@ def holds_within(condition: Callable[[], object], timeout: float, interval: floa
     except TimedOut:
         return False
     return True
+
+
+class Places:
+    """A fixed number of places, taken without blocking: the requests of one server process that may wait for
+    their jobs at once (a request refused a place is answered at once instead of holding a thread)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._taken = 0
+        self._lock = threading.Lock()
+
+    @property
+    def taken(self) -> int:
+        return self._taken
+
+    def enter(self) -> bool:
+        """Take a place if one is free; False when all are taken."""
+        with self._lock:
+            if self._taken >= self.limit:
+                return False
+            self._taken += 1
+            return True
+
+    def leave(self) -> None:
+        with self._lock:
+            self._taken -= 1

@@ -268,24 +268,31 @@ def process_env(env) -> dict[str, str]:
     return {**base, **env, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
 
 
-@pytest.fixture
-def start_worker(runtime, process_env, tmp_path) -> Iterator[Callable[..., Process]]:
-    """Start `proxmoxwp worker` processes; all are stopped (their whole process group) at the end."""
+@contextlib.contextmanager
+def _processes(process_env: dict[str, str], tmp_path: Path, name: str) -> Iterator[Callable[..., Process]]:
+    """Start `proxmoxwp` processes, each with its log `<name>-N.log`; all are stopped (their whole process group)
+    when the block ends."""
     started: list[Process] = []
 
-    def start(concurrency: int = 4, **extra_env: str) -> Process:
-        log = tmp_path / f"worker-{len(started)}.log"
+    def launch(*args: str, **extra_env: str) -> Process:
         proc = Process(
-            [str(BIN / "proxmoxwp"), "worker", "--concurrency", str(concurrency)],
-            {**process_env, **extra_env},
-            log,
+            [str(BIN / "proxmoxwp"), *args], {**process_env, **extra_env}, tmp_path / f"{name}-{len(started)}.log"
         )
         started.append(proc)
         return proc
 
-    yield start
-    for proc in started:
-        proc.stop()
+    try:
+        yield launch
+    finally:
+        for proc in started:
+            proc.stop()
+
+
+@pytest.fixture
+def start_worker(runtime, process_env, tmp_path) -> Iterator[Callable[..., Process]]:
+    """Start `proxmoxwp worker` processes; all are stopped at the end."""
+    with _processes(process_env, tmp_path, "worker") as launch:
+        yield lambda concurrency=4, **extra_env: launch("worker", "--concurrency", str(concurrency), **extra_env)
 
 
 @pytest.fixture
@@ -294,25 +301,32 @@ def worker(start_worker) -> Process:
 
 
 @pytest.fixture
-def server(runtime, process_env, tmp_path) -> Iterator[str]:
-    """`proxmoxwp serve` on a free loopback port; yields its base URL."""
-    port = free_port()
-    proc = Process(
-        [str(BIN / "proxmoxwp"), "serve", "--bind", f"127.0.0.1:{port}", "--workers", "2"],
-        process_env,
-        tmp_path / "server.log",
-    )
-    base = f"http://127.0.0.1:{port}"
+def start_server(runtime, process_env, tmp_path) -> Iterator[Callable[..., str]]:
+    """Start `proxmoxwp serve` on a free loopback port (options after --bind, settings as extra environment) and
+    give its base URL once /health answers; every server started is stopped at the end."""
+    with _processes(process_env, tmp_path, "server") as launch:
 
-    def up():
-        try:
-            return requests.get(base + "/health", timeout=1).ok
-        except requests.RequestException:
-            return proc.proc.poll() is not None and pytest.fail(proc.output())
+        def start(*options: str, **extra_env: str) -> str:
+            port = free_port()
+            proc = launch("serve", "--bind", f"127.0.0.1:{port}", *options, **extra_env)
+            base = f"http://127.0.0.1:{port}"
 
-    wait_until(up, 30, what="the API server")
-    yield base
-    proc.stop()
+            def up():
+                try:
+                    return requests.get(base + "/health", timeout=1).ok
+                except requests.RequestException:
+                    return proc.proc.poll() is not None and pytest.fail(proc.output())
+
+            wait_until(up, 30, what="the API server")
+            return base
+
+        yield start
+
+
+@pytest.fixture
+def server(start_server) -> str:
+    """`proxmoxwp serve` with two worker processes; its base URL."""
+    return start_server("--workers", "2")
 
 
 def runs(control_dir: Path) -> list[dict]:

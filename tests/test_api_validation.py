@@ -6,6 +6,8 @@ Each rejected request must leave every row of every table exactly as it was.
 
 from __future__ import annotations
 
+import itertools
+import json
 from datetime import UTC, datetime
 
 import idna
@@ -203,7 +205,6 @@ BAD_BODIES = [
     b"{'service_id': 17}",
     b'{"service_id": NaN}',
     b'{"service_id": Infinity}',
-    b"\xff\xfe\x00{",
     b'{"service_id": "\xff"}',
     b"[" * 50_000,
     b'{"a":' * 10_000,
@@ -215,6 +216,87 @@ def test_a_body_that_is_not_a_json_object(api, sites, subtests, path):
     for raw in BAD_BODIES:
         with subtests.test(body=raw[:30]):
             rejected(api, sites, "POST", path, None, raw=raw)
+
+
+def refused_as_sent(api, runtime, path: str, raw: bytes, headers: dict, status: int, code: str) -> dict:
+    """Send a body with the given headers; check the JSON error and that the database did not change."""
+    before = table_rows(runtime)
+    answer = api.client.post(path, data=raw, headers={**AUTH, **headers})
+    assert answer.status_code == status, (raw[:40], headers, answer.status_code, answer.get_data(as_text=True))
+    body = answer.get_json()
+    assert_readable(body)
+    assert body["code"] == code, body
+    assert table_rows(runtime) == before, f"{raw[:40]!r} with {headers} changed the database"
+    return body
+
+
+# A request that would be done if it were taken as JSON: each way of sending it that is not JSON in UTF-8 with
+# Content-Type application/json is refused with 415, whatever a lenient parser would make of it.
+NOT_SENT_AS_JSON = [
+    ("text/plain", "utf-8"),
+    ("text/plain; charset=utf-8", "utf-8"),
+    (None, "utf-8"),
+    ("application/x-www-form-urlencoded", "utf-8"),
+    ("multipart/form-data; boundary=x", "utf-8"),
+    ("application/json-patch+json", "utf-8"),
+    ("application/jsonx", "utf-8"),
+    ("application/json; charset=latin-1", "utf-8"),
+    ("application/json; charset=utf-16", "utf-16"),
+    ("application/json", "utf-16"),  # with its BOM
+    ("application/json", "utf-16-le"),
+    ("application/json", "utf-16-be"),
+    ("application/json", "utf-32"),
+    ("application/json", "utf-8-sig"),
+]
+
+
+def test_a_body_not_sent_as_json_in_utf8_is_refused(api, sites, subtests):
+    for (content_type, encoding), path in itertools.product(NOT_SENT_AS_JSON, POSTS):
+        text = json.dumps(POSTS[path])
+        with subtests.test(path=path, content_type=content_type, encoding=encoding):
+            headers = {"Content-Type": content_type} if content_type else {}
+            body = refused_as_sent(api, sites, path, text.encode(encoding), headers, 415, "unsupported_media")
+            assert "application/json" in body["error"] or "UTF-8" in body["error"], body
+
+
+def test_json_with_its_charset_named_is_served(api, sites):
+    for content_type in ("application/json; charset=utf-8", "Application/JSON; charset=UTF-8"):
+        answer = api.client.post(
+            "/action/toggle", data=b'{"service_id": 17}', headers={**AUTH, "Content-Type": content_type}
+        )
+        assert answer.status_code == 202, (content_type, answer.get_json())
+
+
+def test_a_key_given_twice_is_refused(api, sites, subtests):
+    for path, valid in POSTS.items():
+        text = json.dumps(valid)
+        bodies = {
+            "the other service first": '{"service_id": 7001, ' + text[1:],
+            "the other service last": text[:-1] + ', "service_id": 7001}',
+            "the same value twice": text[:-1] + ', "service_id": 17}',
+            "a key of a nested object": text[:-1] + ', "extra": {"a": 1, "a": 2}}',
+        }
+        for name, raw in bodies.items():
+            with subtests.test(path=path, body=name):
+                body = refused_as_sent(
+                    api, sites, path, raw.encode(), {"Content-Type": "application/json"}, 400, "duplicate_key"
+                )
+                if name != "a key of a nested object":
+                    assert "'service_id'" in body["error"], body
+
+
+def test_a_query_parameter_given_twice_is_refused(api, sites, subtests):
+    queries = ("service_id=17&service_id=18", "service_id=17&service_id=17", "service_id=18&service_id=17")
+    for path, query in itertools.product(GETS, queries):
+        with subtests.test(path=path, query=query):
+            answer = api.client.get(f"{path}?{query}", headers=AUTH)
+            assert answer.status_code == 400, answer.get_json()
+            body = answer.get_json()
+            assert_readable(body)
+            assert body["code"] == "duplicate_key" and "'service_id'" in body["error"], body
+    with subtests.test(query="limit twice"):
+        answer = api.client.get("/jobs?service_id=17&limit=1&limit=50", headers=AUTH)
+        assert (answer.status_code, answer.get_json()["code"]) == (400, "duplicate_key")
 
 
 # ---- create-site ---------------------------------------------------------------------------------------------

@@ -145,6 +145,9 @@ def test_plans_come_from_the_inventory(document):
 @pytest.fixture
 def api_schema(app, api, runtime):
     """The served document, with two active sites (17 basic, 18 premium) for generated requests to hit."""
+    # No worker runs: a generated `wait` waits all of it. The document states the server's limit, so generated
+    # requests keep to one second.
+    runtime.settings.max_wait_seconds = 1
     for service_id, plan in ((17, "basic"), (18, "premium")):
         body = {"service_id": service_id, "email": "owner@example.com", "plan": plan, "public_ip": "203.0.113.10"}
         created = api.post("/create-site", body).get_json()
@@ -206,3 +209,24 @@ def test_setdomain_documents_its_dns_answers(document):
     assert "dns_unavailable" in responses["503"]["description"]
     error = document["components"]["schemas"]["ErrorAnswer"]["properties"]
     assert {"found", "expected"} <= error.keys()
+
+
+def test_the_document_states_this_servers_wait_limit_and_refusals(api, runtime):
+    runtime.settings.max_wait_seconds = 42
+    document = api.get("/openapi.json", token=None).get_json()
+    schemas = document["components"]["schemas"]
+    posts = [(path, operation) for method, path, operation in operations(document) if method == "post"]
+    assert posts
+    for path, operation in posts:
+        ref = operation["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+        assert schemas[ref.rsplit("/", 1)[1]]["properties"]["wait"]["maximum"] == 42, path
+        responses = operation["responses"]
+        assert "application/json" in responses["415"]["description"], path
+        assert "too_many_waiters" in responses["503"]["description"], path
+        assert "Retry-After" in responses["503"]["headers"], path
+    site = {"service_id": 17, "email": "owner@example.com", "plan": "basic", "public_ip": "203.0.113.10"}
+    over = api.post("/create-site", {**site, "wait": 43})
+    assert over.status_code == 400 and "at most 42 seconds" in over.get_json()["error"]
+    for method, path, operation in operations(document):
+        if "parameters" in operation and any(p["in"] == "query" for p in operation["parameters"]):
+            assert "400" in operation["responses"], f"{method} {path}: a parameter given twice"

@@ -20,10 +20,19 @@ bp = Blueprint("meta", __name__)
     authenticated=False,
 )
 def health():
-    return jsonify({"success": True, "status": "ok", "version": version("proxmoxwp")})
+    waiters = current_app.extensions["proxmoxwp"].waiters
+    return jsonify(
+        {
+            "success": True,
+            "status": "ok",
+            "version": version("proxmoxwp"),
+            "waiters": waiters.taken,
+            "max_waiters": waiters.limit,
+        }
+    )
 
 
 @bp.get("/openapi.json")
 def openapi():
-    plans = sorted(current_app.extensions["proxmoxwp"].inventory.plans)
-    return jsonify(document(plans))
+    ctx = current_app.extensions["proxmoxwp"]
+    return jsonify(document(sorted(ctx.inventory.plans), ctx.settings.max_wait_seconds))
