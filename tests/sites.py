@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 import subprocess
 import sys
@@ -11,9 +12,32 @@ from pathlib import Path
 import yaml
 
 from api.jobs.runner import PlaybookRun
-from lab.pve.fake import TEMPLATE_VOLID
+from lab.pve.fake import TEMPLATE_VOLID, ProjectPve
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def load_module_util(name: str):
+    """plugins/module_utils/<name>.py as a module of this process, under its name in the collection."""
+    dotted = f"ansible_collections.proxmoxwp.hosting.plugins.module_utils.{name}"
+    spec = importlib.util.spec_from_file_location(dotted, ROOT / "plugins" / "module_utils" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# How often the modules try a request (plugins/module_utils/proxmoxwp_http.py): a fault must outlast them to fail a run.
+HTTP_TRIES = load_module_util("proxmoxwp_http").TRIES
+
+
+def site_ct(model: ProjectPve, vmid: int, service_id: int, *extra_tags: str, **kwargs):
+    """A container of the service put straight into the fake's model (run it through pve.call(site_ct, pve.pve,
+    ...)): tagged as the modules find a site's containers, on local-lvm."""
+    tags = ";".join(["proxmoxwp", f"svc-{service_id}", *extra_tags])
+    config = {"tags": tags, "rootfs": f"local-lvm:vm-{vmid}-disk-0,size=8G", "onboot": 1, "memory": 1024}
+    config.update(kwargs.pop("config", {}))
+    model.add_ct(vmid, name=f"site-{service_id}", config=config, **kwargs)
+    return model.ct(vmid)
 
 
 def site_inventory(

@@ -1,7 +1,8 @@
 """State rules, quotas and idempotency with a real worker running the playbook doubles (docs/api.md, docs/jobs.md).
 
 The jobs under test are run by `proxmoxwp worker` through ansible-runner; the doubles in tests/playbooks/ops
-record their runs in `control_dir/runs.jsonl`, fail when `fail-<op>` exists and block while `block-<op>` exists.
+record their runs in `control_dir/runs.jsonl`, fail when `fail-<op>` exists (after changing the site) or
+`refuse-<op>` exists (before changing anything), and block while `block-<op>` exists.
 To keep the suite quick, the `site` fixture records the creation of the site the way a worker records a
 successful run (the creation itself is exercised by the tests that create sites through the worker).
 """
@@ -377,6 +378,60 @@ def test_a_site_that_fails_later_is_not_created_again(api, runtime, site, contro
     assert again.get_json()["admin_password"] is None
     assert len(table_rows(runtime)["jobs"]) == jobs_before
     assert "site_create" not in ops(control_dir)
+
+
+def test_a_job_that_changed_nothing_leaves_the_site_as_it_was(api, runtime, site, control_dir):
+    (control_dir / "refuse-site_power").write_text("CT 100017 is locked (backup)")
+    powered = accepted(api, "/action/power", {"service_id": 17, "action": "restart"})
+    job = wait_job(api, powered["job_id"])
+    assert (job["state"], job["message"]) == ("failed", "CT 100017 is locked (backup)")
+    after = status(api)
+    assert (after["state"], after["failure_reason"]) == ("active", None)
+    assert (after["last_job"]["id"], after["last_job"]["state"]) == (powered["job_id"], "failed")
+    assert after["last_job"]["message"] == "CT 100017 is locked (backup)"
+
+    # A deletion shows `deleting` while it runs; refused, the site is what it was before.
+    (control_dir / "refuse-site_delete").write_text("Proxmox VE API did not answer")
+    deleted = accepted(api, "/delete-site", {"service_id": 17})
+    assert wait_job(api, deleted["job_id"])["state"] == "failed"
+    after = status(api)
+    assert (after["state"], after["heading_to"], after["failure_reason"]) == ("active", None, None)
+    assert ops(control_dir) == ["site_power", "site_delete"]
+
+
+def test_a_failure_that_changed_nothing_keeps_a_failed_or_uncreated_site_failed(api, runtime):
+    # A creation that changed nothing leaves no site: it is failed all the same.
+    created = accepted(api, "/create-site", SITE)
+    assert claim(runtime, created["job_id"])
+    finish(runtime, created["job_id"], JobState.FAILED, message="no node has room", changed=0)
+    assert (status(api)["state"], status(api)["failure_reason"]) == ("failed", "no node has room")
+    refused(api, runtime, "/action/mkbak", {"service_id": 17}, 409, "not_created")
+
+    # A site that broke keeps its reason when a later job fails without changing anything.
+    settled_site(api, runtime, service_id=18)
+    powered = accepted(api, "/action/power", {"service_id": 18, "action": "stop"})
+    assert claim(runtime, powered["job_id"])
+    finish(runtime, powered["job_id"], JobState.FAILED, message="stop task failed", changed=1)
+    deleted = accepted(api, "/delete-site", {"service_id": 18})
+    assert claim(runtime, deleted["job_id"])
+    assert status(api, 18)["state"] == "deleting"
+    finish(runtime, deleted["job_id"], JobState.FAILED, message="Proxmox VE API did not answer", changed=0)
+    after = status(api, 18)
+    assert (after["state"], after["failure_reason"]) == ("failed", "stop task failed")
+    assert after["last_job"]["message"] == "Proxmox VE API did not answer"
+
+
+def test_a_failed_job_still_brings_the_backups_in_line_with_the_cluster(api, runtime):
+    settled_site(api, runtime)
+    made = accepted(api, "/action/mkbak", {"service_id": 17})
+    assert claim(runtime, made["job_id"])
+    finish(runtime, made["job_id"], JobState.SUCCEEDED, stats={"backups": [made["bak"]]})
+    rollback = accepted(api, "/action/rollback", {"service_id": 17, "bak": made["bak"]})
+    assert claim(runtime, rollback["job_id"])
+    gone = f"Backup {made['bak']} no longer exists on the cluster (it was deleted outside the API)"
+    finish(runtime, rollback["job_id"], JobState.FAILED, stats={"backups": []}, message=gone, changed=0)
+    assert api.get("/action/getbak", service_id=17).get_json()["backups"] == []
+    assert (status(api)["state"], status(api)["last_job"]["message"]) == ("active", gone)
 
 
 # ---- deletion --------------------------------------------------------------------------------------------------------

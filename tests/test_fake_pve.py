@@ -336,6 +336,33 @@ def test_an_offline_node_answers_595(api, pve):
     assert api.ok("GET", f"/nodes/{NODE}/lxc") == []
 
 
+def test_refuse_connections_refuses_new_connections_for_a_while_then_listens_on_the_same_port(api, pve):
+    api.ok("GET", "/version")  # a connection this client keeps open
+    pve.call(pve.pve.refuse_connections, 1)
+    with pytest.raises(requests.exceptions.ConnectionError, match="refused"):
+        Api(pve).request("GET", "/version")
+    assert api.ok("GET", "/version"), "a connection already open is kept"
+
+    def answers() -> bool:
+        try:
+            return Api(pve).request("GET", "/version").ok
+        except requests.exceptions.ConnectionError:
+            return False
+
+    wait_until(answers, what="the fake to listen again")
+
+
+def test_clear_faults_drops_every_rule_left(api, pve):
+    create_ct(api, 100)
+    pve.call(pve.pve.fail_http, "GET", "/version", 503, "Service Unavailable", None)
+    pve.call(pve.pve.fail_task, "POST", ct_path(100, "/status/start"), "startup failed", None)
+    pve.call(pve.pve.hang, "GET", "/cluster/resources", 30, None)
+    pve.call(pve.pve.node_offline, NODE)
+    pve.call(pve.pve.clear_faults)
+    assert api.ok("GET", "/version") and api.ok("GET", "/cluster/resources") is not None
+    assert api.run("POST", ct_path(100, "/status/start")) == "OK"
+
+
 def test_take_ids_after_nextid_lets_another_client_take_the_id_before_the_create(api, pve):
     pve.call(pve.pve.take_ids_after_nextid, 1)
     assert api.ok("GET", "/cluster/nextid", vmid=105) == "105", "asking whether an id is free does not count"

@@ -11,15 +11,17 @@ converges HA-managed containers in the background, its fault helpers (lab/pve/fa
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import os
 import ssl
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+from conftest import wait_until
+from sites import load_module_util, site_ct
 
 from lab.pve.fake import TEMPLATE_VOLID, ProjectPve
 from lab.pve.serving import ServedPve, make_pki
@@ -36,14 +38,6 @@ CONNECTION_VARIABLES = ("PROXMOXWP_PVE_", "PROXMOXWP_NPM_", "PROXMOXWP_PDNS_", "
 
 # ---------------------------------------------------------------------------------------------- the fake
 # The helpers taking a ProjectPve change the model: run them through pve.call(helper, pve.pve, ...).
-
-
-def site_ct(model: ProjectPve, vmid: int, service_id: int, *extra_tags: str, **kwargs):
-    tags = ";".join(["proxmoxwp", f"svc-{service_id}", *extra_tags])
-    config = {"tags": tags, "rootfs": f"local-lvm:vm-{vmid}-disk-0,size=8G", "onboot": 1, "memory": 1024}
-    config.update(kwargs.pop("config", {}))
-    model.add_ct(vmid, name=f"site-{service_id}", config=config, **kwargs)
-    return model.ct(vmid)
 
 
 def take_snapshot(model: ProjectPve, vmid: int, name: str, when: int) -> None:
@@ -515,6 +509,7 @@ def test_errors_carry_pve_messages_and_never_the_secret(pve, pve_api, tmp_path):
         "/nodes/pve1/lxc/100/config",
         500,
         "can't lock file '/run/lock/lxc/pve-config-100.lock' - got timeout",
+        None,  # for good: a 500 that clears is ridden out (test_the_client_rides_out_a_blip_...)
     )
     play = run_play(
         tmp_path,
@@ -675,27 +670,23 @@ def test_tls_pinning_and_verification(pve, pve_api, tmp_path):
 # ------------------------------------------------------------------- the client itself, in this process
 
 
-def load_module_util(name: str):
-    """plugins/module_utils/<name>.py as a module of this process, under its name in the collection."""
-    dotted = f"ansible_collections.proxmoxwp.hosting.plugins.module_utils.{name}"
-    spec = importlib.util.spec_from_file_location(dotted, ROOT / "plugins" / "module_utils" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def load_client_module():
-    """proxmoxwp_pve, whose one import from the collection (proxmoxwp_env) is lent to it while it loads."""
-    env_module = load_module_util("proxmoxwp_env")
-    sys.modules[env_module.__name__] = env_module
+def load_client_module(**http_settings):
+    """proxmoxwp_pve, whose imports from the collection (proxmoxwp_env, proxmoxwp_http) are lent to it while it
+    loads; `http_settings` replace proxmoxwp_http's (BACKOFF=0: retries without waiting)."""
+    lent = [load_module_util(name) for name in ("proxmoxwp_env", "proxmoxwp_http")]
+    for key, value in http_settings.items():
+        assert hasattr(lent[1], key), key
+        setattr(lent[1], key, value)
+    sys.modules.update({module.__name__: module for module in lent})
     try:
         return load_module_util("proxmoxwp_pve")
     finally:
-        del sys.modules[env_module.__name__]
+        for module in lent:
+            del sys.modules[module.__name__]
 
 
 def test_client_timeouts_and_unreachable_api(pve, pve_api):
-    client_module = load_client_module()
+    client_module = load_client_module(BACKOFF=0)  # what the retries wait is not the point here
     api = api_for(pve_api, timeout=1)
     client = client_module.PveClient(api, task_timeout=1)
     assert client.get("/version")["version"]
@@ -721,15 +712,66 @@ def test_client_timeouts_and_unreachable_api(pve, pve_api):
     assert client.wait_ct_status("pve1", 100, "running", timeout=5)["status"] == "running"
     pve.call(setattr, pve.pve, "time_scale", 0)
 
-    # An API that does not answer in time, and one that is not there.
-    pve.call(pve.pve.hang, "GET", "/cluster/resources", 2)
+    # An API that does not answer in time, however often it is asked, and one that is not there.
+    pve.call(pve.pve.hang, "GET", "/cluster/resources", 2, client_module.TRIES)
     with pytest.raises(client_module.PveApiError) as caught:
         client.get("/cluster/resources")
     assert caught.value.message == (
-        f"Proxmox VE API at {api['host']}:{api['port']} did not answer within 1 s (GET /cluster/resources)"
+        f"Proxmox VE API at {api['host']}:{api['port']} did not answer within 1 s (GET /cluster/resources; tried "
+        f"{client_module.TRIES} times)"
     )
     closed = client_module.PveClient(dict(api, port=1), task_timeout=1)
     with pytest.raises(client_module.PveApiError) as caught:
         closed.get("/version")
     assert caught.value.message.startswith(f"Could not connect to the Proxmox VE API at {api['host']}:1 (GET /version)")
     assert pve_api["token_secret"] not in caught.value.message
+
+
+def requests_of(pve: ServedPve, method: str, path: str) -> int:
+    """How many `method path` requests reached the fake."""
+    return pve.call(lambda: sum((m, p) == (method, API_PREFIX + path) for m, p, _ in pve.pve.requests))
+
+
+def test_the_client_rides_out_a_blip_and_never_sends_a_post_twice(pve, pve_api):
+    client_module = load_client_module()
+    api = api_for(pve_api, timeout=1)
+    client = client_module.PveClient(api, task_timeout=5)
+    pve.call(site_ct, pve.pve, 100, 90)
+    snapshots = "/nodes/pve1/lxc/100/snapshot"
+
+    # A read that got no answer in time, or a 503, is asked again.
+    pve.call(pve.pve.hang, "GET", "/version", 3)
+    assert client.get("/version")["version"]
+    assert requests_of(pve, "GET", "/version") == 2
+    pve.call(pve.pve.fail_http, "GET", snapshots, 503, "Service Unavailable", 2)
+    assert [s["name"] for s in client.get(snapshots)] == ["current"]
+    assert requests_of(pve, "GET", snapshots) == 3
+
+    # A POST that reached PVE is never sent again: not after a timeout (PVE may be carrying it out), not after a 5xx.
+    pve.call(pve.pve.hang, "POST", snapshots, 3)
+    with pytest.raises(client_module.PveApiError) as caught:
+        client.post(snapshots, snapname="first")
+    assert caught.value.message.endswith(f"(POST {snapshots}); whether PVE carried out the request is unknown")
+    pve.call(pve.pve.fail_http, "POST", snapshots, 503, "Service Unavailable")
+    with pytest.raises(client_module.PveApiError) as caught:
+        client.post(snapshots, snapname="second")
+    assert caught.value.status == 503
+    assert requests_of(pve, "POST", snapshots) == 2
+
+    # A node that is offline (595) stays so: no retry.
+    pve.call(pve.pve.node_offline, "pve1")
+    with pytest.raises(client_module.PveApiError) as caught:
+        client.get(snapshots)
+    assert caught.value.status == 595
+    assert requests_of(pve, "GET", snapshots) == 4
+    pve.call(pve.pve.clear_faults)
+
+    # A connection refused never reached PVE: whatever the method, it is tried again, and nothing is done twice.
+    pve.call(pve.pve.refuse_connections, 0.5)
+    fresh = client_module.PveClient(api, task_timeout=5)  # no connection kept open from the calls above
+    started = time.monotonic()
+    fresh.run("POST", snapshots, "snapshot third", snapname="third")
+    assert time.monotonic() - started >= 0.5, "the POST waited for the API to listen again"
+    assert requests_of(pve, "POST", snapshots) == 3
+    wait_until(lambda: "first" in model(pve, lambda m: m.ct(100).snapshots), what="the hung snapshot to be made")
+    assert sorted(model(pve, lambda m: m.ct(100).snapshots)) == ["first", "third"]

@@ -44,6 +44,7 @@ def test_set_stats_come_back(tmp_path):
     assert result.status == "successful"
     assert result.stats == {"vmid": 4242, "node": "pve-test-1", "ip": "10.77.0.42", "snapshots": ["initial"]}
     assert result.tasks_done == 2
+    assert result.changed == 0
     assert list((tmp_path / "runs").iterdir()) == []  # the private data dir is gone
 
 
@@ -56,6 +57,13 @@ def test_failure_names_the_task_host_and_message(tmp_path):
     assert result.failed_host == "localhost"
     assert result.message == "storage 'drbd1' is not online on node pve-test-1"
     assert "Never reached" not in {event["task"] for event in events}
+    assert result.changed == 0, "the run changed nothing before it failed"
+
+
+def test_a_task_that_failed_after_acting_counts_as_a_change(tmp_path):
+    result = make_run(tmp_path, "fail_at_task.yml", {"service_id": 7, "failed_after_acting": True}).run()
+    assert result.status == "failed"
+    assert result.changed == 1
 
 
 @pytest.mark.parametrize("where", ["string", "list", "nested"])
@@ -143,6 +151,7 @@ def test_cancel_callback_stops_a_long_run(tmp_path):
     assert not thread.is_alive()
     assert run.result.status == "canceled"
     assert run.result.message == "The job was cancelled."
+    assert run.result.changed is None, "a run stopped from outside may have changed anything"
     assert no_process_mentions(tmp_path / "runs")
 
 
@@ -154,6 +163,7 @@ def test_timeout_ends_the_run(tmp_path):
     assert started.exists(), "the timeout struck in the middle of the task, not before it"
     assert result.status == "timeout"
     assert "within 10 seconds" in result.message
+    assert result.changed is None
     assert no_process_mentions(tmp_path / "runs")
 
 

@@ -1,5 +1,6 @@
 """The whole life of a site through the API and a real worker running the real playbooks against the project's
-fake Proxmox VE; and faults injected at each Proxmox step of provisioning."""
+fake Proxmox VE; faults injected at each Proxmox step of provisioning; and blips of Proxmox that a serving site
+rides out."""
 
 from __future__ import annotations
 
@@ -9,18 +10,24 @@ from datetime import UTC, datetime
 import pytest
 import requests
 from conftest import ROOT, wait_job, wait_until
-from sites import cluster, site_inventory
+from sites import HTTP_TRIES, cluster, site_ct, site_inventory
+
+from api.jobs.engine import claim, finish
+from api.models import JobState
 
 SERVICE = 5202
 SITE = {"service_id": SERVICE, "email": "owner@example.com", "plan": "basic", "public_ip": "203.0.113.10"}
 TODAY = datetime.now(UTC).strftime("%d%m%Y")
+# Seconds the modules wait for one answer of Proxmox VE (the inventory's proxmoxwp_pve_api.timeout): short, so that
+# a fault outlasting every try of a request costs seconds. The fake answers within milliseconds.
+REQUEST_TIMEOUT = 2
 
 
 @pytest.fixture
 def env(env, tmp_path, pve_api, edge_peers):
     """The API's environment with the real playbooks and an inventory that points at the fake cluster, a DNS zone
     of the test's own and the NPM double."""
-    inventory = site_inventory(tmp_path / "site", pve_api, edge_peers.settings)
+    inventory = site_inventory(tmp_path / "site", dict(pve_api, timeout=REQUEST_TIMEOUT), edge_peers.settings)
     return {**env, "PROXMOXWP_INVENTORY": str(inventory), "PROXMOXWP_PLAYBOOK_DIR": str(ROOT / "playbooks")}
 
 
@@ -167,7 +174,7 @@ FAULTS = {
         "snapshot feature is not available",
     ),
     "task status timeout": (
-        lambda p: p.hang("GET", "/nodes/{node}/tasks/{upid}/status", 15),
+        lambda p: p.hang("GET", "/nodes/{node}/tasks/{upid}/status", REQUEST_TIMEOUT + 3, HTTP_TRIES),
         "did not answer within",
     ),
     "node offline": (lambda p: p.node_offline("pve1"), "pve1"),
@@ -230,3 +237,66 @@ def test_a_creation_whose_worker_is_killed_twice_leaves_nothing_behind(app, api,
     assert cluster(pve) == {}
     assert pve.call(lambda: pve.pve.ha_resources_left()) == []
     assert edge_peers.addresses(edge_peers.subdomain(SERVICE)) == [] and edge_peers.hosts() == {}
+
+
+def delete_by_hand(pve, pve_api, vmid: int, name: str) -> None:
+    """An operator deletes a snapshot in Proxmox VE itself, not through the API."""
+    answer = requests.delete(
+        f"{pve.url}/api2/json/nodes/pve1/lxc/{vmid}/snapshot/{name}",
+        headers={"Authorization": f"PVEAPIToken={pve_api['token_id']}={pve_api['token_secret']}"},
+        verify=pve.cafile,
+        timeout=10,
+    )
+    assert answer.status_code == 200, answer.reason
+    wait_until(lambda: name not in pve_backups(pve), what=f"{name} to be deleted")
+
+
+def still_serving(api, pve, vmid: int, job: dict) -> None:
+    """The site is active and unchanged, the failed job is its last job."""
+    site = status(api)
+    assert (site["state"], site["failure_reason"], site["vmid"]) == ("active", None, vmid)
+    assert (site["last_job"]["id"], site["last_job"]["state"]) == (job["id"], "failed")
+    assert live_vmid(pve) == vmid and cluster(pve)[vmid]["status"] == "running"
+
+
+def serving_site(api, runtime, pve) -> int:
+    """Site SERVICE, running in its container, recorded as created without running the creation (the faults below
+    are about the jobs after it); its vmid."""
+    vmid, ip = 100, "10.77.0.100"
+    net0 = f"name=eth0,bridge=vmbr0,ip={ip}/24"
+    pve.call(lambda: site_ct(pve.pve, vmid, SERVICE, status="running", config={"net0": net0}))
+    created = api.post("/create-site", SITE).get_json()
+    assert claim(runtime, created["job_id"])
+    finish(runtime, created["job_id"], JobState.SUCCEEDED, stats={"vmid": vmid, "node": "pve1", "ip": ip})
+    assert status(api)["state"] == "active"
+    return vmid
+
+
+@pytest.mark.cluster
+def test_a_blip_of_proxmox_leaves_a_serving_site_active(api, runtime, start_worker, pve, pve_api, edge_peers):
+    vmid = serving_site(api, runtime, pve)
+    start_worker()
+
+    # A 503 and a read that got no answer in time are asked again: the backup is made.
+    pve.call(pve.pve.fail_http, "GET", "/cluster/resources", 503, "Service Unavailable", 1)
+    pve.call(pve.pve.hang, "GET", "/nodes/{node}/lxc/{vmid}/snapshot", REQUEST_TIMEOUT + 3, 1)
+    made = api.post("/action/mkbak", {"service_id": SERVICE})
+    done(api, made)
+    assert pve.call(lambda: (pve.pve.failures, pve.pve.hangs)) == ({}, {}), "the job met both faults"
+    bak = made.get_json()["bak"]
+    assert backups(api) == [bak] == pve_backups(pve)
+
+    # Proxmox does not answer for longer than every try of a request: the backup fails before anything changed.
+    pve.call(pve.pve.hang, "GET", "/cluster/resources", REQUEST_TIMEOUT + 3, HTTP_TRIES)
+    job = done(api, api.post("/action/mkbak", {"service_id": SERVICE}), expect="failed")
+    stalled = f"did not answer within {REQUEST_TIMEOUT} s (GET /cluster/resources; tried {HTTP_TRIES} times)"
+    assert stalled in job["message"], job["message"]
+    still_serving(api, pve, vmid, job)
+    assert backups(api) == [bak] == pve_backups(pve)
+
+    # A backup deleted in Proxmox VE: the rollback to it is refused before anything changed, and it is unlisted.
+    delete_by_hand(pve, pve_api, vmid, bak)
+    job = done(api, api.post("/action/rollback", {"service_id": SERVICE, "bak": bak}), expect="failed")
+    assert job["message"].startswith(f"Backup {bak} no longer exists on the cluster"), job["message"]
+    still_serving(api, pve, vmid, job)
+    assert backups(api) == []

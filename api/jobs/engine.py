@@ -105,7 +105,7 @@ def _run_claimed(runtime: Runtime, job_id: int) -> None:
         job.progress_total = expected
     playbook = runtime.settings.playbook_dir / kind.playbook
     if not playbook.is_file():
-        finish(runtime, job_id, JobState.FAILED, message=f"The playbook {kind.playbook} is not installed.")
+        finish(runtime, job_id, JobState.FAILED, message=f"The playbook {kind.playbook} is not installed.", changed=0)
         return
 
     events = EventSink(runtime, job_id, attempt)
@@ -173,6 +173,8 @@ def _run_claimed(runtime: Runtime, job_id: int) -> None:
             message=result.message,
             # a playbook that failed on its own ran its rescue; one stopped from outside did not
             cut_off=result.status != "failed",
+            # only a run that ended on its own can say what it changed: one stopped from outside may have done anything
+            changed=result.changed if result.status == "failed" else None,
         )
 
 
@@ -295,9 +297,11 @@ def finish(
     message: str | None = None,
     tasks_done: int | None = None,
     cut_off: bool = False,
+    changed: int | None = None,
 ) -> None:
     """Record the job's end and let its outcome move the service. A run `cut_off` (worker killed, timeout,
-    cancel, runner error) never reached its own undo: its kind's clean-up, if it has one, is queued."""
+    cancel, runner error) never reached its own undo: its kind's clean-up, if it has one, is queued. `changed` is
+    what a failed run reports it changed (RunResult.changed); None when that is unknown."""
 
     def work(session: Session) -> int | None:
         job = session.get(Job, job_id)
@@ -322,7 +326,9 @@ def finish(
         elif state == JobState.CANCELLED and job.started_at is None:
             KINDS[job.kind].on_failure(session, service, job)  # never ran: the service itself is unchanged
         else:
-            _failed(session, service, job)
+            # Only a run whose stats say it changed nothing is known to have left the site as it was; any other
+            # (`changed` None: unknown) may have broken it.
+            _failed(session, service, job, unchanged=changed == 0)
             undo = KINDS[job.kind].cut_off_undo
             if cut_off and undo and job.started_at is not None:
                 return _queue_undo(runtime, session, service, job, undo).id
@@ -365,14 +371,32 @@ def _succeeded(session: Session, service: Service, job: Job) -> None:
         service.failure_reason = None
 
 
-def _failed(session: Session, service: Service, job: Job) -> None:
+def _failed(session: Session, service: Service, job: Job, unchanged: bool = False) -> None:
     KINDS[job.kind].on_failure(session, service, job)
+    # what the run found on the cluster before it failed (a backup deleted by hand) is true all the same
+    sync_backups(session, service, job)
     if not KINDS[job.kind].settles:
+        return
+    if unchanged:
+        _failed_unchanged(service, job)
         return
     if service.state not in (ServiceState.FAILED, KINDS[job.kind].running_state):
         service.settled_state = service.state
     service.state = ServiceState.FAILED
     service.failure_reason = describe_failure(job)
+
+
+def _failed_unchanged(service: Service, job: Job) -> None:
+    """A failed job that changed nothing leaves the service as it was: the job keeps its error, /status shows it as
+    the last job. Only the state shown while the job ran goes back: to the settled one, unless there is none (a
+    creation: the site does not exist) or the site was failed before (its reason stays)."""
+    if service.state != KINDS[job.kind].running_state:
+        return
+    if service.settled_state and not service.failure_reason:
+        service.state = service.settled_state
+    else:
+        service.state = ServiceState.FAILED
+        service.failure_reason = service.failure_reason or describe_failure(job)
 
 
 def describe_failure(job: Job) -> str:

@@ -103,6 +103,10 @@ class RunResult:
     failed_host: str | None = None
     message: str | None = None
     tasks_done: int = 0
+    # Tasks that reported a change, on every host: the stats' `changed` counts plus the failed tasks that said they
+    # changed something (ansible counts no change for a task that failed). None without stats (the run was killed
+    # or never played): what it changed is unknown.
+    changed: int | None = None
 
 
 def _truncate(text: object) -> object:
@@ -171,6 +175,7 @@ class PlaybookRun:
         self.secret_values = sorted((v for v in secrets.values() if v), key=len, reverse=True)
         self._task_uuids: set[str] = set()
         self._failed_item_task: str | None = None
+        self._failed_changes = 0
         self._lock = threading.Lock()
         self.result = RunResult(status="error", rc=None)
 
@@ -201,8 +206,11 @@ class PlaybookRun:
                 record["tasks_done"] = len(self._task_uuids)
             if name in FAILURES and not summary.get("ignore_errors"):
                 self._failed(name, data.get("task_uuid"), record, summary)
+                self._failed_changes += bool(summary.get("changed"))
             if name == "playbook_on_stats":
                 self.result.stats = summary.get("artifact_data") or {}
+                changed = summary.get("changed") or {}
+                self.result.changed = sum(changed.values()) + self._failed_changes
         self.on_event(record)
         return False  # nothing written to the artifacts directory
 

@@ -4,7 +4,8 @@ What it adds, each in its own module:
 - storage_rules: the `drbd` (DRBD/LINSTOR) storage type and per-storage capabilities (latest-only rollback,
   rollback needs an unused volume, no templates, no linked clones);
 - ha: stateful HA resources and an HA manager converging guests in the background;
-- faults: fail_task, fail_http, hang, node_offline, take_ids_after_nextid, fail_create_leaving_container;
+- faults: fail_task, fail_http, hang, refuse_connections, node_offline, take_ids_after_nextid,
+  fail_create_leaving_container, clear_faults;
 - reference: a second parameter check against the PVE API the project targets;
 and here: the project's API token, the default storages with a Debian template, and a parsed log of requests.
 

@@ -10,6 +10,9 @@ Two faults of container creation are hooked into fakepve's own routes instead: t
 between `nextid` and `create` that PVE leaves to its clients) and fail_create_leaving_container (a create task
 that fails after the container was made, as when its cleanup fails too).
 
+refuse_connections closes the fake's listening socket for a while and opens it again on the same port, as while
+pveproxy restarts: no request reaches the fake, so none is recorded.
+
 A path_suffix is matched as fakepve's fail() matches it: the end of the request path
 ('/nodes/pve1/lxc/100/status/start'), or a schema template ('/nodes/{node}/lxc/{vmid}/status/start').
 """
@@ -19,7 +22,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import ssl
 
+from aiohttp import web
 from fakepve.model import TaskError
 from fakepve.server import API, error, ok
 
@@ -29,8 +34,8 @@ _CREATING: contextvars.ContextVar[tuple[str | None] | None] = contextvars.Contex
 
 
 class Faults:
-    """Mixin of ProjectPve: fail_task, fail_http, hang, node_offline, take_ids_after_nextid,
-    fail_create_leaving_container."""
+    """Mixin of ProjectPve: fail_task, fail_http, hang, refuse_connections, node_offline, take_ids_after_nextid,
+    fail_create_leaving_container; clear_faults."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -42,6 +47,17 @@ class Faults:
         # hostname or None (any create) -> {'message', 'times'}
         self.create_failures: dict[str | None, dict] = {}
         self._closing: asyncio.Event | None = None
+        self._pem: tuple[str, str] | None = None
+        self._reopening: asyncio.Task | None = None
+
+    async def start(self, certfile, keyfile):
+        self._pem = (certfile, keyfile)  # to listen again after refuse_connections
+        await super().start(certfile, keyfile)
+
+    async def stop(self):
+        if self._reopening is not None:
+            self._reopening.cancel()
+        await super().stop()
 
     def fail_task(self, method: str, path_suffix: str, message: str, times: int | None = 1) -> None:
         """The next `times` matching requests (None: all) answer 200 with a fresh UPID and do nothing else; the task
@@ -62,6 +78,30 @@ class Faults:
         shorter timeout sees a read timeout. Afterwards the request is carried out as usual: the action happens
         although the client gave up, as on a real overloaded node. Stopping the fake ends the wait early."""
         self.hangs[(method.upper(), path_suffix)] = {"secs": secs, "times": times}
+
+    async def refuse_connections(self, secs: float) -> None:
+        """Stop listening at once, and listen again on the same port after `secs` real seconds: meanwhile a client's
+        connection is refused (nothing reaches the API, nothing is recorded), as while pveproxy restarts.
+        Connections already open stay open. Call it through ServedPve.call, which waits until it stopped listening."""
+        for site in list(self.runner.sites):
+            await site.stop()
+
+        async def reopen() -> None:
+            await asyncio.sleep(secs)
+            tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            tls.load_cert_chain(*self._pem)
+            await web.TCPSite(self.runner, self.host, self.port, ssl_context=tls).start()
+
+        self._reopening = asyncio.get_running_loop().create_task(reopen())
+
+    def clear_faults(self) -> None:
+        """Drop every fault rule not used up yet (fail_task, fail_http, hang, take_ids_after_nextid,
+        fail_create_leaving_container) and bring every node online. Requests hanging already go on hanging."""
+        for rules in (self.failures, self.task_failures, self.hangs, self.create_failures):
+            rules.clear()
+        self.id_takeover = None
+        for node in self.nodes:
+            self.set_node_offline(node, False)
 
     def node_offline(self, node: str, offline: bool = True) -> None:
         """fakepve's set_node_offline: every request with the node in its path answers HTTP 595 'No route to host'

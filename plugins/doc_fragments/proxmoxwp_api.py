@@ -67,7 +67,11 @@ options:
           - If not set, the environment variable E(PROXMOXWP_PVE_FINGERPRINT) is used.
         type: str
       timeout:
-        description: Seconds to wait for the answer to one HTTP request.
+        description:
+          - Seconds to wait for the answer to one HTTP request.
+          - A request is tried up to 4 times, with backoff, when its connection was refused or could not be made;
+            a C(GET), C(PUT) or C(DELETE) also when this timeout passed or the API answered HTTP 500, 502, 503 or
+            504. A C(POST) that may have been received is never sent again.
         type: int
         default: 30
   task_timeout:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 
-from ansible_collections.proxmoxwp.hosting.plugins.module_utils.proxmoxwp_http import requests
+from ansible_collections.proxmoxwp.hosting.plugins.module_utils.proxmoxwp_http import requests, retrying_session
 
 RECORD_TYPES = ("A", "AAAA", "CNAME")
 
@@ -73,7 +73,7 @@ class PowerDns:
     def __init__(self, api_url: str, api_key: str, server_id: str = "localhost", timeout: float = 30,
                  validate_certs: bool = True) -> None:  # fmt: skip
         self.base = f"{api_url.rstrip('/')}/api/v1/servers/{server_id}/zones"
-        self.session = requests.Session()
+        self.session = retrying_session()
         self.session.headers.update({"X-API-Key": api_key, "Accept": "application/json"})
         self.session.verify = validate_certs
         self.timeout = timeout
@@ -117,7 +117,7 @@ class Cloudflare:
 
     def __init__(self, api_url: str, api_token: str, timeout: float = 30) -> None:
         self.base = api_url.rstrip("/")
-        self.session = requests.Session()
+        self.session = retrying_session()
         self.session.headers.update({"Authorization": f"Bearer {api_token}", "Accept": "application/json"})
         self.timeout = timeout
         self._zone_ids: dict[str, str] = {}

@@ -9,7 +9,7 @@ enabling an enabled host are 400s, so state is read before it is changed.
 
 from __future__ import annotations
 
-from ansible_collections.proxmoxwp.hosting.plugins.module_utils.proxmoxwp_http import requests
+from ansible_collections.proxmoxwp.hosting.plugins.module_utils.proxmoxwp_http import requests, retrying_session
 
 
 class NpmApiError(Exception):
@@ -45,7 +45,7 @@ class Npm:
         self.base = url.rstrip("/")
         self.identity, self.secret = identity, secret
         self.timeout = timeout
-        self.session = requests.Session()
+        self.session = retrying_session()
         self.session.verify = validate_certs
         self.session.headers["Accept"] = "application/json"
         self.token: str | None = None

@@ -13,7 +13,9 @@ on proxmoxer that:
   returns None on timeout and ignores the exit status);
 - waits for a container to reach a status, bounded by task_timeout;
 - pins the server certificate by its SHA-256 fingerprint when asked (urllib3 assert_fingerprint), which
-  works without a CA.
+  works without a CA;
+- retries a request on a blip of the API (proxmoxwp_http.retry_policy: connection errors, and for idempotent
+  methods read timeouts and 500/502/503/504), never a POST that may have been received.
 """
 
 import re
@@ -21,6 +23,12 @@ import time
 
 from ansible.module_utils.basic import missing_required_lib
 from ansible_collections.proxmoxwp.hosting.plugins.module_utils.proxmoxwp_env import from_environment, missing_settings
+from ansible_collections.proxmoxwp.hosting.plugins.module_utils.proxmoxwp_http import (
+    IDEMPOTENT_METHODS,
+    TRIES,
+    retrying_adapter,
+    timed_out,
+)
 
 try:
     import requests
@@ -117,18 +125,20 @@ def _pretty_fingerprint(hexdigits):
 
 
 class _FingerprintAdapter(HTTPAdapter):
-    """An HTTPAdapter whose connections accept only a certificate with this SHA-256 fingerprint."""
+    """An HTTPAdapter whose connections accept only a certificate with this SHA-256 fingerprint (any, if None)."""
 
     def __init__(self, fingerprint, **kwargs):
         self._fingerprint = fingerprint
         super().__init__(**kwargs)
 
     def init_poolmanager(self, connections, maxsize, block=False, **pool_kwargs):
-        pool_kwargs["assert_fingerprint"] = self._fingerprint
+        if self._fingerprint:
+            pool_kwargs["assert_fingerprint"] = self._fingerprint
         super().init_poolmanager(connections, maxsize, block=block, **pool_kwargs)
 
     def proxy_manager_for(self, proxy, **proxy_kwargs):
-        proxy_kwargs["assert_fingerprint"] = self._fingerprint
+        if self._fingerprint:
+            proxy_kwargs["assert_fingerprint"] = self._fingerprint
         return super().proxy_manager_for(proxy, **proxy_kwargs)
 
 
@@ -199,9 +209,8 @@ class PveClient:
             timeout=self.timeout,
             service="PVE",
         )
-        if fingerprint:
-            # proxmoxer has no public accessor for its requests session; _store is where it keeps it.
-            self._api._store["session"].mount("https://", _FingerprintAdapter(fingerprint))
+        # proxmoxer has no public accessor for its requests session; _store is where it keeps it.
+        self._api._store["session"].mount("https://", retrying_adapter(_FingerprintAdapter, fingerprint=fingerprint))
 
     # ------------------------------------------------------------------ requests
 
@@ -227,22 +236,27 @@ class PveClient:
             raise self._refused(method, path, exc) from None
         except requests.exceptions.SSLError as exc:
             raise PveApiError(self._tls_message(exc)) from None
-        except requests.exceptions.Timeout:
+        except requests.exceptions.RequestException as exc:
+            if not timed_out(exc):
+                raise self._unreachable(method, path, exc) from None
+            tries = f"; tried {TRIES} times" if method in IDEMPOTENT_METHODS else ""
             unknown = "" if method == "GET" else "; whether PVE carried out the request is unknown"
             raise PveApiError(
-                f"Proxmox VE API at {self.where} did not answer within {self.timeout} s ({method} {path}){unknown}"
-            ) from None
-        except requests.exceptions.ConnectionError as exc:
-            raise PveApiError(
-                f"Could not connect to the Proxmox VE API at {self.where} ({method} {path}): "
-                f"{self._scrub(_reason_text(exc))}"
-            ) from None
-        except requests.exceptions.RequestException as exc:
-            raise PveApiError(
-                f"Request to the Proxmox VE API at {self.where} failed ({method} {path}): "
-                f"{self._scrub(_reason_text(exc))}"
+                f"Proxmox VE API at {self.where} did not answer within {self.timeout} s ({method} {path}"
+                f"{tries}){unknown}"
             ) from None
         raise ValueError("unsupported method " + method)
+
+    def _unreachable(self, method, path, exc):
+        """The PveApiError of a request that got no answer (other than a timeout)."""
+        if isinstance(exc, requests.exceptions.ConnectionError):
+            return PveApiError(
+                f"Could not connect to the Proxmox VE API at {self.where} ({method} {path}): "
+                f"{self._scrub(_reason_text(exc))}"
+            )
+        return PveApiError(
+            f"Request to the Proxmox VE API at {self.where} failed ({method} {path}): {self._scrub(_reason_text(exc))}"
+        )
 
     def get(self, path, **params):
         return self.call("GET", path, **params)
