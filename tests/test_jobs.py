@@ -125,9 +125,7 @@ def test_a_killed_worker_without_attempts_left_fails_the_job_visibly(app, api, s
     assert status["heading_to"] is None  # nothing left in flight
 
 
-def test_a_creation_cut_off_with_no_attempts_left_is_cleaned_up_and_status_says_so(
-    app, api, start_worker, control_dir
-):
+def test_a_creation_cut_off_with_no_attempts_left_is_cleaned_up_and_status_says_so(app, api, start_worker, control_dir):
     """The killed run never reached its rescue: a clean-up job removes what it may have left, and /status shows
     it being removed, then nothing left; the site stays failed with the creation's reason."""
     app.extensions["proxmoxwp"].settings.job_max_attempts = 1
