@@ -18,16 +18,23 @@ from api.models import JobState
 SERVICE = 5202
 SITE = {"service_id": SERVICE, "email": "owner@example.com", "plan": "basic", "public_ip": "203.0.113.10"}
 TODAY = datetime.now(UTC).strftime("%d%m%Y")
-# Seconds the modules wait for one answer of Proxmox VE (the inventory's proxmoxwp_pve_api.timeout): short, so that
-# a fault outlasting every try of a request costs seconds. The fake answers within milliseconds.
+# Seconds the modules wait for one answer of Proxmox VE (the inventory's proxmoxwp_pve_api.timeout), in the tests
+# of faults: short, so that a fault outlasting every try of a request costs seconds. The fake answers within
+# milliseconds, but the other tests keep the modules' default: a loaded machine must not fail a POST.
 REQUEST_TIMEOUT = 2
+SHORT_REQUEST_TIMEOUT = pytest.mark.parametrize("request_timeout", [REQUEST_TIMEOUT], ids=["timeout2s"])
 
 
 @pytest.fixture
-def env(env, tmp_path, pve_api, edge_peers):
+def request_timeout() -> int:
+    return 30  # the modules' default
+
+
+@pytest.fixture
+def env(env, tmp_path, pve_api, edge_peers, request_timeout):
     """The API's environment with the real playbooks and an inventory that points at the fake cluster, a DNS zone
     of the test's own and the NPM double."""
-    inventory = site_inventory(tmp_path / "site", dict(pve_api, timeout=REQUEST_TIMEOUT), edge_peers.settings)
+    inventory = site_inventory(tmp_path / "site", dict(pve_api, timeout=request_timeout), edge_peers.settings)
     return {**env, "PROXMOXWP_INVENTORY": str(inventory), "PROXMOXWP_PLAYBOOK_DIR": str(ROOT / "playbooks")}
 
 
@@ -181,6 +188,7 @@ FAULTS = {
 }
 
 
+@SHORT_REQUEST_TIMEOUT
 @pytest.mark.parametrize("fault", sorted(FAULTS))
 def test_a_fault_at_a_proxmox_step_fails_the_job_leaves_nothing_and_a_retry_succeeds(
     api, worker, pve, edge_peers, fault
@@ -273,6 +281,7 @@ def serving_site(api, runtime, pve) -> int:
 
 
 @pytest.mark.cluster
+@SHORT_REQUEST_TIMEOUT
 def test_a_blip_of_proxmox_leaves_a_serving_site_active(api, runtime, start_worker, pve, pve_api, edge_peers):
     vmid = serving_site(api, runtime, pve)
     start_worker()
