@@ -21,7 +21,6 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 SITE = {"service_id": 17, "email": "owner@example.com", "plan": "basic", "public_ip": "203.0.113.10"}
 TODAY = datetime.now(UTC).strftime("%d%m%Y")
 BAK_17 = f"BAK{TODAY}-1"  # 17 has this one
-BAK_18_ONLY = f"BAK{TODAY}-2"  # 18 has -1 and -2: -2 belongs to another service as far as 17 is concerned
 
 
 def table_rows(runtime) -> dict[str, list[tuple]]:
@@ -566,12 +565,15 @@ def test_bak(api, sites, subtests, path):
 
 @pytest.mark.parametrize("path", ["/action/delbak", "/action/rollback"])
 def test_a_backup_of_another_service_is_unknown(api, sites, path):
-    body = rejected(api, sites, "POST", path, {"service_id": 17, "bak": BAK_18_ONLY}, statuses=(404,))
+    # 18 has -1 and -2: -2 belongs to another service as far as 17 is concerned. Named as the API named it: a run
+    # that crosses midnight UTC made it with the day before's date.
+    bak_18_only = max(b["name"] for b in api.get("/action/getbak", service_id=18).get_json()["backups"])
+    body = rejected(api, sites, "POST", path, {"service_id": 17, "bak": bak_18_only}, statuses=(404,))
     assert body["code"] == "unknown_backup"
     rejected(api, sites, "POST", path, {"service_id": 17, "bak": "BAK01011999-1"}, statuses=(404,),
              code="unknown_backup")  # fmt: skip
     # the owner can use it
-    assert api.post(path, {"service_id": 18, "bak": BAK_18_ONLY}).status_code == 202
+    assert api.post(path, {"service_id": 18, "bak": bak_18_only}).status_code == 202
 
 
 # ---- job ids --------------------------------------------------------------------------------------------------
