@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from api import domain_dns, presenters, validation
 from api.errors import ApiError, bad_request, conflict, not_found, unprocessable
-from api.jobs.kinds import KINDS
+from api.jobs.kinds import KINDS, queue_job
 from api.jobs.secrets import forget_sealed
 from api.models import UNFINISHED, Backup, Domain, Job, JobState, Service, ServiceState
 from api.runtime import Runtime
@@ -106,30 +106,9 @@ class Lifecycle:
             raise conflict("deleting", "This site is being deleted.")
         return service
 
-    def _job(
-        self,
-        session: Session,
-        service: Service,
-        kind: str,
-        params: dict,
-        heading_to: str | None = None,
-        sealed: bytes | None = None,
-    ) -> Job:
-        settings = self.runtime.settings
-        session.flush()  # the service row first: the job refers to it
-        job = Job(
-            service_id=service.service_id,
-            kind=kind,
-            params={"service_id": service.service_id, **params},
-            heading_to=heading_to,
-            sealed_secrets=sealed,
-            state=JobState.QUEUED,
-            max_attempts=settings.job_max_attempts,
-            timeout_seconds=settings.job_timeouts.get(kind, KINDS[kind].timeout),
-        )
-        session.add(job)
-        session.flush()
-        return job
+    def _job(self, session: Session, service: Service, kind: str, params: dict, **options) -> Job:
+        """queue_job with this API's settings; options: heading_to, sealed."""
+        return queue_job(session, self.runtime.settings, service, kind, params, **options)
 
     def _accepted(self, session: Session, service: Service, job: Job | None, **extra) -> Answer:
         body = {

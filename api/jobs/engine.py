@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import and_, exists, func, select, update
 from sqlalchemy.orm import Session, aliased
 
-from api.jobs.kinds import KINDS, SERVICE_STATS, sync_backups
+from api.jobs.kinds import KINDS, SERVICE_STATS, queue_job, sync_backups
 from api.jobs.leftovers import terminate_run_processes
 from api.jobs.runner import PlaybookRun
 from api.jobs.secrets import forget_sealed, scrub
@@ -331,27 +331,14 @@ def finish(
             _failed(session, service, job, unchanged=changed == 0)
             undo = KINDS[job.kind].cut_off_undo
             if cut_off and undo and job.started_at is not None:
-                return _queue_undo(runtime, session, service, job, undo).id
+                params = {"subdomain": service.subdomain, "domains": [], "undoes": job.id}
+                return queue_job(session, runtime.settings, service, undo, params).id
         return None
 
     undo_id = runtime.db.write(work)
     if undo_id is not None:
         log.warning("job %s: cut off; job %s removes what it may have left", job_id, undo_id)
         runtime.queue.enqueue(undo_id)
-
-
-def _queue_undo(runtime: Runtime, session: Session, service: Service, job: Job, kind: str) -> Job:
-    undo = Job(
-        service_id=service.service_id,
-        kind=kind,
-        params={"service_id": service.service_id, "subdomain": service.subdomain, "domains": [], "undoes": job.id},
-        state=JobState.QUEUED,
-        max_attempts=job.max_attempts,
-        timeout_seconds=runtime.settings.job_timeouts.get(kind, KINDS[kind].timeout),
-    )
-    session.add(undo)
-    session.flush()
-    return undo
 
 
 def _succeeded(session: Session, service: Service, job: Job) -> None:

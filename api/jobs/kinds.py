@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from api.models import Backup, Domain, Job, Service, ServiceState
+from api.models import Backup, Domain, Job, JobState, Service, ServiceState
 
 # set_stats keys that update the service record; everything a playbook reports is kept in the job.
 SERVICE_STATS = {"vmid": int, "node": str, "ip": str, "proxy_enabled": bool}
@@ -148,3 +148,29 @@ KINDS: dict[str, Kind] = {
         Kind("toggle", "proxy_toggle.yml", 300, on_success=_toggled),
     )
 }
+
+
+def queue_job(
+    session: Session,
+    settings,
+    service: Service,
+    kind: str,
+    params: dict,
+    heading_to: str | None = None,
+    sealed: bytes | None = None,
+) -> Job:
+    """A new queued job of `kind` for the service, with the configured attempts and the kind's timeout."""
+    session.flush()  # the service row first: the job refers to it
+    job = Job(
+        service_id=service.service_id,
+        kind=kind,
+        params={"service_id": service.service_id, **params},
+        heading_to=heading_to,
+        sealed_secrets=sealed,
+        state=JobState.QUEUED,
+        max_attempts=settings.job_max_attempts,
+        timeout_seconds=settings.job_timeouts.get(kind, KINDS[kind].timeout),
+    )
+    session.add(job)
+    session.flush()
+    return job
