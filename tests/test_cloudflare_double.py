@@ -121,6 +121,21 @@ def test_unknown_zone_id(cloudflare, api):
     assert api.get(f"{cloudflare.url}/zones/{'0' * 32}", timeout=10).status_code == 400
 
 
+def test_a_zone_is_a_registered_domain_as_on_ordinary_plans(cloudflare, api):
+    with pytest.raises(ValueError, match="providing the root domain and not any subdomains"):
+        cloudflare.add_zone("sites.example.net")
+    parent = cloudflare.add_zone("example.net")
+    assert cloudflare.add_zone("example.co.uk").name == "example.co.uk"  # one label under a public suffix
+    assert cloudflare.add_zone("lab.example.org", subdomain_setup=True).name == "lab.example.org"  # Enterprise
+
+    body = api.get(f"{cloudflare.url}/zones", params={"name": "sites.example.net"}, timeout=10).json()
+    assert (body["success"], body["result"]) == (True, [])
+    # A name under the base zone lives in the registered domain's zone.
+    record = created(api, cloudflare, parent, type="A", name="wp1.sites.example.net", content=SITE_IP)
+    assert (record["name"], record["zone_name"]) == ("wp1.sites.example.net", "example.net")
+    assert [found["id"] for found in listed(api, cloudflare, parent, name="wp1.sites.example.net")] == [record["id"]]
+
+
 # ------------------------------------------------------------------------------------------------- records
 
 

@@ -78,6 +78,23 @@ def test_a_wrong_api_key_fails_with_the_servers_reason_and_no_secret(powerdns, p
     assert "wrong-key-0123456789" not in run.stdout + run.stderr
 
 
+def test_powerdns_records_of_a_base_zone_inside_the_zone_go_into_the_zone(powerdns, pdns_site, tmp_path):
+    zone = pdns_site["proxmoxwp_base_zone"]
+    site = {**pdns_site, "proxmoxwp_base_zone": f"sites.{zone}", "dns_record_name": f"s43.sites.{zone}"}
+
+    refused, _ = play(tmp_path, "present", dns_record_addresses=["203.0.113.10"], **site)
+    assert refused.returncode != 0  # the zone defaults to the base zone, which PowerDNS does not have
+    assert f"has no zone sites.{zone}. Is it {zone} or proxmoxwp.test? Set the zone" in refused.stdout
+
+    site["proxmoxwp_dns"] = {**site["proxmoxwp_dns"], "zone": zone}
+    made, changed = play(tmp_path, "present", dns_record_addresses=["203.0.113.10"], **site)
+    assert made.returncode == 0 and changed == 1, made.stdout[-2000:]
+    assert answers(powerdns, f"s43.sites.{zone}", "A") == ["203.0.113.10"]
+    with powerdns.session() as session:
+        rrsets = session.get(powerdns.zone_url(zone), timeout=10).json()["rrsets"]
+    assert [(r["name"], r["type"]) for r in rrsets if r["type"] == "A"] == [(f"s43.sites.{zone}.", "A")]
+
+
 def test_a_name_outside_the_zone_is_refused(pdns_site, tmp_path):
     pdns_site["dns_record_name"] = "s42.elsewhere.test"
     run, _ = play(tmp_path, "present", dns_record_addresses=["203.0.113.10"], **pdns_site)
@@ -87,9 +104,15 @@ def test_a_name_outside_the_zone_is_refused(pdns_site, tmp_path):
 
 @pytest.fixture
 def cf_site(cloudflare):
-    zone = cloudflare.add_zone("sites.proxmoxwp.test")
-    dns_settings = {"provider": "cloudflare", "cloudflare": {"api_url": cloudflare.url, "api_token": cloudflare.token}}
-    site = {"proxmoxwp_dns": dns_settings, "proxmoxwp_base_zone": zone.name, "dns_record_name": f"s7.{zone.name}"}
+    # A Cloudflare zone is a registered domain: the sites' base zone is a name inside it (docs/edge.md).
+    zone = cloudflare.add_zone("proxmoxwp.test")
+    dns_settings = {
+        "provider": "cloudflare",
+        "cloudflare": {"api_url": cloudflare.url, "api_token": cloudflare.token},
+        "zone": zone.name,
+    }
+    base_zone = f"sites.{zone.name}"
+    site = {"proxmoxwp_dns": dns_settings, "proxmoxwp_base_zone": base_zone, "dns_record_name": f"s7.{base_zone}"}
     return zone, site
 
 
@@ -109,18 +132,41 @@ def test_cloudflare_records_are_upserted_among_several_per_name(cloudflare, cf_s
 
     first, _ = play(tmp_path, "present", dns_record_addresses=["203.0.113.10"], **site)
     assert first.returncode == 0, first.stdout[-2000:]
-    assert cf_records(cloudflare, zone, name) == [("A", "203.0.113.10")]
+    assert cf_records(cloudflare, zone, name) == [("A", "203.0.113.10")]  # in the parent zone proxmoxwp.test
 
     writes_before = sum(call.method in WRITES for call in cloudflare.state.calls)
     again, changed = play(tmp_path, "present", dns_record_addresses=["203.0.113.10"], **site)
     assert again.returncode == 0 and changed == 0
     assert sum(call.method in WRITES for call in cloudflare.state.calls) == writes_before
 
+    # The zone may also be given by its id, as Cloudflare's dashboard shows it.
+    site["proxmoxwp_dns"]["zone"] = zone.id
     removed, changed = play(tmp_path, "absent", **site)
     assert removed.returncode == 0 and changed == 1
     assert cf_records(cloudflare, zone, name) == []
     gone, changed = play(tmp_path, "absent", **site)
     assert gone.returncode == 0 and changed == 0
+
+
+@pytest.mark.parametrize(
+    ("zone", "says"),
+    [
+        # left unset, the zone is the base zone: not a Cloudflare zone
+        (None, "Cloudflare has no zone sites.proxmoxwp.test for this API token (a Cloudflare zone is a registered "
+               "domain, not a name under one). Is it proxmoxwp.test? Set the zone that holds the records"),
+        ("0123456789abcdef0123456789abcdef", "Cloudflare has no zone with the id 0123456789abcdef0123456789abcdef"),
+    ],
+)  # fmt: skip
+def test_cloudflare_a_zone_it_does_not_have_fails_and_writes_nothing(cloudflare, cf_site, tmp_path, zone, says):
+    _zone, site = cf_site
+    if zone is None:
+        del site["proxmoxwp_dns"]["zone"]
+    else:
+        site["proxmoxwp_dns"]["zone"] = zone
+    run, _ = play(tmp_path, "present", dns_record_addresses=["203.0.113.10"], **site)
+    assert run.returncode != 0
+    assert says in run.stdout
+    assert not [call for call in cloudflare.state.calls if call.method in WRITES]
 
 
 def test_cloudflare_a_wrong_token_fails_with_its_error_code(cloudflare, cf_site, tmp_path):

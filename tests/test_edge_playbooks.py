@@ -112,16 +112,29 @@ def test_create_site_failing_at_the_proxy_leaves_no_dns_record_and_a_retry_succe
     assert edge_peers.hosts()[subdomain]["forward_host"] == retried.stats["ip"]
 
 
-def test_create_site_failing_at_dns_makes_no_proxy_host(tmp_path, pve, pve_api, edge_peers):
-    # A base zone the DNS server does not hold: PowerDNS refuses the record.
-    settings = {**edge_peers.settings, "proxmoxwp_base_zone": f"missing-{edge_peers.zone}"}
-    inventory = site_inventory(tmp_path, pve_api, settings)
+def test_create_site_writes_the_record_into_the_zone_that_holds_the_base_zone(tmp_path, pve, pve_api, edge_peers):
+    # The base zone is a name inside the zone PowerDNS has (as a Cloudflare zone is the registered domain).
+    base_zone = f"sites.{edge_peers.zone}"
+    settings = {**edge_peers.settings, "proxmoxwp_base_zone": base_zone}
+    subdomain = f"wp{SERVICE}.{base_zone}"
 
-    failed = run_playbook(inventory, tmp_path / "runs", "site_create.yml", service_id=SERVICE, plan="basic",
-                          public_ip=PUBLIC_IP)  # fmt: skip
+    # Left unset, the zone is the base zone, which PowerDNS does not have: the run fails before the proxy host.
+    failed = run_playbook(site_inventory(tmp_path / "unset", pve_api, settings), tmp_path / "runs", "site_create.yml",
+                          service_id=SERVICE, plan="basic", public_ip=PUBLIC_IP)  # fmt: skip
     assert not failed.ok
-    assert f"missing-{edge_peers.zone}" in failed.message
+    assert f"has no zone {base_zone}. Is it {edge_peers.zone} or proxmoxwp.test? Set the zone" in failed.message
     assert edge_peers.hosts() == {} and cluster(pve) == {}
+
+    dns = {**settings["proxmoxwp_dns"], "zone": edge_peers.zone}
+    inventory = site_inventory(tmp_path / "set", pve_api, settings, proxmoxwp_dns=dns)
+    created = run_playbook(inventory, tmp_path / "runs", "site_create.yml", service_id=SERVICE, plan="basic",
+                           public_ip=PUBLIC_IP)  # fmt: skip
+    assert created.ok, created.message
+    assert edge_peers.addresses(subdomain) == [PUBLIC_IP]
+    with edge_peers.powerdns.session() as session:
+        rrsets = session.get(edge_peers.powerdns.zone_url(edge_peers.zone), timeout=10).json()["rrsets"]
+    assert (f"{subdomain}.", "A") in [(rrset["name"], rrset["type"]) for rrset in rrsets]
+    assert edge_peers.hosts()[subdomain]["forward_host"] == created.stats["ip"]
 
 
 def test_a_subdomain_certificate_that_cannot_be_issued_leaves_the_site_on_http(player, edge_peers):

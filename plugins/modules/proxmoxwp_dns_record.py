@@ -83,7 +83,13 @@ options:
           - If not set, the environment variable E(PROXMOXWP_CLOUDFLARE_API_TOKEN) is used.
         type: str
   zone:
-    description: The zone that holds the name, for example C(sites.example.com).
+    description:
+      - The zone that holds the records, as the DNS provider has it. This need not be the name the records sit
+        under; the records of C(s123.sites.example.com) go into the zone C(example.com) when that is the zone.
+      - For Cloudflare, a registered domain (C(example.com); on ordinary plans a name under one is not a zone) or
+        the zone's id (32 hexadecimal digits). For PowerDNS, the zone's name.
+      - A zone the provider does not have fails the task, naming the zone and the zones above it, before anything
+        is changed.
     type: str
     required: true
   name:
@@ -125,7 +131,7 @@ EXAMPLES = r"""
     powerdns:
       api_url: http://127.0.0.1:8081
       api_key: "{{ vault_pdns_api_key }}"
-    zone: sites.example.com
+    zone: example.com
     name: s123.sites.example.com
     type: A
     values: [203.0.113.10]
@@ -136,7 +142,7 @@ EXAMPLES = r"""
     provider: cloudflare
     cloudflare:
       api_token: "{{ vault_cloudflare_token }}"
-    zone: sites.example.com
+    zone: 023e105f4ecef8ad9ca31a8372d0c353  # the zone id of example.com
     name: s123.sites.example.com
     type: A
     state: absent
@@ -164,6 +170,7 @@ from ansible_collections.proxmoxwp.hosting.plugins.module_utils.proxmoxwp_dns im
     Cloudflare,
     DnsApiError,
     PowerDns,
+    ZoneNotFound,
     fqdn,
     record_set,
 )
@@ -228,9 +235,7 @@ def main():
     )
     require_requests(module)
     p = module.params
-    name, zone = fqdn(p["name"]), fqdn(p["zone"])
-    if name != zone and not name.endswith("." + zone):
-        module.fail_json(msg=f"{name} is not in the zone {zone}")
+    name = fqdn(p["name"])
     wanted = None
     if p["state"] == "present":
         try:
@@ -242,6 +247,14 @@ def main():
         if p["type"] == "CNAME" and len(wanted.values) != 1:
             module.fail_json(msg="A CNAME has exactly one target")
     dns = provider(module)
+    try:
+        zone = dns.zone(p["zone"])
+    except ZoneNotFound as exc:
+        module.fail_json(msg=f"{exc} Nothing was changed.")
+    except DnsApiError as exc:
+        module.fail_json(msg=str(exc))
+    if not zone.holds(name):
+        module.fail_json(msg=f"{name} is not in the zone {zone.name}")
     try:
         current = dns.get(zone, name, p["type"])
         before = current.as_dict() if current else None

@@ -51,9 +51,10 @@ class ServedCloudflare:
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"}
 
-    def add_zone(self, name: str) -> Zone:
-        """A zone in the account (its `.id` is what the API calls zone_id)."""
-        return self.state.add_zone(name)
+    def add_zone(self, name: str, *, subdomain_setup: bool = False) -> Zone:
+        """A zone in the account (its `.id` is what the API calls zone_id): a registered domain, or with
+        `subdomain_setup` (Enterprise) a name under one."""
+        return self.state.add_zone(name, subdomain_setup=subdomain_setup)
 
     def stop(self) -> None:
         """Stop serving and close the socket. Idempotent."""

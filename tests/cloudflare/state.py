@@ -10,6 +10,13 @@ Across-record rules, and the codes chosen where Cloudflare has had more than one
 - a CNAME where an A, AAAA or CNAME has that name: 81053; an A or AAAA where a CNAME has that name: 81054;
 - a record id the zone does not have: 404, 81044 "Record does not exist.";
 - a zone id the account does not have: 400, 7003 "Could not route to ..., perhaps your object identifier is invalid?"
+  (with 7000 "No route for that URI"), the answer users quote most for a name or a wrong id in the path. Answers of
+  1001 "Invalid zone identifier" (an account id given as the zone id) are quoted too: clients should take both.
+
+Zones, as on Cloudflare's ordinary plans: a zone is a registered domain, one label under a public suffix of the
+Public Suffix List (example.net, example.co.uk); a name under one (sites.example.net) cannot be added and so is
+never found: looking it up by name answers an empty list. Subdomain setup is an Enterprise feature
+(`add_zone(..., subdomain_setup=True)`).
 """
 
 from __future__ import annotations
@@ -19,13 +26,27 @@ import threading
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any
+
+from publicsuffixlist import PublicSuffixList
 
 from .rules import PROXIABLE, SAME_NAME_HELP, CloudflareError, plain_name, record_fields
 
 ADDRESS_TYPES = frozenset({"A", "AAAA"})
 NAME_SERVERS = ["ada.ns.cloudflare.com", "bob.ns.cloudflare.com"]
 ACCOUNT = {"id": "0f0e0d0c0b0a09080706050403020100", "name": "ProxmoxWP tests"}
+# What Cloudflare says when asked to add a name under a registered domain as a zone.
+NOT_A_ROOT_DOMAIN = (
+    "Please ensure you are providing the root domain and not any subdomains (e.g., example.com, not "
+    "subdomain.example.com)"
+)
+
+
+@cache
+def public_suffixes() -> PublicSuffixList:
+    """The Public Suffix List the package ships (read once: parsing it takes a moment)."""
+    return PublicSuffixList()
 
 
 def now() -> str:
@@ -134,10 +155,14 @@ class CloudflareState:
 
     # ------------------------------------------------------------------------------------------------ zones
 
-    def add_zone(self, name: str) -> Zone:
-        """Add a zone (as if it had been added to the account); returns it, with its id for the API."""
+    def add_zone(self, name: str, *, subdomain_setup: bool = False) -> Zone:
+        """Add a zone (as if it had been added to the account); returns it, with its id for the API. Like
+        Cloudflare, only a registered domain unless `subdomain_setup` (Enterprise): else ValueError."""
+        zone_name = plain_name(name)
+        if not subdomain_setup and public_suffixes().privatesuffix(zone_name) != zone_name:
+            raise ValueError(f"{zone_name}: {NOT_A_ROOT_DOMAIN}")
         with self.lock:
-            zone = Zone(id=new_id(), name=plain_name(name), created_on=now())
+            zone = Zone(id=new_id(), name=zone_name, created_on=now())
             if any(existing.name == zone.name for existing in self.zones.values()):
                 raise ValueError(f"zone {zone.name} exists already")
             self.zones[zone.id] = zone
