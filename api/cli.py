@@ -150,6 +150,8 @@ def worker(concurrency: int | None) -> None:
                 return
 
     threading.Thread(target=reaper, name="reaper", daemon=True).start()
+    if runtime.settings.reconcile_seconds > 0:
+        threading.Thread(target=_reconciler, args=(runtime, stop), name="reconciler", daemon=True).start()
     consumer = runtime.queue.huey.create_consumer(
         workers=concurrency or runtime.settings.workers,
         worker_type="thread",
@@ -166,6 +168,82 @@ def worker(concurrency: int | None) -> None:
         # SIGTERM stops at once: the playbooks of this worker end too, and the jobs are retried by the next
         # worker's reaper. SIGINT lets running jobs finish first.
         end_active_runs()
+
+
+def _reconciler(runtime: Runtime, stop: threading.Event) -> None:
+    """Queue a reconcile of every live site that was not checked for PROXMOXWP_RECONCILE_SECONDS. It looks more
+    often than that (at most every minute), so that sites come due one by one rather than all at one moment."""
+    from api.reconcile import queue_reconciles
+
+    interval = runtime.settings.reconcile_seconds
+    while True:
+        try:
+            queued = [o for o in queue_reconciles(runtime, due_seconds=interval) if o.job_id is not None]
+            if queued:
+                logging.getLogger("api.reconcile").info("queued the reconcile of %d sites", len(queued))
+        except Exception:
+            logging.getLogger("api.reconcile").exception("reconcile pass failed")
+        if stop.wait(min(interval, 60.0)):
+            return
+
+
+@main.command()
+@click.option("--service-id", type=int, default=None, help="Only this site (default: every live site).")
+@click.option("--wait", is_flag=True, help="Wait for the jobs and print what was repaired and what drift remains.")
+@click.option("--timeout", type=int, default=900, show_default=True, help="Seconds --wait waits for all jobs.")
+def reconcile(service_id: int | None, wait: bool, timeout: int) -> None:
+    """Compare sites with Proxmox VE, NPM and DNS now: repair what is safe, record the rest as drift.
+
+    A running worker carries out the jobs. A site with a job queued or running is skipped (and said so).
+    Exit status: 0, or 1 when the site asked for was skipped or a job did not succeed.
+    """
+    from api.models import Drift, Job, JobState
+    from api.presenters import drift_view
+    from api.reconcile import queue_reconciles
+    from api.waiting import TimedOut, wait_for
+
+    runtime = _runtime()
+    runtime.check()
+    outcomes = queue_reconciles(runtime, [service_id] if service_id is not None else None)
+    for outcome in outcomes:
+        if outcome.job_id is None:
+            click.echo(f"service {outcome.service_id}: skipped: {outcome.skipped}")
+        else:
+            click.echo(f"service {outcome.service_id}: job {outcome.job_id} queued")
+    bad = service_id is not None and outcomes[0].job_id is None
+    if not wait:
+        sys.exit(1 if bad else 0)
+    jobs = {o.job_id: o.service_id for o in outcomes if o.job_id is not None}
+
+    def ended() -> list[Job] | None:
+        with runtime.db.session() as session:
+            rows = session.scalars(select(Job).where(Job.id.in_(jobs))).all()
+            session.expunge_all()
+        return rows if all(job.state not in (JobState.QUEUED, JobState.RUNNING) for job in rows) else None
+
+    try:
+        finished = wait_for(ended, timeout=timeout, what=f"{len(jobs)} reconcile jobs to end", interval=0.5)
+    except TimedOut as exc:
+        raise click.ClickException(f"{exc} (is a worker running?)") from None
+    for job in sorted(finished, key=lambda j: j.service_id):
+        if job.state != JobState.SUCCEEDED:
+            bad = True
+            click.echo(f"service {job.service_id}: job {job.id} {job.state}: {job.message or 'no message'}")
+            continue
+        click.echo(f"service {job.service_id}: job {job.id} succeeded")
+        for item in (job.stats or {}).get("repaired") or []:
+            click.echo(f"  repaired: {item.get('what')} ({item.get('action')})")
+        with runtime.db.session() as session:
+            rows = session.scalars(select(Drift).where(Drift.service_id == job.service_id).order_by(Drift.id))
+            drift = [drift_view(row) for row in rows]
+        for item in drift:
+            click.echo(
+                f"  drift: {item['what']}: expected {item['expected']}, found {item['found']} "
+                f"(since {item['found_at'][:19]})"
+            )
+        if not drift:
+            click.echo("  no drift")
+    sys.exit(1 if bad else 0)
 
 
 @main.group()

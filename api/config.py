@@ -85,6 +85,8 @@ class Settings(BaseSettings):
     heartbeat_seconds: float = Field(default=5.0, gt=0, le=300)
     stale_after_seconds: float = Field(default=60.0, gt=0, le=3600)
     reaper_seconds: float = Field(default=10.0, gt=0, le=3600)
+    # How often each live site is compared with the cluster and the edge (a reconcile job); 0 = never on its own.
+    reconcile_seconds: float = Field(default=3600.0, ge=0, le=7 * 86400)
     max_events_per_job: int = Field(default=500, ge=10, le=100_000)
     secret_key: str | None = None
     max_wait_seconds: int = Field(default=60, ge=0, le=600)

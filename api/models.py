@@ -78,6 +78,9 @@ class Service(Base):
     backups: Mapped[list[Backup]] = relationship(
         back_populates="service", cascade="all, delete-orphan", order_by="Backup.id"
     )
+    drift: Mapped[list[Drift]] = relationship(
+        back_populates="service", cascade="all, delete-orphan", order_by="Drift.id"
+    )
 
 
 class Domain(Base):
@@ -106,6 +109,25 @@ class Backup(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     service: Mapped[Service] = relationship(back_populates="backups")
+
+
+class Drift(Base):
+    """One way the cluster or the edge differs from the record, as the last reconcile found it and could not
+    repair. `key` names what was checked (`container`, `proxy_host:<name>`, ...): while the same key is found
+    the same way, `found_at` keeps the time it was first seen."""
+
+    __tablename__ = "drift"
+    __table_args__ = (UniqueConstraint("service_id", "key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    service_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("services.service_id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(String(300))
+    what: Mapped[str] = mapped_column(Text)
+    expected: Mapped[str] = mapped_column(Text)
+    found: Mapped[str] = mapped_column(Text)
+    found_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    service: Mapped[Service] = relationship(back_populates="drift")
 
 
 class Job(Base):

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 from api import validation
 from api.inventory import Plan
-from api.models import UNFINISHED, Backup, Domain, Job, JobState, Service
+from api.models import UNFINISHED, Backup, Domain, Drift, Job, JobState, Service
 
 
 def aware(moment: datetime | None) -> datetime | None:
@@ -57,6 +57,16 @@ def backup_view(backup: Backup) -> dict:
     return {"name": backup.name, "state": backup.state, "created_at": aware(backup.created_at).isoformat()}
 
 
+def drift_view(drift: Drift) -> dict:
+    return {
+        "key": drift.key,
+        "what": drift.what,
+        "expected": drift.expected,
+        "found": drift.found,
+        "found_at": aware(drift.found_at).isoformat(),
+    }
+
+
 def site_url(service: Service) -> str:
     return f"https://{service.subdomain}/"
 
@@ -90,6 +100,7 @@ def status_view(
         },
         "last_job": job_view(last_job) if last_job else None,
         "leftovers": leftovers_view(cleanup),
+        "drift": [drift_view(drift) for drift in service.drift],
     }
 
 

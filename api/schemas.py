@@ -219,6 +219,14 @@ class Leftovers(BaseModel):
     message: str
 
 
+class DriftView(BaseModel):
+    key: str = Field(description="What was checked, e.g. `container`, `proxy_host:<name>`, `dns:<name>`.")
+    what: str = Field(description="One sentence an operator may read.")
+    expected: str = Field(description="What the record says.")
+    found: str = Field(description="What the cluster or the edge has.")
+    found_at: datetime = Field(description="When a reconcile first found it so; kept while it stays the same.")
+
+
 class StatusAnswer(BaseModel):
     success: Literal[True] = True
     service_id: int
@@ -238,6 +246,10 @@ class StatusAnswer(BaseModel):
     leftovers: Leftovers | None = Field(
         description="What a creation that was cut off (worker killed, timeout, cancel) may have left on the "
         "cluster and the edge, while it is being removed or when it could not be; null when nothing is left."
+    )
+    drift: list[DriftView] = Field(
+        description="Where the cluster or the edge differs from the record, as the last reconcile found it and "
+        "did not repair (docs/operations.md, Reconcile); empty when nothing differs or nothing was checked yet."
     )
 
 

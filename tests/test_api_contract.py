@@ -64,6 +64,7 @@ STATUS_KEYS = {
     "quotas",
     "last_job",
     "leftovers",
+    "drift",
 }
 
 

@@ -79,7 +79,8 @@ def claim(runtime: Runtime, job_id: int) -> bool:
             if service.state != ServiceState.FAILED:
                 service.settled_state = service.state
             service.state = kind.running_state
-        service.last_job_id = job.id
+        if kind.shown:
+            service.last_job_id = job.id
         return True
 
     return runtime.db.write(work)
@@ -103,6 +104,11 @@ def _run_claimed(runtime: Runtime, job_id: int) -> None:
         secrets = runtime.secret_box.open(job.sealed_secrets)
         expected = job.progress_total or _tasks_last_time(session, job.kind)
         job.progress_total = expected
+        behind = None if kind.shown else _queued_behind(session, job)
+    if behind is not None:  # a background job never works on a site that another job is about to change
+        message = f"Skipped: job {behind} of this site is queued; the site is checked again after it."
+        finish(runtime, job_id, JobState.CANCELLED, message=message, changed=0)
+        return
     playbook = runtime.settings.playbook_dir / kind.playbook
     if not playbook.is_file():
         finish(runtime, job_id, JobState.FAILED, message=f"The playbook {kind.playbook} is not installed.", changed=0)
@@ -176,6 +182,16 @@ def _run_claimed(runtime: Runtime, job_id: int) -> None:
             # only a run that ended on its own can say what it changed: one stopped from outside may have done anything
             changed=result.changed if result.status == "failed" else None,
         )
+
+
+def _queued_behind(session: Session, job: Job) -> int | None:
+    """The first unfinished job of the same service queued after `job`, if any."""
+    return session.scalar(
+        select(Job.id)
+        .where(Job.service_id == job.service_id, Job.id > job.id, Job.state.in_(UNFINISHED))
+        .order_by(Job.id)
+        .limit(1)
+    )
 
 
 def _tasks_last_time(session: Session, kind: str) -> int | None:
@@ -320,7 +336,8 @@ def finish(
             job.progress_done = tasks_done
             job.progress_total = max(job.progress_total or 0, tasks_done)
         service = session.get(Service, job.service_id)
-        service.last_job_id = job.id
+        if KINDS[job.kind].shown:
+            service.last_job_id = job.id
         if state == JobState.SUCCEEDED:
             _succeeded(session, service, job)
         elif state == JobState.CANCELLED and job.started_at is None:

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from api.models import Backup, Domain, Job, JobState, Service, ServiceState
+from api.models import Backup, Domain, Drift, Job, JobState, Service, ServiceState
 
 # set_stats keys that update the service record; everything a playbook reports is kept in the job.
 SERVICE_STATS = {"vmid": int, "node": str, "ip": str, "proxy_enabled": bool}
@@ -58,6 +58,9 @@ class Kind:
     settles: bool = True
     # The kind queued when a run of this kind is cut off (worker killed, timeout, cancel) before its own undo.
     cut_off_undo: str | None = None
+    # False for a background job (reconcile): /status keeps showing the customer's last operation as `last_job`,
+    # and the job steps aside (cancelled before it runs) when another job of the site is queued behind it.
+    shown: bool = True
 
 
 def _created(_session: Session, service: Service, _job: Job) -> None:
@@ -65,8 +68,8 @@ def _created(_session: Session, service: Service, _job: Job) -> None:
 
 
 def _deleted(session: Session, service: Service, _job: Job) -> None:
-    session.execute(delete(Domain).where(Domain.service_id == service.service_id))
-    session.execute(delete(Backup).where(Backup.service_id == service.service_id))
+    for table in (Domain, Backup, Drift):
+        session.execute(delete(table).where(table.service_id == service.service_id))
     service.deleted_at = datetime.now(UTC)
     service.vmid = service.node = service.ip = None
 
@@ -128,6 +131,29 @@ def _toggled(_session: Session, service: Service, job: Job) -> None:
     service.proxy_enabled = bool(job.params["proxy_enabled"])
 
 
+def record_drift(session: Session, service: Service, job: Job) -> None:
+    """Make the service's drift the list the reconcile run reports (`drift` in its stats). An item found again the
+    same way (same key, same finding) keeps the time it was first found; an item no longer reported is gone."""
+    items = (job.stats or {}).get("drift")
+    if not isinstance(items, list):
+        return
+    found_now = {}
+    for item in items:
+        if isinstance(item, dict) and item.get("key"):
+            found_now[str(item["key"])[:300]] = {k: str(item.get(k) or "") for k in ("what", "expected", "found")}
+    known = {row.key: row for row in session.scalars(select(Drift).where(Drift.service_id == service.service_id))}
+    for key, row in known.items():
+        if key not in found_now or row.found != found_now[key]["found"]:
+            session.delete(row)
+    session.flush()  # a finding that changed is a new row with a new found_at; the old one must be gone first
+    for key, item in found_now.items():
+        row = known.get(key)
+        if row is not None and row.found == item["found"]:
+            row.what, row.expected = item["what"], item["expected"]
+        else:
+            session.add(Drift(service_id=service.service_id, key=key, **item))
+
+
 KINDS: dict[str, Kind] = {
     kind.name: kind
     for kind in (
@@ -146,6 +172,9 @@ KINDS: dict[str, Kind] = {
         Kind("domain_add", "domain_add.yml", 900, on_success=_domain_added, on_failure=_domain_failed),
         Kind("domain_remove", "domain_remove.yml", 600, on_success=_domain_removed, on_failure=_domain_failed),
         Kind("toggle", "proxy_toggle.yml", 300, on_success=_toggled),
+        # Compares the site with Proxmox VE, NPM and DNS, repairs what is safe and reports the rest as drift
+        # (docs/operations.md, "Reconcile"). It never changes the service's state.
+        Kind("reconcile", "site_reconcile.yml", 600, on_success=record_drift, settles=False, shown=False),
     )
 }
 
