@@ -9,7 +9,7 @@ import pytest
 import requests
 from conftest import BIN, ROOT, wait_job, wait_until
 from published_dns import patch, rrset
-from sites import cluster, site_inventory
+from sites import cluster, hand_run, site_inventory
 
 pytestmark = pytest.mark.cluster
 
@@ -44,7 +44,7 @@ def status(api) -> dict:
     return api.get("/status", service_id=SERVICE).get_json()
 
 
-def test_reconcile_repairs_what_is_safe_and_records_the_rest(api, worker, pve, pve_api, edge_peers, process_env):
+def test_reconcile_repairs_what_is_safe_and_records_the_rest(api, worker, pve, pve_api, edge_peers, process_env, env):
     done(api, api.post("/create-site", SITE))
     bak = api.post("/action/mkbak", {"service_id": SERVICE})
     last = done(api, bak)
@@ -84,3 +84,8 @@ def test_reconcile_repairs_what_is_safe_and_records_the_rest(api, worker, pve, p
     (drift,) = site["drift"]  # and nothing else: the repaired parts and the HA resource are as recorded
     assert drift["key"] == "container_power" and drift["expected"] == "running"
     assert drift["found"] == "stopped (HA requested state started: the HA manager starts it)"
+
+    # An operator's run knows no record: it checks what needs none and finds the container and the edge in place.
+    run = hand_run(env["PROXMOXWP_INVENTORY"], "site_reconcile.yml", "-e", f"service_id={SERVICE}")
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "0 drift item(s)" in run.stdout, run.stdout
