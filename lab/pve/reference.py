@@ -4,6 +4,9 @@ fakepve validates every schema-routed request against its own, newer copy of PVE
 few methods: fakepve's knows `auto-rebalance` on /cluster/ha/resources, which the PVE the project runs does not
 have. A request must pass both, so a module cannot rely on a parameter its real peer would refuse with a 400.
 
+It also holds each method's `permissions` (a machine-readable `check`, or `user: all` and a description), which
+lab.pve.permissions enforces.
+
 The reference lists parameters as {name, type, required, enum, format, minimum, maximum, pattern, default}.
 Property-string formats are flattened there (format "object"), so their inner keys are left to fakepve's check;
 Perl-only patterns are skipped, as fakepve skips them.
@@ -46,6 +49,8 @@ class Reference:
         self.params = {
             (e["method"], e["path"]): {p["name"]: self._property(p) for p in e["params"]} for e in data["endpoints"]
         }
+        # The method's `permissions` as the schema gives them (None: root@pam only), for lab.pve.permissions.
+        self.permissions = {(e["method"], e["path"]): e.get("permissions") for e in data["endpoints"]}
 
     @staticmethod
     def _property(param: dict) -> dict:

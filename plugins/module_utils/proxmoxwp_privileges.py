@@ -1,0 +1,198 @@
+# Copyright: ProxmoxWP contributors
+# GNU Affero General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/agpl-3.0.txt)
+"""The Proxmox VE privileges the collection's modules need: one list, per API call they make.
+
+CALLS holds, for each (method, path) a proxmoxwp_* module sends, what PVE checks before it carries the call out:
+the method's `permissions` in PVE's API schema, and the checks its code makes beyond them (container create
+names its privileges only in words; a config change checks each option it sets; a network device needs
+`SDN.Use` on its bridge since PVE 8). A token whose role holds ROLE_PRIVILEGES on `/` can run every module.
+
+Everything else is read from here: the production example's role (inventory/production.example, the `pveum`
+lines of pveum_commands()), the table in docs/modules.md, the doctor (proxmoxwp_pve_check, via
+needed_privileges()) and the lab's Proxmox VE, whose token holds exactly this role (tests/test_privileges.py
+checks each of them against this list, and the cluster tests run under it).
+
+Nothing here imports Ansible: the lab loads this file on its own.
+"""
+
+from collections import namedtuple
+
+ROLE = "ProxmoxWP"
+TOKEN_ID = "proxmoxwp@pve!ansible"  # noqa: S105 - the token's name, not its secret
+
+# privileges: the one needed, or alternatives ("A|B" in need(): PVE's check_any, one of them is enough; the role
+# holds the first). path: the ACL path PVE checks, with the call's {vmid}, {newid}, {storage},
+# {template_storage}, {bridge}.
+# when: the case in which PVE checks it ("" for always); optional: only when an operator asks for what the
+# project does not do by default (a privileged container), so not in the role.
+Need = namedtuple("Need", "privileges path when optional")
+Call = namedtuple("Call", "method path needs purpose")
+
+
+def need(privileges, path, when="", optional=False):
+    return Need(tuple(privileges.split("|")), path, when, optional)
+
+
+VM = "/vms/{vmid}"
+STORAGE = "/storage/{storage}"
+BRIDGE = "/sdn/zones/localnetwork/{bridge}"
+
+CALLS = (
+    Call("GET", "/cluster/nextid", (), "a free vmid for a new container"),
+    Call(
+        "GET",
+        "/cluster/resources",
+        (need("VM.Audit", VM, "PVE lists only the guests the token may audit"),),
+        "find a site's containers by vmid, hostname and tags",
+    ),
+    Call("GET", "/cluster/ha/resources", (need("Sys.Audit", "/"),), "whether a container is HA-managed"),
+    Call("GET", "/cluster/ha/resources/{sid}", (need("Sys.Audit", "/"),), "read a container's HA resource"),
+    Call("POST", "/cluster/ha/resources", (need("Sys.Console", "/"),), "make a container HA-managed"),
+    Call("PUT", "/cluster/ha/resources/{sid}", (need("Sys.Console", "/"),), "start or stop a container through HA"),
+    Call("DELETE", "/cluster/ha/resources/{sid}", (need("Sys.Console", "/"),), "remove a container from HA"),
+    Call(
+        "POST",
+        "/nodes/{node}/lxc",
+        (
+            need("VM.Allocate", VM),
+            need("Datastore.AllocateSpace|Datastore.Audit", "/storage/{template_storage}", "the template"),
+            need("Datastore.AllocateSpace", STORAGE, "the rootfs volume"),
+            need("VM.Config.Disk", VM, "rootfs"),
+            need("VM.Config.CPU", VM, "cores"),
+            need("VM.Config.Memory", VM, "memory, swap"),
+            need("VM.Config.Network", VM, "net0, hostname, nameserver"),
+            need("VM.Config.Options", VM, "onboot, tags, description"),
+            need("SDN.Use", BRIDGE, "the bridge of net0 (PVE 8 and later)"),
+            need("Sys.Modify", "/", "a privileged container (unprivileged: false)", optional=True),
+        ),
+        "create a site's container",
+    ),
+    Call("GET", "/nodes/{node}/lxc/{vmid}/config", (need("VM.Audit", VM),), "read a container's config"),
+    Call(
+        "PUT",
+        "/nodes/{node}/lxc/{vmid}/config",
+        (
+            need("VM.Config.CPU", VM, "cores"),
+            need("VM.Config.Memory", VM, "memory, swap"),
+            need("VM.Config.Options", VM, "onboot, tags, description"),
+            need("VM.Config.Network", VM, "net0 of a restored container"),
+            need("SDN.Use", BRIDGE, "net0 of a restored container"),
+        ),
+        "apply a plan, tag, suspend or restore a container",
+    ),
+    Call(
+        "PUT",
+        "/nodes/{node}/lxc/{vmid}/resize",
+        (need("VM.Config.Disk", VM), need("Datastore.AllocateSpace", STORAGE)),
+        "grow a container's disk to its plan",
+    ),
+    Call("GET", "/nodes/{node}/lxc/{vmid}/status/current", (need("VM.Audit", VM),), "a container's status"),
+    Call("POST", "/nodes/{node}/lxc/{vmid}/status/start", (need("VM.PowerMgmt", VM),), "start a container"),
+    Call("POST", "/nodes/{node}/lxc/{vmid}/status/stop", (need("VM.PowerMgmt", VM),), "stop a container"),
+    Call("POST", "/nodes/{node}/lxc/{vmid}/status/reboot", (need("VM.PowerMgmt", VM),), "reboot a container"),
+    Call("DELETE", "/nodes/{node}/lxc/{vmid}", (need("VM.Allocate", VM),), "destroy a container"),
+    Call("GET", "/nodes/{node}/lxc/{vmid}/snapshot", (need("VM.Audit", VM),), "list a container's backups"),
+    Call("POST", "/nodes/{node}/lxc/{vmid}/snapshot", (need("VM.Snapshot", VM),), "take a backup"),
+    Call(
+        "PUT",
+        "/nodes/{node}/lxc/{vmid}/snapshot/{snapname}/config",
+        (need("VM.Snapshot", VM),),
+        "describe a backup",
+    ),
+    Call("DELETE", "/nodes/{node}/lxc/{vmid}/snapshot/{snapname}", (need("VM.Snapshot", VM),), "delete a backup"),
+    Call(
+        "POST",
+        "/nodes/{node}/lxc/{vmid}/snapshot/{snapname}/rollback",
+        (
+            need("VM.Snapshot|VM.Snapshot.Rollback", VM),
+            need("VM.PowerMgmt", VM, "start: 1, to start it again"),
+        ),
+        "roll a container back to a backup in place",
+    ),
+    Call(
+        "POST",
+        "/nodes/{node}/lxc/{vmid}/clone",
+        (
+            need("VM.Clone", VM),
+            need("VM.Allocate", "/vms/{newid}"),
+            need("Datastore.AllocateSpace", STORAGE, "the target storage"),
+            need("SDN.Use", BRIDGE, "the bridges of the source (PVE 8 and later)"),
+        ),
+        "restore a backup by a full clone",
+    ),
+    Call(
+        "GET",
+        "/nodes/{node}/tasks/{upid}/status",
+        (),
+        "wait for a task (the token's own tasks; others' need Sys.Audit on /nodes/{node})",
+    ),
+    Call("GET", "/nodes/{node}/tasks/{upid}/log", (), "the log of a failed task (the token's own)"),
+    Call("GET", "/access/permissions", (), "the token's own effective privileges (doctor)"),
+    Call("GET", "/version", (), "the version of PVE (doctor)"),
+)
+
+
+def _held(item):
+    """The privilege of a need that the role holds: its only one, or the first of alternatives."""
+    return item.privileges[0]
+
+
+def role_privileges():
+    """The privileges of the role, sorted: every need's (the first of alternatives), optional ones left out."""
+    return sorted({_held(n) for call in CALLS for n in call.needs if not n.optional})
+
+
+ROLE_PRIVILEGES = tuple(role_privileges())
+
+
+def pveum_commands(token_id=TOKEN_ID, role=ROLE):
+    """The commands (on a PVE node, as root) that make the user, its token and the role, granted on `/`.
+
+    The role is granted to the user and to the token: a token with privilege separation has the privileges both
+    hold (the intersection), so granting only one of them gives the token nothing.
+    """
+    user, token = token_id.split("!", 1)
+    # PVE splits a list of privileges at commas and white space: quoted, it may go on over lines.
+    rows = [" ".join(ROLE_PRIVILEGES[i : i + 6]) for i in range(0, len(ROLE_PRIVILEGES), 6)]
+    return [
+        'pveum role add {} --privs "{}"'.format(role, "\n  ".join(rows)),
+        f"pveum user add {user}",
+        f"pveum acl modify / --roles {role} --users {user}",
+        f"pveum user token add {user} {token} --privsep 1",
+        f"pveum acl modify / --roles {role} --tokens '{token_id}'",
+    ]
+
+
+def _acl_path(template, values):
+    """The path a doctor asks about: a site's vmid is unknown beforehand, and what the token holds on /vms reaches
+    every guest (PVE propagates the role from /)."""
+    path = template
+    for name, value in values.items():
+        path = path.replace("{" + name + "}", str(value))
+    if path.startswith("/vms/"):
+        return "/vms"
+    return path
+
+
+def needed_privileges(storage, template_storage, bridge, privileged=False):
+    """Each (privilege, ACL path) the modules need on this cluster, with why: a list of dicts privilege, path, why.
+
+    storage: the containers' storage; template_storage: the storage of the template (`local` of
+    `local:vztmpl/...`); bridge: the containers' bridge; privileged: whether containers are privileged.
+    """
+    values = {"storage": storage, "template_storage": template_storage, "bridge": bridge}
+    found = {}
+    for call in CALLS:
+        for item in call.needs:
+            if item.optional and not privileged:
+                continue
+            key = (_held(item), _acl_path(item.path, values))
+            found.setdefault(key, [])
+            if call.purpose not in found[key]:
+                found[key].append(call.purpose)
+    return [{"privilege": priv, "path": path, "why": _why(whys)} for (priv, path), whys in sorted(found.items())]
+
+
+def _why(purposes):
+    shown = "; ".join(purposes[:2])
+    return shown + (f" and {len(purposes) - 2} more" if len(purposes) > 2 else "")
