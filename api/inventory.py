@@ -8,6 +8,8 @@ inventory source work as they do for `ansible-playbook`.
 from __future__ import annotations
 
 import re
+import secrets
+import string
 from functools import cached_property
 from pathlib import Path
 
@@ -24,8 +26,10 @@ API_VARIABLES = (
     "proxmoxwp_plans",
     "proxmoxwp_base_zone",
     "proxmoxwp_subdomain_prefix",
-    "proxmoxwp_wordpress_admin_user",
+    "proxmoxwp_wordpress_admin_prefix",
+    "proxmoxwp_wordpress_admin_user",  # replaced by the prefix: read only to say so
 )
+ADMIN_SUFFIX = 6  # letters and digits after the prefix and a dash: 36**6 logins per prefix
 
 
 class Plan(BaseModel):
@@ -44,7 +48,7 @@ class Plan(BaseModel):
 class Naming(BaseModel):
     base_zone: str
     subdomain_prefix: str = "wp"
-    admin_user: str = "wpadmin"
+    admin_prefix: str = "wpadmin"
 
     @field_validator("base_zone")
     @classmethod
@@ -62,12 +66,22 @@ class Naming(BaseModel):
             raise ValueError("subdomain prefix must be lower-case letters, digits or '-'")
         return value
 
-    @field_validator("admin_user")
+    @field_validator("admin_prefix")
     @classmethod
     def _admin(cls, value: str) -> str:
-        if not re.fullmatch(r"[a-z][a-z0-9_.-]{2,59}", value):
-            raise ValueError("WordPress admin user must be 3-60 of a-z 0-9 _ . -")
+        # WordPress takes logins of 60 characters at most; the dash and the suffix follow the prefix.
+        if not re.fullmatch(rf"[a-z][a-z0-9_.-]{{2,{59 - 1 - ADMIN_SUFFIX}}}", value):
+            raise ValueError(
+                f"proxmoxwp_wordpress_admin_prefix must be 3-{60 - 1 - ADMIN_SUFFIX} of a-z 0-9 _ . -, "
+                "starting with a letter"
+            )
         return value
+
+    def new_admin_user(self) -> str:
+        """A site's administrator login: the prefix, a dash and random letters and digits, so that no two sites share
+        a login to guess, nor one that follows from the service id."""
+        alphabet = string.ascii_lowercase + string.digits
+        return f"{self.admin_prefix}-{''.join(secrets.choice(alphabet) for _ in range(ADMIN_SUFFIX))}"
 
 
 class Inventory:
@@ -100,11 +114,17 @@ class Inventory:
 
     @cached_property
     def naming(self) -> Naming:
+        if "proxmoxwp_wordpress_admin_user" in self.variables:
+            # one login for every site was the old setting; silently ignoring it would hide that it changed
+            raise ConfigError(
+                "PROXMOXWP_INVENTORY: proxmoxwp_wordpress_admin_user is no longer read: each site gets its own "
+                "login from proxmoxwp_wordpress_admin_prefix (naming.yml); remove the old setting"
+            )
         try:
             return Naming(
                 base_zone=self.variables.get("proxmoxwp_base_zone", ""),
                 subdomain_prefix=self.variables.get("proxmoxwp_subdomain_prefix", "wp"),
-                admin_user=self.variables.get("proxmoxwp_wordpress_admin_user", "wpadmin"),
+                admin_prefix=self.variables.get("proxmoxwp_wordpress_admin_prefix", "wpadmin"),
             )
         except ValidationError as exc:
             error = exc.errors()[0]

@@ -159,7 +159,9 @@ class Lifecycle:
                     return self._site_answer(session, service, None, None)
             # a new site, a deleted one made again, or a creation that failed and is tried again
             service.email, service.plan, service.public_ip = data.email, data.plan, data.public_ip
-            service.admin_user = inventory.naming.admin_user
+            if service.state in (None, ServiceState.DELETED) or not service.admin_user:
+                # chosen once per site: a failed creation tried again may find WordPress installed with it
+                service.admin_user = inventory.naming.new_admin_user()
             service.state = ServiceState.PROVISIONING
             service.settled_state, service.failure_reason, service.deleted_at = None, None, None
             service.proxy_enabled = True

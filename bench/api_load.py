@@ -181,7 +181,7 @@ def seed(settings, count: int, rng: random.Random) -> dict[int, dict]:
                     plan=plan_name,
                     public_ip="203.0.113.10",
                     subdomain=inventory.subdomain(service_id),
-                    admin_user=inventory.naming.admin_user,
+                    admin_user=inventory.naming.new_admin_user(),
                     state=state,
                     vmid=10_000 + service_id,
                     node=f"pve{service_id % 3 + 1}",

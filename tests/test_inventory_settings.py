@@ -22,6 +22,9 @@ import yaml
 from ansible.parsing.vault import VaultLib, VaultSecret
 from conftest import BIN, ROOT
 
+from api.config import ConfigError
+from api.inventory import Inventory
+
 DOC = ROOT / "docs" / "operations.md"
 EXAMPLE = ROOT / "inventory" / "production.example"
 INVENTORIES = {"production.example": EXAMPLE, "lab": ROOT / "inventory" / "lab"}
@@ -32,9 +35,6 @@ PLAIN = re.compile(r"^`(?P<yaml>.+)`$")
 PASSWORD = "settings test {not a template}"
 # The example's values that come from the environment when it is set: the documented values are those without.
 ENVIRONMENT = ("PROXMOXWP_BUILD_DIR", "PROXMOXWP_BUILD_ADDRESS")
-# The administrator's login is set in naming.yml and again in wordpress.yml while the WordPress hardening of
-# issue 18 settles where it belongs. Until then its value is not checked; no other variable may be set twice.
-SETTLING = {"proxmoxwp_wordpress_admin_user": ["naming.yml", "wordpress.yml"]}
 
 
 def documented() -> dict[str, tuple[str, str]]:
@@ -79,7 +79,7 @@ def at(variables: dict[str, Any], setting: str) -> Any:
 @pytest.mark.parametrize("name", INVENTORIES)
 def test_no_variable_is_set_in_two_files(name):
     twice = {variable: files for variable, files in definitions(INVENTORIES[name]).items() if len(files) > 1}
-    assert {variable: files for variable, files in twice.items() if SETTLING.get(variable) != files} == {}
+    assert twice == {}
 
 
 def test_every_setting_of_the_example_is_documented_in_the_file_that_sets_it():
@@ -126,10 +126,27 @@ def test_each_documented_setting_reaches_a_playbook_with_its_value(tmp_path):
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
     variables = json.loads(seen.read_text())
 
-    settling = {name for name in SETTLING if len(definitions(EXAMPLE).get(name, [])) > 1}
     wrong = {
         setting: {"documented": want, "playbook": got}
         for setting, (_file, cell) in rows.items()
-        if setting.split(".")[0] not in settling and (got := at(variables, setting)) != (want := expected(cell, vault))
+        if (got := at(variables, setting)) != (want := expected(cell, vault))
     }
     assert wrong == {}
+
+
+@pytest.mark.parametrize(
+    ("setting", "error"),
+    [
+        ("proxmoxwp_wordpress_admin_user: admin", "proxmoxwp_wordpress_admin_user is no longer read"),
+        ("proxmoxwp_wordpress_admin_prefix: " + "a" * 54, "proxmoxwp_wordpress_admin_prefix must be 3-53 of"),
+        ("proxmoxwp_wordpress_admin_prefix: Admin", "proxmoxwp_wordpress_admin_prefix must be 3-53 of"),
+    ],
+    ids=["the old single login", "a prefix too long for WordPress", "a capital letter"],
+)
+def test_the_api_refuses_an_admin_login_setting_it_cannot_follow(tmp_path, setting, error):
+    """One setting names the administrators (the prefix); the old one for every site is refused, not ignored."""
+    inventory = tmp_path / "inventory"
+    shutil.copytree(ROOT / "tests" / "inventory", inventory)
+    (inventory / "group_vars" / "all" / "site.yml").write_text(f"---\n{setting}\n")
+    with pytest.raises(ConfigError, match=re.escape(error)):
+        Inventory(inventory).check()

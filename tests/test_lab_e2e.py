@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import yaml
 from conftest import ROOT, wait_until
 from labs import lab_pve_get, lxc_containers
 from readme import shell_block
@@ -30,6 +31,14 @@ PUBLIC_IP = "127.0.0.1"  # the lab proxy listens on loopback: the "public" addre
 TITLE = "My WordPress site"  # inventory/lab/group_vars/all/wordpress.yml
 TODAY = datetime.now(UTC).strftime("%d%m%Y")
 DOWN = (502, 504)  # what the proxy answers for a site whose container is stopped
+ADMIN_PREFIX = yaml.safe_load((ROOT / "inventory" / "lab" / "group_vars" / "all" / "naming.yml").read_text())[
+    "proxmoxwp_wordpress_admin_prefix"
+]
+XMLRPC_LIST = "<?xml version='1.0'?><methodCall><methodName>system.listMethods</methodName></methodCall>"
+XMLRPC_MULTICALL = (
+    "<?xml version='1.0'?><methodCall><methodName>system.multicall</methodName><params><param><value><array>"
+    "<data></data></array></value></param></params></methodCall>"
+)
 
 
 # About thirty-five jobs, in real containers.
@@ -43,7 +52,7 @@ def test_a_site_lives_its_whole_life_beside_another_on_a_bigger_plan(shared_lab:
     body = {"service_id": premium_site, "email": f"owner{premium_site}@example.com", "plan": "premium",
             "public_ip": PUBLIC_IP}  # fmt: skip
     premium = lab.call("POST", "/create-site", json=body)
-    page = follow_the_readme_walkthrough(lab, readme_site)
+    page, readme_answer = follow_the_readme_walkthrough(lab, readme_site)
     assert f"<title>{TITLE}" in page, page[:500]
     lab.job(premium)
     names = {service_id: lab.site(service_id)["subdomain"] for service_id in sites}
@@ -53,6 +62,14 @@ def test_a_site_lives_its_whole_life_beside_another_on_a_bigger_plan(shared_lab:
         assert lab.title(name) == TITLE
         code, _ = lab.visit(name, https=False)
         assert code == 301, "plain HTTP is sent to HTTPS"
+
+    # each site's administrator has a login of its own, from the inventory's prefix, as the API answered it
+    admins = {service_id: wordpress_logins(lab, service_id) for service_id in sites}
+    assert admins == {readme_site: [readme_answer["admin_user"]], premium_site: [premium.json()["admin_user"]]}
+    assert admins[readme_site] != admins[premium_site]
+    assert all(re.fullmatch(rf"{ADMIN_PREFIX}-[a-z0-9]{{6}}", login) for (login,) in admins.values()), admins
+    assert_hardened(lab, readme_site, names[readme_site], admins[readme_site][0])
+    assert xmlrpc_status(lab, names[premium_site]) == 200, "the premium plan allows XML-RPC"
 
     # two customers side by side: the worker runs their jobs in parallel. The basic site goes through every
     # operation (its upgrade brings it to premium); the premium one checks what its plan gives and is deleted.
@@ -102,8 +119,9 @@ def run_readme_step(lab: RunningLab, shell: dict[str, str], step: str) -> str:
     return done.stdout
 
 
-def follow_the_readme_walkthrough(lab: RunningLab, service_id: int) -> str:
-    """Create the site, watch its job until it succeeds, open it through the lab proxy; the page it gives."""
+def follow_the_readme_walkthrough(lab: RunningLab, service_id: int) -> tuple[str, dict]:
+    """Create the site, watch its job until it succeeds, open it through the lab proxy; the page it gives and
+    create-site's answer."""
     prelude, (create, watch, visit) = readme_walkthrough()
     assert f'"service_id": {service_id}' in create
     shell = readme_shell(lab, prelude)
@@ -117,7 +135,7 @@ def follow_the_readme_walkthrough(lab: RunningLab, service_id: int) -> str:
 
     job = wait_until(created, 900, 2.0, "the walkthrough's create-site job")
     assert job["state"] == "succeeded", lab.explain(job)
-    return run_readme_step(lab, shell, visit)
+    return run_readme_step(lab, shell, visit), answer
 
 
 def life_on_the_bigger_plan(lab: RunningLab, service_id: int, name: str) -> None:
@@ -200,6 +218,7 @@ def assert_premium(lab: RunningLab, service_id: int, name: str) -> None:
     assert container_memory_mb(lab, service_id) == 2048
     assert "size=16G" in pve_config(lab, service_id)["rootfs"], "the lab records the disk size (overlay has none)"
     assert lab.title(name) == TITLE
+    assert xmlrpc_status(lab, name) == 200, "the plan allows XML-RPC (an upgraded site gets it with the plan)"
 
 
 def assert_deleted(lab: RunningLab, service_id: int, names: list[str]) -> None:
@@ -213,6 +232,51 @@ def assert_deleted(lab: RunningLab, service_id: int, names: list[str]) -> None:
     assert not any(str(vmid) in ct for ct in lxc_containers(Path(lab.env["PROXMOXWP_DATA_DIR"]) / "lab" / "lxc"))
     again = lab.call("POST", "/delete-site", json=sid)
     assert again.status_code in (200, 202) and again.json()["success"] is True
+
+
+def fetch(lab: RunningLab, name: str, path: str, data: str | None = None) -> tuple[int, dict[str, str], str]:
+    """A visitor's request through the lab proxy over HTTPS (a POST of `data` when given): the status, the headers
+    (names in lower case) and the body."""
+    (address,) = lab.resolve(name)
+    argv = ["curl", "-sk", "-i", "--max-time", "30", "--resolve", f"{name}:{lab.https_port}:{address}"]
+    if data is not None:
+        argv += ["-H", "Content-Type: text/xml", "--data-binary", "@-"]
+    done = subprocess.run([*argv, f"https://{name}:{lab.https_port}{path}"], input=data or "", capture_output=True,
+                          text=True, timeout=60, check=True)  # fmt: skip
+    head, _, body = done.stdout.partition("\r\n\r\n")
+    status, *lines = head.split("\r\n")
+    headers = {key.strip().lower(): value.strip() for key, _, value in (line.partition(":") for line in lines)}
+    return int(status.split()[1]), headers, body
+
+
+def xmlrpc_status(lab: RunningLab, name: str) -> int:
+    status, _, body = fetch(lab, name, "/xmlrpc.php", XMLRPC_LIST)
+    assert status != 200 or "system.multicall" in body, body[:500]
+    return status
+
+
+def assert_hardened(lab: RunningLab, service_id: int, name: str, admin: str) -> None:
+    """What issue 17 found open, as a visitor sees it through the lab proxy, and inside the site's container."""
+    status, headers, front = fetch(lab, name, "/")
+    assert status == 200
+    assert headers.get("strict-transport-security") == "max-age=31536000", headers
+    assert headers.get("x-content-type-options") == "nosniff" and headers.get("x-frame-options") == "SAMEORIGIN"
+    assert "x-powered-by" not in headers, "PHP's expose_php is off"
+    assert fetch(lab, name, "/xmlrpc.php", XMLRPC_MULTICALL)[0] == 403
+    assert fetch(lab, name, "/readme.html")[0] == 404 and fetch(lab, name, "/license.txt")[0] == 404
+    listed = [fetch(lab, name, path) for path in ("/wp-json/wp/v2/users", "/?rest_route=/wp/v2/users", "/?author=1")]
+    assert [answer[0] for answer in listed][1:] == [401, 404], [answer[:2] for answer in listed]
+    assert listed[0][0] != 200, "the pretty REST path lists no users either"
+    seen = [front, fetch(lab, name, "/?feed=rss2")[2], *(answer[2] for answer in listed)]
+    assert not [page for page in seen if admin in page], "the administrator's login is nowhere a visitor looks"
+
+    assert ":3306 " not in attach(lab, service_id, "ss", "-Htln"), "MariaDB listens on its unix socket only"
+    assert "passwordauthentication no" in attach(lab, service_id, "sshd", "-T").splitlines()
+
+
+def wordpress_logins(lab: RunningLab, service_id: int) -> list[str]:
+    """The logins WordPress has in the site's container."""
+    return attach(lab, service_id, "mysql", "wordpress", "-NBe", "SELECT user_login FROM wp_users").split()
 
 
 def container(lab: RunningLab, service_id: int) -> str:

@@ -1,6 +1,6 @@
 """Operators run one part of a playbook by its tag (docs/operations.md, "Running one part"), against the
-project's fake Proxmox VE, its PowerDNS and its NPM double: `--tags proxy` and `--tags wordpress` run their
-part and nothing else, and a part that fails removes nothing it did not make."""
+project's fake Proxmox VE, its PowerDNS and its NPM double: `--tags proxy`, `--tags wordpress` and `--tags hardening`
+run their part and nothing else, and a part that fails removes nothing it did not make."""
 
 from __future__ import annotations
 
@@ -91,3 +91,18 @@ def test_one_tag_runs_one_part_of_site_create(inventory, pve, edge_peers, npm):
                 "Make the subdomain's proxy host, then its certificate",
                 "Take the snapshot a reset returns to"} & ran  # fmt: skip
     assert world(pve, edge_peers) == after, "the WordPress part changed nothing on the cluster or at the edge"
+
+    # Hardening alone, for a site made before it: no public address needed, only the container. One that does not
+    # answer fails the part with its reason, and nothing else runs or changes.
+    hardening = hand_run(
+        inventory, "site_create.yml", "-e", f"service_id={SERVICE}", "-e", "plan=basic", "--tags", "hardening",
+        "-e", "proxmoxwp_wordpress_install=true",
+    )  # fmt: skip
+    assert hardening.returncode != 0
+    assert "The site could not be hardened" in hardening.stdout, hardening.stdout[-4000:]
+    ran = tasks_run(hardening.stdout) - SHARED
+    assert "Wait until the container accepts the controller's login" in ran
+    assert not {"Create and start the container", "Install and set up WordPress",
+                "Point the subdomain at the public address", "Make the subdomain's proxy host, then its certificate",
+                "Take the snapshot a reset returns to"} & ran  # fmt: skip
+    assert world(pve, edge_peers) == after, "the hardening part changed nothing on the cluster or at the edge"

@@ -88,8 +88,22 @@ class GoldenSite:
         return run_role(self.inventory.parent, "wordpress", entry_point, inventory=self.inventory, env=self.env,
                         **variables)  # fmt: skip
 
-    def run(self, *argv: str) -> None:
-        subprocess.run(["lxc-attach", "-P", str(self.lxcpath), "-n", self.name, "--", *argv], check=True)
+    def run(self, *argv: str) -> str:
+        """Run a command in the container as root; its output."""
+        done = subprocess.run(["lxc-attach", "-P", str(self.lxcpath), "-n", self.name, "--", *argv],
+                              capture_output=True, text=True, check=True)  # fmt: skip
+        return done.stdout
+
+    @property
+    def admin(self) -> str:
+        """The administrator's login the role chose for the site (none was given)."""
+        return self.run("cat", "/etc/proxmoxwp/wordpress-admin-user").strip()
+
+    def visit(self, path: str, method: str = "GET", https: bool = False, **kwargs) -> requests.Response:
+        """A visitor's request as the proxy forwards it: the site's name, over HTTPS when `https`."""
+        headers = {"Host": "s7.sites.lab.test", **({"X-Forwarded-Proto": "https"} if https else {})}
+        return requests.request(method, f"http://{self.ip}{path}", headers=headers, allow_redirects=False,
+                                timeout=30, **kwargs)  # fmt: skip
 
     def post(self, size: int) -> int:
         """The status of a POST of `size` bytes to the front page, as a browser uploading a file."""
@@ -191,16 +205,130 @@ def test_a_site_made_again_on_its_container_takes_the_new_password_and_drops_the
     """A creation retried or made again finds WordPress installed by the earlier run: the password handed out
     last logs in, the earlier one no longer does; the same password again changes nothing."""
     old, new = "another password 123", "the newer password 456"
-    assert logs_in(golden_site, "admin", old)
+    admin = golden_site.admin
+    assert logs_in(golden_site, admin, old)
     again = golden_site.play("main", wordpress_admin_password=new)
     assert again.returncode == 0, again.stdout[-3000:]
     assert new not in again.stdout
-    assert logs_in(golden_site, "admin", new)
-    assert not logs_in(golden_site, "admin", old)
+    assert golden_site.admin == admin, "the login chosen at the first run is kept"
+    assert logs_in(golden_site, admin, new)
+    assert not logs_in(golden_site, admin, old)
 
     same = golden_site.play("main", wordpress_admin_password=new)
     assert same.returncode == 0, same.stdout[-3000:]
     assert "Install WordPress the way wp-cli does" in same.stdout and same.changed == 0, same.stdout[-3000:]
+
+
+XMLRPC_MULTICALL = (
+    "<?xml version='1.0'?><methodCall><methodName>system.multicall</methodName><params><param><value><array>"
+    "<data></data></array></value></param></params></methodCall>"
+)
+XMLRPC_LIST = "<?xml version='1.0'?><methodCall><methodName>system.listMethods</methodName></methodCall>"
+# Files of WordPress that must not be served (they tell its version). Debian's package, the source of the tests'
+# sites, has no license.txt: the test puts one where the release archive has it.
+NOT_SERVED = ("/readme.html", "/license.txt", "/wp-config-sample.php", "/wp-admin/install.php")
+
+
+def test_a_site_answers_visitors_hardened(golden_site):
+    """What issue 17 found open, as a visitor sees the site behind the proxy."""
+    admin = golden_site.admin
+    assert re.fullmatch(r"wpadmin-[a-z0-9]{6}", admin), "the role's prefix and a random suffix"
+
+    front = golden_site.visit("/")
+    assert front.status_code == 200
+    assert front.headers.get("X-Content-Type-Options") == "nosniff"
+    assert front.headers.get("X-Frame-Options") == "SAMEORIGIN"
+    assert "X-Powered-By" not in front.headers, "PHP's expose_php is off"
+    assert "Strict-Transport-Security" not in front.headers, "no HSTS on an answer over plain HTTP"
+    assert golden_site.visit("/", https=True).headers.get("Strict-Transport-Security") == "max-age=31536000"
+    refused = golden_site.visit("/nothing-here/readme.html")  # the headers come with errors too
+    assert refused.headers.get("X-Content-Type-Options") == "nosniff"
+
+    assert golden_site.visit("/xmlrpc.php", "POST", data=XMLRPC_MULTICALL).status_code == 403
+    assert "X-Pingback" not in front.headers and "xmlrpc.php" not in front.text
+    golden_site.run("sh", "-c", "echo 'GNU General Public License' > /var/www/wordpress/license.txt")
+    try:
+        for path in NOT_SERVED:
+            golden_site.run("test", "-f", f"/var/www/wordpress{path}")  # there, and still not served
+            assert golden_site.visit(path).status_code == 404, path
+    finally:
+        golden_site.run("rm", "/var/www/wordpress/license.txt")
+
+    # the administrator's login is nowhere a visitor looks
+    users = golden_site.visit("/?rest_route=/wp/v2/users")
+    assert users.status_code == 401 and users.json()["code"] == "rest_user_cannot_view"
+    assert golden_site.visit("/?rest_route=/wp/v2/users/1").status_code == 401
+    assert golden_site.visit("/?author=1").status_code == 404
+    pages = [golden_site.visit(path).text for path in ("/", "/?feed=rss2", "/?sitemap=index", "/?p=1",
+                                                       "/?rest_route=/wp/v2/posts&_embed=author")]  # fmt: skip
+    assert not [page for page in pages if admin in page]
+    wrong = {user: logs_in_answer(golden_site, user, "not the password") for user in (admin, "nobody-here")}
+    assert wrong[admin] == wrong["nobody-here"], "a wrong password and an unknown login get the same answer"
+
+    # inside the container: MariaDB on its unix socket only, sshd without passwords
+    listening = golden_site.run("ss", "-Htln")
+    assert ":3306 " not in listening and ":80 " in listening, listening
+    assert "passwordauthentication no" in golden_site.run("sshd", "-T").splitlines()
+    assert "kbdinteractiveauthentication no" in golden_site.run("sshd", "-T").splitlines()
+    password_login = subprocess.run(
+        ["ssh", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes",
+         "-o", "PubkeyAuthentication=no", "-o", "ConnectTimeout=10", f"root@{golden_site.ip}", "true"],
+        capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert password_login.returncode == 255
+    assert "Permission denied (publickey)." in password_login.stderr, "sshd offers no password method"
+
+
+def logs_in_answer(site: GoldenSite, user: str, password: str) -> str:
+    """The error wp-login.php shows for a failed login."""
+    answer = site.visit(
+        "/wp-login.php", "POST", data={"log": user, "pwd": password, "wp-submit": "Log In", "testcookie": "1"},
+        cookies={"wordpress_test_cookie": "WP Cookie check"},
+    )  # fmt: skip
+    found = re.search(r'<div id="login_error"[^>]*>(.*?)</div>', answer.text, re.S)
+    assert answer.status_code == 200 and found, answer.text[-500:]
+    return found.group(1).strip()
+
+
+def test_the_hardening_alone_brings_an_older_site_up_to_date_and_a_site_may_be_allowed_xmlrpc(golden_site):
+    """A site made before the hardening (its parts taken away here) gets it from the entry point that
+    `site_create.yml --tags hardening` and a plan change run; an allowance turns its switch off."""
+    undo = (
+        "rm -rf /etc/ssh/sshd_config.d/10-proxmoxwp.conf /etc/systemd/system/mariadb.socket.d "
+        "/etc/mysql/mariadb.conf.d/90-proxmoxwp.cnf /var/www/wordpress/wp-content/mu-plugins; "
+        "systemctl daemon-reload; systemctl stop mariadb; systemctl restart mariadb.socket; systemctl start mariadb; "
+        "systemctl reload ssh"
+    )
+    golden_site.run("sh", "-ec", undo)
+    assert ":3306 " in golden_site.run("ss", "-Htln"), "the site as it was: MariaDB on TCP"
+    assert "passwordauthentication yes" in golden_site.run("sshd", "-T").splitlines()
+    assert golden_site.visit("/?author=1").status_code != 404
+
+    allowed = golden_site.play("hardening", wordpress_allow=["xmlrpc"])
+    assert allowed.returncode == 0, allowed.stdout[-3000:]
+    assert ":3306 " not in golden_site.run("ss", "-Htln")
+    assert "passwordauthentication no" in golden_site.run("sshd", "-T").splitlines()
+    assert golden_site.visit("/?author=1").status_code == 404
+    answer = golden_site.visit("/xmlrpc.php", "POST", data=XMLRPC_LIST)
+    assert answer.status_code == 200 and "system.multicall" in answer.text, "the allowance turned the switch off"
+
+    hardened = golden_site.play("hardening")
+    assert hardened.returncode == 0, hardened.stdout[-3000:]
+    assert golden_site.visit("/xmlrpc.php", "POST", data=XMLRPC_LIST).status_code == 403
+    assert golden_site.play("health").returncode == 0, "WordPress still reaches its database"
+
+
+def test_the_golden_image_carries_the_hardening(lab_golden_image, tmp_path):
+    parts = {
+        "etc/ssh/sshd_config.d/10-proxmoxwp.conf": "PasswordAuthentication no",
+        "etc/systemd/system/mariadb.socket.d/proxmoxwp.conf": "ListenStream=\n",
+        "etc/mysql/mariadb.conf.d/90-proxmoxwp.cnf": "skip-networking",
+        "var/www/wordpress/wp-content/mu-plugins/proxmoxwp-hardening.php": "rest_user_cannot_view",
+    }
+    subprocess.run(["tar", "-I", "zstd", "-xf", str(lab_golden_image), "-C", str(tmp_path),
+                    *(f"./{path}" for path in parts)], check=True)  # fmt: skip
+    for path, line in parts.items():
+        assert line in (tmp_path / path).read_text(), path
 
 
 def test_a_release_archive_on_the_controller_is_installed_only_with_its_checksum(

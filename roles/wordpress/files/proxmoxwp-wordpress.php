@@ -126,4 +126,17 @@ ob_end_clean();
 if ( is_wp_error( $result ) ) {
 	proxmoxwp_answer( array( 'error' => $result->get_error_message() ), 1 );
 }
+// WordPress shows the login itself as the author's name (posts, feeds) and in the author's archive URL; the site
+// shows another name, so that the login stays the visitor's guess. The customer may change it in the profile.
+$renamed = wp_update_user(
+	array(
+		'ID'            => $result['user_id'],
+		'display_name'  => 'Site administrator',
+		'nickname'      => 'Site administrator',
+		'user_nicename' => 'site-administrator',
+	)
+);
+if ( is_wp_error( $renamed ) ) {
+	proxmoxwp_answer( array( 'error' => $renamed->get_error_message() ), 1 );
+}
 proxmoxwp_answer( array( 'changed' => true, 'user_id' => $result['user_id'] ) );
