@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import exists, func, select
 from sqlalchemy.orm import Session
 
 from api.jobs.kinds import queue_job
@@ -75,14 +75,18 @@ def queue_reconciles(runtime: Runtime, service_ids: list[int] | None = None, due
     """Queue a reconcile job for each of `service_ids` (default: every live site), unless the site has a job
     queued or running, or (`due_seconds` > 0) was reconciled less than that long ago. The jobs are enqueued."""
     if service_ids is None:
-        with runtime.db.session() as session:
-            service_ids = list(
-                session.scalars(
-                    select(Service.service_id)
-                    .where(Service.state.in_(LIVE), Service.vmid.is_not(None))
-                    .order_by(Service.service_id)
-                )
+        # Only the candidates are locked and checked again one by one: a pass over many sites that are not due
+        # takes one read, not a write transaction per site.
+        query = select(Service.service_id).where(Service.state.in_(LIVE), Service.vmid.is_not(None))
+        if due_seconds > 0:
+            cutoff = datetime.now(UTC) - timedelta(seconds=due_seconds)
+            query = query.where(
+                Service.created_at <= cutoff,
+                ~exists().where(Job.service_id == Service.service_id, Job.state.in_(UNFINISHED)),
+                ~exists().where(Job.service_id == Service.service_id, Job.kind == "reconcile", Job.created_at > cutoff),
             )
+        with runtime.db.session() as session:
+            service_ids = list(session.scalars(query.order_by(Service.service_id)))
     outcomes = [_queue_one(runtime, service_id, due_seconds) for service_id in service_ids]
     for outcome in outcomes:
         if outcome.job_id is not None:
