@@ -243,8 +243,8 @@ def fetch(lab: RunningLab, name: str, path: str, data: str | None = None) -> tup
         argv += ["-H", "Content-Type: text/xml", "--data-binary", "@-"]
     done = subprocess.run([*argv, f"https://{name}:{lab.https_port}{path}"], input=data or "", capture_output=True,
                           text=True, timeout=60, check=True)  # fmt: skip
-    head, _, body = done.stdout.partition("\r\n\r\n")
-    status, *lines = head.split("\r\n")
+    head, _, body = done.stdout.partition("\n\n")  # text mode reads curl's CRLFs as newlines
+    status, *lines = head.split("\n")
     headers = {key.strip().lower(): value.strip() for key, _, value in (line.partition(":") for line in lines)}
     return int(status.split()[1]), headers, body
 
