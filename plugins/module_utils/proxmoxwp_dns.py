@@ -19,6 +19,7 @@ import ipaddress
 import re
 from dataclasses import dataclass, field
 
+from ansible_collections.proxmoxwp.hosting.plugins.module_utils.proxmoxwp_env import from_environment, missing_settings
 from ansible_collections.proxmoxwp.hosting.plugins.module_utils.proxmoxwp_http import requests, retrying_session
 
 RECORD_TYPES = ("A", "AAAA", "CNAME")
@@ -259,3 +260,58 @@ class Cloudflare:
             except DnsApiError as exc:
                 if 81044 not in exc.codes:  # already gone
                     raise
+
+
+# Each provider's settings that are needed, with the environment variable each falls back on.
+NEEDED = {
+    "powerdns": {"api_url": "PROXMOXWP_PDNS_URL", "api_key": "PROXMOXWP_PDNS_API_KEY"},
+    "cloudflare": {"api_token": "PROXMOXWP_CLOUDFLARE_API_TOKEN"},
+}
+
+
+def connection_options():
+    """The argument spec of the options every DNS module has (doc fragment proxmoxwp.hosting.proxmoxwp_dns_api):
+    the provider, its connection, the zone and the request timeout.
+
+    apply_defaults: left out, a provider's option is a dict all the same, so its settings' fallbacks apply."""
+    return {
+        "provider": {"type": "str", "required": True, "choices": ["powerdns", "cloudflare"]},
+        "powerdns": {
+            "type": "dict",
+            "apply_defaults": True,
+            "options": {
+                "api_url": from_environment(NEEDED["powerdns"]["api_url"], type="str"),
+                "api_key": from_environment(NEEDED["powerdns"]["api_key"], type="str", no_log=True),
+                "server_id": {"type": "str", "default": "localhost"},
+                "validate_certs": {"type": "bool", "default": True},
+            },
+        },
+        "cloudflare": {
+            "type": "dict",
+            "apply_defaults": True,
+            "options": {
+                "api_url": {"type": "str", "default": "https://api.cloudflare.com/client/v4"},
+                "api_token": from_environment(NEEDED["cloudflare"]["api_token"], type="str", no_log=True),
+            },
+        },
+        "zone": {"type": "str", "required": True},
+        "timeout": {"type": "int", "default": 30},
+    }
+
+
+def missing_connection(params):
+    """None, or the sentence naming the provider's settings that neither the task nor the environment gave."""
+    name = params["provider"]
+    return missing_settings(f"provider={name}", name, "dns", params[name], NEEDED[name])
+
+
+def provider_client(module):
+    """The client of the module's provider; the module fails, naming what is missing, when a setting lacks."""
+    p = module.params
+    missing = missing_connection(p)
+    if missing:
+        module.fail_json(msg=missing)
+    c = p[p["provider"]]
+    if p["provider"] == "powerdns":
+        return PowerDns(c["api_url"], c["api_key"], c["server_id"], p["timeout"], c["validate_certs"])
+    return Cloudflare(c["api_url"], c["api_token"], p["timeout"])

@@ -9,7 +9,28 @@ enabling an enabled host are 400s, so state is read before it is changed.
 
 from __future__ import annotations
 
+from ansible_collections.proxmoxwp.hosting.plugins.module_utils.proxmoxwp_env import from_environment
 from ansible_collections.proxmoxwp.hosting.plugins.module_utils.proxmoxwp_http import requests, retrying_session
+
+# The settings of a module's `api` option that are needed, with the environment variable each falls back on.
+API_NEEDED = {"url": "PROXMOXWP_NPM_URL", "identity": "PROXMOXWP_NPM_IDENTITY", "secret": "PROXMOXWP_NPM_SECRET"}
+
+
+def api_option():
+    """The argument spec of the `api` option (documented by the doc fragment proxmoxwp.hosting.proxmoxwp_npm_api).
+
+    apply_defaults: left out, `api` is a dict all the same, so its settings' environment fallbacks apply."""
+    return {
+        "type": "dict",
+        "apply_defaults": True,
+        "options": {
+            "url": from_environment(API_NEEDED["url"], type="str"),
+            "identity": from_environment(API_NEEDED["identity"], type="str"),
+            "secret": from_environment(API_NEEDED["secret"], type="str", no_log=True),
+            "timeout": {"type": "int", "default": 30},
+            "validate_certs": {"type": "bool", "default": True},
+        },
+    }
 
 
 class NpmApiError(Exception):
@@ -55,6 +76,16 @@ class Npm:
             return self.session.request(method, f"{self.base}{path}", timeout=self.timeout, **kwargs)
         except requests.RequestException as exc:
             raise NpmApiError(f"Nginx Proxy Manager at {self.base} did not answer: {exc}") from exc
+
+    def about(self) -> dict:
+        """What `GET /` answers without a token: `{"status": "OK", "setup": true, "version": {...}}`."""
+        response = self._send("GET", "/")
+        if response.status_code >= 400:
+            raise NpmApiError(f"Nginx Proxy Manager GET /: {_reason(response)}", response.status_code)
+        try:
+            return response.json()
+        except ValueError:
+            return {}
 
     def login(self) -> None:
         response = self._send("POST", "/tokens", json={"identity": self.identity, "secret": self.secret})

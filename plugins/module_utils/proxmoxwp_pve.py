@@ -218,8 +218,9 @@ class PveClient:
         text = str(text)
         return text.replace(self._secret, "********") if self._secret else text
 
-    def call(self, method, path, **params):
-        """One API request; the `data` of PVE's answer, or PveApiError."""
+    def call(self, method, path, /, **params):
+        """One API request; the `data` of PVE's answer, or PveApiError. Positional-only: a parameter may be called
+        `path` (GET /access/permissions)."""
         path = "/" + path.strip("/")
         params = clean_params(params)
         resource = self._api(path.lstrip("/"))
@@ -258,16 +259,16 @@ class PveClient:
             f"Request to the Proxmox VE API at {self.where} failed ({method} {path}): {self._scrub(_reason_text(exc))}"
         )
 
-    def get(self, path, **params):
+    def get(self, path, /, **params):
         return self.call("GET", path, **params)
 
-    def post(self, path, **params):
+    def post(self, path, /, **params):
         return self.call("POST", path, **params)
 
-    def put(self, path, **params):
+    def put(self, path, /, **params):
         return self.call("PUT", path, **params)
 
-    def delete(self, path, **params):
+    def delete(self, path, /, **params):
         return self.call("DELETE", path, **params)
 
     def _refused(self, method, path, exc):

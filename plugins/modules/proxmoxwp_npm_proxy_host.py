@@ -20,10 +20,9 @@ description:
   - Only fields that NPM 2.13 and later accept are sent. After a change the host is read again, and the module
     fails when C(meta.nginx_online) is false.
 version_added: "0.1.0"
-requirements:
-  - requests
 author: ProxmoxWP contributors (!UNKNOWN)
 extends_documentation_fragment:
+  - proxmoxwp.hosting.proxmoxwp_npm_api
   - proxmoxwp.hosting.attributes
 attributes:
   check_mode:
@@ -35,49 +34,7 @@ attributes:
     support: none
     details:
       - RV(actions) lists what was done.
-  action_group:
-    description: Use C(group/proxmoxwp.hosting.npm) in C(module_defaults) to set O(api) once for a play.
-    support: full
-    membership:
-      - proxmoxwp.hosting.npm
 options:
-  api:
-    description:
-      - How to reach NPM.
-      - 'A play sets it once for the action group C(proxmoxwp.hosting.npm) with C(module_defaults), for example
-        C(group/proxmoxwp.hosting.npm: {api: "{{ proxmoxwp_npm_api }}"}).'
-      - Each setting left out here is taken from its environment variable, named in its description; without
-        O(api), every setting is. O(api.url), O(api.identity) and O(api.secret) are required, here or in the
-        environment.
-    type: dict
-    suboptions:
-      url:
-        description:
-          - Base URL of NPM's API, for example C(http://10.77.0.2:81/api).
-          - If not set, the environment variable E(PROXMOXWP_NPM_URL) is used.
-        type: str
-      identity:
-        description:
-          - The user's e-mail address.
-          - If not set, the environment variable E(PROXMOXWP_NPM_IDENTITY) is used.
-        type: str
-      secret:
-        description:
-          - The user's password.
-          - If not set, the environment variable E(PROXMOXWP_NPM_SECRET) is used.
-        type: str
-      timeout:
-        description:
-          - Seconds to wait for one request.
-          - A request is tried up to 4 times, with backoff, when its connection was refused or could not be made;
-            a C(GET), C(PUT) or C(DELETE) also when this timeout passed or the API answered HTTP 500, 502, 503 or
-            504. A C(POST) that may have been received is never sent again.
-        type: int
-        default: 30
-      validate_certs:
-        description: Check NPM's TLS certificate (for an https URL).
-        type: bool
-        default: true
   domain_names:
     description: The host's names; the first one identifies the host.
     type: list
@@ -166,18 +123,14 @@ actions:
 """
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
-from ansible_collections.proxmoxwp.hosting.plugins.module_utils.proxmoxwp_env import (  # noqa: E402
-    from_environment,
-    missing_settings,
-)
+from ansible_collections.proxmoxwp.hosting.plugins.module_utils.proxmoxwp_env import missing_settings  # noqa: E402
 from ansible_collections.proxmoxwp.hosting.plugins.module_utils.proxmoxwp_http import require_requests  # noqa: E402
 from ansible_collections.proxmoxwp.hosting.plugins.module_utils.proxmoxwp_npm import (  # noqa: E402
+    API_NEEDED,
     Npm,
     NpmApiError,
+    api_option,
 )
-
-# The settings of `api` that are needed, with the environment variable each falls back on.
-NEEDED = {"url": "PROXMOXWP_NPM_URL", "identity": "PROXMOXWP_NPM_IDENTITY", "secret": "PROXMOXWP_NPM_SECRET"}
 
 # The fields ProxmoxWP sets, all accepted by NPM 2.13 and later. HTTP/2 and forced SSL come with the certificate:
 # NPM clears both on a host without one.
@@ -304,18 +257,7 @@ class Run:
 def main():
     module = AnsibleModule(
         argument_spec={
-            # apply_defaults: left out, `api` is a dict all the same, so its settings' fallbacks apply.
-            "api": {
-                "type": "dict",
-                "apply_defaults": True,
-                "options": {
-                    "url": from_environment(NEEDED["url"], type="str"),
-                    "identity": from_environment(NEEDED["identity"], type="str"),
-                    "secret": from_environment(NEEDED["secret"], type="str", no_log=True),
-                    "timeout": {"type": "int", "default": 30},
-                    "validate_certs": {"type": "bool", "default": True},
-                },
-            },
+            "api": api_option(),
             "domain_names": {"type": "list", "elements": "str", "required": True},
             "forward_host": {"type": "str"},
             "forward_port": {"type": "int", "default": 80},
@@ -333,7 +275,7 @@ def main():
     if not p["domain_names"]:
         module.fail_json(msg="domain_names must not be empty")
     api = p["api"]
-    missing = missing_settings("The connection to Nginx Proxy Manager", "api", "npm", api, NEEDED)
+    missing = missing_settings("The connection to Nginx Proxy Manager", "api", "npm", api, API_NEEDED)
     if missing:
         module.fail_json(msg=missing)
     run = Run(module, Npm(api["url"], api["identity"], api["secret"], api["timeout"], api["validate_certs"]))
