@@ -17,6 +17,7 @@ import click
 from sqlalchemy import select
 
 from api.config import DEFAULT_THREADS, ConfigError, load_settings
+from api.doctor.command import doctor
 from api.runtime import Runtime
 
 
@@ -360,3 +361,6 @@ def cancel_job(job_id: int) -> None:
         click.echo(f"job {job_id} is running; the worker will stop it")
     else:
         click.echo(f"job {job_id} has already ended ({outcome})")
+
+
+main.add_command(doctor)  # with its checks, in api/doctor

@@ -268,9 +268,27 @@ class JobList(BaseModel):
     jobs: list[JobView]
 
 
+class HealthQuery(Request):
+    deep: bool = Field(
+        default=False,
+        description="Also check the database, the queue, the inventory and the SSH key (the cheap part of "
+        "`proxmoxwp doctor`); needs the bearer token.",
+    )
+
+
+class DoctorCheck(BaseModel):
+    id: str = Field(description="The check: `database`, `queue`, `inventory`, `ssh.key`.")
+    ok: bool
+    summary: str = Field(description="What was found.")
+    fix: str = Field(description="How to fix it; empty when ok.")
+
+
 class Health(BaseModel):
     success: Literal[True] = True
-    status: Literal["ok"] = "ok"
+    status: Literal["ok", "failing"] = Field(
+        default="ok", description="`failing` only with deep=1, when a check failed; the API itself still answers."
+    )
     version: str
     waiters: int = Field(description="Requests waiting for their job (`wait`) now, in the process that answered.")
     max_waiters: int = Field(description="How many may wait at once in that process; more are refused (503).")
+    checks: list[DoctorCheck] | None = Field(default=None, description="With deep=1: each check and what it found.")

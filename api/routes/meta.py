@@ -1,10 +1,13 @@
 """Liveness and the API's own description."""
 
+from dataclasses import asdict
 from importlib.metadata import version
 
 from flask import Blueprint, current_app, jsonify
 
 from api import schemas
+from api.auth import require_token
+from api.doctor import local
 from api.openapi import document, route
 
 bp = Blueprint("meta", __name__)
@@ -14,22 +17,27 @@ bp = Blueprint("meta", __name__)
     bp,
     "/health",
     "GET",
-    "Liveness (no authentication)",
+    "Liveness (no authentication); with deep=1 (authenticated) the API's own dependencies too",
     {200: schemas.Health},
-    errors=(),
+    query=schemas.HealthQuery,
+    errors=(401,),
     authenticated=False,
 )
-def health():
-    waiters = current_app.extensions["proxmoxwp"].waiters
-    return jsonify(
-        {
-            "success": True,
-            "status": "ok",
-            "version": version("proxmoxwp"),
-            "waiters": waiters.taken,
-            "max_waiters": waiters.limit,
-        }
-    )
+def health(data: schemas.HealthQuery):
+    ctx = current_app.extensions["proxmoxwp"]
+    answer = {
+        "success": True,
+        "status": "ok",
+        "version": version("proxmoxwp"),
+        "waiters": ctx.waiters.taken,
+        "max_waiters": ctx.waiters.limit,
+    }
+    if data.deep:
+        require_token()
+        found = local.cheap(ctx.runtime, local.current_user())
+        answer["checks"] = [asdict(finding) for finding in found]
+        answer["status"] = "ok" if all(finding.ok for finding in found) else "failing"
+    return jsonify(answer)
 
 
 @bp.get("/openapi.json")

@@ -129,6 +129,22 @@ CALLS = (
     Call("GET", "/nodes/{node}/tasks/{upid}/log", (), "the log of a failed task (the token's own)"),
     Call("GET", "/access/permissions", (), "the token's own effective privileges (doctor)"),
     Call("GET", "/version", (), "the version of PVE (doctor)"),
+    Call("GET", "/nodes", (), "the nodes and whether they are online (doctor)"),
+    Call(
+        "GET",
+        "/nodes/{node}/storage",
+        (need("Datastore.AllocateSpace|Datastore.Audit", STORAGE, "PVE lists only these storages"),),
+        "the containers' storage on each node (doctor)",
+    ),
+    Call(
+        "GET",
+        "/nodes/{node}/storage/{storage}/content",
+        (need("Datastore.AllocateSpace|Datastore.Audit", "/storage/{template_storage}"),),
+        "the template on the creating node (doctor)",
+    ),
+    Call("GET", "/nodes/{node}/network", (), "the containers' bridge on each node (doctor)"),
+    Call("GET", "/cluster/ha/groups", (need("Sys.Audit", "/"),), "the HA group sites are placed with, PVE 8 (doctor)"),
+    Call("GET", "/cluster/ha/rules", (need("Sys.Audit", "/"),), "the node-affinity rule, PVE 9 (doctor)"),
 )
 
 

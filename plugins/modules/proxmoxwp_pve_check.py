@@ -1,0 +1,333 @@
+#!/usr/bin/python
+# Copyright: ProxmoxWP contributors
+# GNU Affero General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/agpl-3.0.txt)
+
+DOCUMENTATION = r"""
+---
+module: proxmoxwp_pve_check
+short_description: Check that a Proxmox VE cluster has what ProxmoxWP's sites need
+description:
+  - Asks the Proxmox VE API, without changing anything, whether a site could be made there; each finding says in an
+    operator's words what is wrong and how to fix it. It is what C(proxmoxwp doctor) runs (playbooks/doctor.yml).
+  - The API answers, its certificate is trusted (O(api.ca_file) or O(api.fingerprint)) and the token is valid; the
+    token holds every privilege the collection's modules need, on the paths they use (C(GET /access/permissions));
+    every node is online; the container storage exists on every node with the content type C(rootdir); the
+    template is on the creating node's template storage; the container bridge exists on every node; the HA
+    placement named, if any, exists (an HA group before Proxmox VE 9, a node-affinity rule from 9 on).
+  - A finding never fails the task; the task fails only on wrong options.
+version_added: "0.1.0"
+author: ProxmoxWP contributors (!UNKNOWN)
+extends_documentation_fragment:
+  - proxmoxwp.hosting.proxmoxwp_api
+  - proxmoxwp.hosting.attributes
+  - proxmoxwp.hosting.attributes.info_module
+options:
+  node:
+    description: The node new containers are created on.
+    type: str
+    required: true
+  storage:
+    description: The storage of the containers' disks.
+    type: str
+    required: true
+  ostemplate:
+    description: The template new containers are made from, as a volume id (C(local:vztmpl/<file>)).
+    type: str
+    required: true
+  bridge:
+    description: The bridge the containers' network device is on.
+    type: str
+    required: true
+  ha_placement:
+    description:
+      - The HA group (Proxmox VE 8) or node-affinity rule (Proxmox VE 9) the sites are placed with; none is checked
+        when left out.
+    type: str
+  privileged:
+    description: Whether the containers are privileged (creating one then needs C(Sys.Modify) on C(/)).
+    type: bool
+    default: false
+"""
+
+EXAMPLES = r"""
+- name: Check the cluster
+  proxmoxwp.hosting.proxmoxwp_pve_check:
+    node: pve1
+    storage: drbd1
+    ostemplate: local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst
+    bridge: vmbr0
+  register: cluster
+
+- name: Show what is wrong
+  ansible.builtin.debug:
+    msg: "{{ cluster.checks | rejectattr('ok') | map(attribute='summary') | list }}"
+"""
+
+RETURN = r"""
+checks:
+  description:
+    - One entry per check, in the order they ran. A check that could not run because an earlier one failed (no
+      answer from the API) is left out.
+    - C(id) (str, for example C(pve.api) or C(pve.privileges)), C(ok) (bool), C(summary) (what was found) and
+      C(fix) (how to fix it; empty when C(ok)).
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - {id: pve.api, ok: true, summary: "Proxmox VE 8.4.1 answers at pve.example.net:8006 with the token.", fix: ""}
+version:
+  description: The Proxmox VE version the API reported, or null when it did not answer.
+  returned: always
+  type: str
+"""
+
+from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+from ansible_collections.proxmoxwp.hosting.plugins.module_utils.proxmoxwp_privileges import (  # noqa: E402
+    needed_privileges,
+)
+from ansible_collections.proxmoxwp.hosting.plugins.module_utils.proxmoxwp_pve import (  # noqa: E402
+    PveApiError,
+    PveClient,
+    api_argument_spec,
+)
+
+
+def finding(check_id, ok, summary, fix=""):
+    return {"id": check_id, "ok": bool(ok), "summary": summary, "fix": "" if ok else fix}
+
+
+def check_api(client):
+    """The version, or a finding that the API does not answer, is not trusted or does not take the token."""
+    try:
+        version = client.get("/version")
+    except PveApiError as exc:
+        if exc.status == 401:
+            fix = (
+                "Check api.token_id and api.token_secret (Datacenter > Permissions > API Tokens); a token shown once "
+                "at creation cannot be read again, make a new one if it is lost."
+            )
+        elif "TLS verification" in exc.message:
+            fix = (
+                "Pin the certificate with api.fingerprint (Proxmox VE > node > System > Certificates, or "
+                "`openssl x509 -noout -fingerprint -sha256 -in /etc/pve/local/pve-ssl.pem`), or give api.ca_file."
+            )
+        else:
+            fix = "Check api.host and api.port, and that the controller reaches the cluster on that port (8006)."
+        return None, finding("pve.api", False, exc.message, fix)
+    text = str(version.get("version", "?"))
+    return text, finding("pve.api", True, f"Proxmox VE {text} answers at {client.where} with the token.")
+
+
+def _major(version):
+    try:
+        return int(str(version).split(".", 1)[0])
+    except ValueError:
+        return 0
+
+
+def effective(answer, path):
+    """The privileges held on `path`, from an answer of GET /access/permissions (privilege: 1 when it propagates,
+    0 when it does not). Its own entry counts whatever the flag; else the nearest parent's propagating ones."""
+    if path in answer:
+        return set(answer[path] or {})
+    while path != "/":
+        path = path.rsplit("/", 1)[0] or "/"
+        if path in answer:
+            return {name for name, propagates in (answer[path] or {}).items() if propagates}
+    return set()
+
+
+def check_privileges(client, token_id, wanted):
+    """Each (path, privilege) the modules need, against the token's effective privileges on that path."""
+    answers = {}
+    missing = []
+    for need in wanted:
+        path = need["path"]
+        if path not in answers:
+            answers[path] = effective(client.get("/access/permissions", path=path) or {}, path)
+        if need["privilege"] not in answers[path]:
+            missing.append(need)
+    if not missing:
+        return finding("pve.privileges", True, f"The token {token_id} holds the {len(wanted)} privileges needed.")
+    by_path = {}
+    for item in missing:
+        by_path.setdefault(item["path"], []).append(item["privilege"])
+    listed = "; ".join("{} on {}".format(", ".join(privileges), path) for path, privileges in by_path.items())
+    if len(missing) <= 3:
+        listed += " (needed by {})".format("; ".join(item["why"] for item in missing))
+    privileges = ",".join(sorted({m["privilege"] for m in missing}))
+    return finding(
+        "pve.privileges",
+        False,
+        f"The token {token_id} lacks {listed}.",
+        f"Add {privileges} to the token's role (`pveum role modify <role> --append 1 --privs {privileges}`), and "
+        "make sure the role is granted to both the user and the token on / (a token with privilege separation has "
+        "only what both hold).",
+    )
+
+
+def check_nodes(client, node):
+    nodes = client.get("/nodes") or []
+    online = sorted(n["node"] for n in nodes if n.get("status") == "online")
+    offline = sorted(n["node"] for n in nodes if n.get("status") != "online")
+    if node not in online + offline:
+        return online, finding(
+            "pve.nodes",
+            False,
+            f"The node {node} is not in the cluster (nodes: {', '.join(online + offline) or 'none'}).",
+            "Set proxmoxwp_pve_node to one of the cluster's nodes.",
+        )
+    if offline:
+        return online, finding(
+            "pve.nodes",
+            False,
+            f"The nodes {', '.join(offline)} are not online.",
+            "Bring them back (or remove them from the cluster): HA cannot move sites to a node that is down.",
+        )
+    return online, finding("pve.nodes", True, f"Every node is online: {', '.join(online)}.")
+
+
+def check_storage(client, nodes, storage):
+    wrong = []
+    for node in nodes:
+        found = {s["storage"]: s for s in client.get(f"/nodes/{node}/storage") or []}
+        entry = found.get(storage)
+        if entry is None:
+            wrong.append(f"{node} has no storage {storage}")
+        elif "rootdir" not in str(entry.get("content", "")).split(","):
+            wrong.append(f"{storage} on {node} does not hold container disks (content {entry.get('content')})")
+        elif not entry.get("active", 1) or not entry.get("enabled", 1):
+            wrong.append(f"{storage} on {node} is not active")
+    if wrong:
+        return finding(
+            "pve.storage",
+            False,
+            "; ".join(wrong) + ".",
+            f"Add the storage {storage} to every node with the content 'Container' (rootdir) "
+            "(Datacenter > Storage), or set proxmoxwp_pve_storage to a storage that has it.",
+        )
+    return finding("pve.storage", True, f"The storage {storage} holds container disks on every node.")
+
+
+def check_template(client, node, ostemplate):
+    template_storage = ostemplate.partition(":")[0]
+    content = client.get(f"/nodes/{node}/storage/{template_storage}/content", content="vztmpl") or []
+    if any(item.get("volid") == ostemplate for item in content):
+        return finding("pve.template", True, f"The template {ostemplate} is on {node}.")
+    return finding(
+        "pve.template",
+        False,
+        f"The template {ostemplate} is not on the storage {template_storage} of {node}.",
+        "Upload it (`pveam download` for a Debian template, or the golden image from playbooks/template_build.yml "
+        "with `pvesm upload`/the storage's Upload button), or set proxmoxwp_pve_ostemplate to a template there.",
+    )
+
+
+def check_bridge(client, nodes, bridge):
+    lacking = [
+        node
+        for node in nodes
+        if bridge not in {i.get("iface") for i in client.get(f"/nodes/{node}/network", type="any_bridge") or []}
+    ]
+    if lacking:
+        return finding(
+            "pve.bridge",
+            False,
+            f"The bridge {bridge} is missing on {', '.join(lacking)}.",
+            f"Create {bridge} on those nodes (node > System > Network), or set proxmoxwp_ct_bridge: HA moves sites "
+            "to any node, and a container cannot start where its bridge is missing.",
+        )
+    return finding("pve.bridge", True, f"The bridge {bridge} exists on every node.")
+
+
+def check_placement(client, version, placement):
+    if _major(version) >= 9:
+        names = {r.get("rule") for r in client.get("/cluster/ha/rules") or []}
+        kind, where = "node-affinity rule", "Datacenter > HA > Affinity Rules"
+    else:
+        names = {g.get("group") for g in client.get("/cluster/ha/groups") or []}
+        kind, where = "HA group", "Datacenter > HA > Groups"
+    if placement in names:
+        return finding("pve.ha_placement", True, f"The {kind} {placement} exists.")
+    return finding(
+        "pve.ha_placement",
+        False,
+        f"The {kind} {placement} does not exist (Proxmox VE {version}).",
+        f"Create it ({where}) or change the placement the inventory names.",
+    )
+
+
+def run_checks(client, params):
+    version, answered = check_api(client)
+    checks = [answered]
+    if version is None:
+        return None, checks
+    wanted = needed_privileges(
+        storage=params["storage"],
+        template_storage=params["ostemplate"].partition(":")[0],
+        bridge=params["bridge"],
+        privileged=params["privileged"],
+    )
+    checks.append(_guarded("pve.privileges", lambda: check_privileges(client, params["api"]["token_id"], wanted)))
+    try:
+        nodes, nodes_finding = check_nodes(client, params["node"])
+    except PveApiError as exc:
+        return version, [*checks, _error("pve.nodes", exc)]
+    checks.append(nodes_finding)
+    checks.append(_guarded("pve.storage", lambda: check_storage(client, nodes, params["storage"])))
+    checks.append(_guarded("pve.template", lambda: check_template(client, params["node"], params["ostemplate"])))
+    checks.append(_guarded("pve.bridge", lambda: check_bridge(client, nodes, params["bridge"])))
+    if params["ha_placement"]:
+        checks.append(_guarded("pve.ha_placement", lambda: check_placement(client, version, params["ha_placement"])))
+    return version, checks
+
+
+def _error(check_id, exc):
+    return finding(check_id, False, exc.message, "See the message: Proxmox VE refused the question.")
+
+
+def _guarded(check_id, step):
+    try:
+        return step()
+    except PveApiError as exc:
+        return _error(check_id, exc)
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=api_argument_spec(
+            node={"type": "str", "required": True},
+            storage={"type": "str", "required": True},
+            ostemplate={"type": "str", "required": True},
+            bridge={"type": "str", "required": True},
+            ha_placement={"type": "str"},
+            privileged={"type": "bool", "default": False},
+        ),
+        supports_check_mode=True,
+    )
+    api = module.params["api"]
+    missing = [name for name in ("host", "token_id", "token_secret") if not api.get(name)]
+    if missing:
+        module.exit_json(
+            changed=False,
+            version=None,
+            checks=[
+                finding(
+                    "pve.api",
+                    False,
+                    "The Proxmox VE connection lacks {}.".format(", ".join("api." + name for name in missing)),
+                    "Set them in proxmoxwp_pve_api (the token secret in Ansible Vault) or in PROXMOXWP_PVE_* "
+                    "variables.",
+                )
+            ],
+        )
+    try:
+        client = PveClient(api, task_timeout=module.params["task_timeout"], warn=module.warn)
+    except PveApiError as exc:
+        module.exit_json(changed=False, version=None, checks=[finding("pve.api", False, exc.message, exc.message)])
+    version, checks = run_checks(client, module.params)
+    module.exit_json(changed=False, version=version, checks=checks)
+
+
+if __name__ == "__main__":
+    main()
