@@ -117,6 +117,12 @@ FAULTS = {
         "is not on the storage local of pve1",
         "pveam download",
     ),
+    "ha-placement-missing": (
+        lambda _pve, _edge: {"proxmoxwp_pve_ha_placement": "sites-eu"},
+        "pve.ha_placement",
+        "The node-affinity rule sites-eu does not exist (Proxmox VE 9",
+        "Datacenter > HA > Affinity Rules",
+    ),
     "dns-zone-missing": (
         lambda _pve, edge: {"proxmoxwp_dns": {**edge["proxmoxwp_dns"], "zone": "gone.example"}},
         "dns.zone",
