@@ -67,14 +67,11 @@ from ansible_collections.proxmoxwp.hosting.plugins.module_utils.proxmoxwp_dns im
     provider_client,
     record_set,
 )
+from ansible_collections.proxmoxwp.hosting.plugins.module_utils.proxmoxwp_findings import finding  # noqa: E402
 from ansible_collections.proxmoxwp.hosting.plugins.module_utils.proxmoxwp_http import require_requests  # noqa: E402
 
 PROBE_LABEL = "proxmoxwp-doctor"
 PROBE_ADDRESS = "192.0.2.1"
-
-
-def finding(check_id, ok, summary, fix=""):
-    return {"id": check_id, "ok": bool(ok), "summary": summary, "fix": "" if ok else fix}
 
 
 def check(dns, p, check_mode):

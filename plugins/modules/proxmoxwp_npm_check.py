@@ -42,6 +42,7 @@ version:
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 from ansible_collections.proxmoxwp.hosting.plugins.module_utils.proxmoxwp_env import missing_settings  # noqa: E402
+from ansible_collections.proxmoxwp.hosting.plugins.module_utils.proxmoxwp_findings import finding  # noqa: E402
 from ansible_collections.proxmoxwp.hosting.plugins.module_utils.proxmoxwp_http import require_requests  # noqa: E402
 from ansible_collections.proxmoxwp.hosting.plugins.module_utils.proxmoxwp_npm import (  # noqa: E402
     API_NEEDED,
@@ -52,10 +53,6 @@ from ansible_collections.proxmoxwp.hosting.plugins.module_utils.proxmoxwp_npm im
 
 # The oldest release whose API the module_utils client speaks (expired token 400, missing permission 404).
 OLDEST = (2, 13)
-
-
-def finding(check_id, ok, summary, fix=""):
-    return {"id": check_id, "ok": bool(ok), "summary": summary, "fix": "" if ok else fix}
 
 
 def check(npm):

@@ -82,6 +82,7 @@ version:
 """
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+from ansible_collections.proxmoxwp.hosting.plugins.module_utils.proxmoxwp_findings import finding  # noqa: E402
 from ansible_collections.proxmoxwp.hosting.plugins.module_utils.proxmoxwp_privileges import (  # noqa: E402
     needed_privileges,
 )
@@ -90,10 +91,6 @@ from ansible_collections.proxmoxwp.hosting.plugins.module_utils.proxmoxwp_pve im
     PveClient,
     api_argument_spec,
 )
-
-
-def finding(check_id, ok, summary, fix=""):
-    return {"id": check_id, "ok": bool(ok), "summary": summary, "fix": "" if ok else fix}
 
 
 def check_api(client):
