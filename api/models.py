@@ -81,6 +81,9 @@ class Service(Base):
     drift: Mapped[list[Drift]] = relationship(
         back_populates="service", cascade="all, delete-orphan", order_by="Drift.id"
     )
+    certificates: Mapped[list[Certificate]] = relationship(
+        back_populates="service", cascade="all, delete-orphan", order_by="Certificate.id"
+    )
 
 
 class Domain(Base):
@@ -128,6 +131,38 @@ class Drift(Base):
     found_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     service: Mapped[Service] = relationship(back_populates="drift")
+
+
+class Certificate(Base):
+    """The Let's Encrypt certificate of one of the site's names (its subdomain or a custom domain), as the last job
+    that requested or checked it found it: `state` active, error (with the reason the job found in `message`) or
+    none. A certificate in error is tried again at `retry_at`, later after each failed `attempts` (backoff)."""
+
+    __tablename__ = "certificates"
+    __table_args__ = (UniqueConstraint("service_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    service_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("services.service_id", ondelete="CASCADE"))
+    # A-label form, lower case, as the proxy host's name
+    name: Mapped[str] = mapped_column(String(253))
+    state: Mapped[str] = mapped_column(String(16), default="none")
+    message: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(default=0)
+    retry_at: Mapped[datetime | None]
+    checked_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    service: Mapped[Service] = relationship(back_populates="certificates")
+
+
+class Lock(Base):
+    """A named lock shared by every worker, held by `holder` until `expires_at` (a lease its holder renews): the
+    one certbot of an NPM instance, for example. An expired lease is free, so a killed holder cannot block others."""
+
+    __tablename__ = "locks"
+
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(200))
+    expires_at: Mapped[datetime]
 
 
 class Job(Base):

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from api.models import Backup, Domain, Drift, Job, JobState, Service, ServiceState
+from api.models import Backup, Certificate, Domain, Drift, Job, JobState, Service, ServiceState
 
 # set_stats keys that update the service record; everything a playbook reports is kept in the job.
 SERVICE_STATS = {"vmid": int, "node": str, "ip": str, "proxy_enabled": bool}
@@ -68,7 +68,7 @@ def _created(_session: Session, service: Service, _job: Job) -> None:
 
 
 def _deleted(session: Session, service: Service, _job: Job) -> None:
-    for table in (Domain, Backup, Drift):
+    for table in (Domain, Backup, Drift, Certificate):
         session.execute(delete(table).where(table.service_id == service.service_id))
     service.deleted_at = datetime.now(UTC)
     service.vmid = service.node = service.ip = None
