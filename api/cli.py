@@ -153,6 +153,8 @@ def worker(concurrency: int | None) -> None:
     threading.Thread(target=reaper, name="reaper", daemon=True).start()
     if runtime.settings.reconcile_seconds > 0:
         threading.Thread(target=_reconciler, args=(runtime, stop), name="reconciler", daemon=True).start()
+    if runtime.settings.ssl_retry_seconds > 0:
+        threading.Thread(target=_ssl_retrier, args=(runtime, stop), name="ssl-retrier", daemon=True).start()
     consumer = runtime.queue.huey.create_consumer(
         workers=concurrency or runtime.settings.workers,
         worker_type="thread",
@@ -185,6 +187,24 @@ def _reconciler(runtime: Runtime, stop: threading.Event) -> None:
         except Exception:
             logging.getLogger("api.reconcile").exception("reconcile pass failed")
         if stop.wait(min(interval, 60.0)):
+            return
+
+
+def _ssl_retrier(runtime: Runtime, stop: threading.Event) -> None:
+    """Queue an ssl_retry of every active site with a certificate in error whose retry time has come. Retry times
+    are minutes to a day apart (PROXMOXWP_SSL_RETRY_SECONDS, doubled after each failure): a look every minute
+    keeps a retry at most a minute late."""
+    from api.ssl_retry import queue_ssl_retries
+
+    log = logging.getLogger("api.ssl_retry")
+    while True:
+        try:
+            queued = [o for o in queue_ssl_retries(runtime) if o.job_id is not None]
+            if queued:
+                log.info("queued the certificate retry of %d sites", len(queued))
+        except Exception:
+            log.exception("certificate retry pass failed")
+        if stop.wait(60.0):
             return
 
 

@@ -87,6 +87,10 @@ class Settings(BaseSettings):
     reaper_seconds: float = Field(default=10.0, gt=0, le=3600)
     # How often each live site is compared with the cluster and the edge (a reconcile job); 0 = never on its own.
     reconcile_seconds: float = Field(default=3600.0, ge=0, le=7 * 86400)
+    # A certificate that could not be issued is tried again this long after, twice as long after each further
+    # failure, at most ssl_retry_max_seconds; 0 = never on its own (POST /action/ssl-retry still does).
+    ssl_retry_seconds: float = Field(default=600.0, ge=0, le=7 * 86400)
+    ssl_retry_max_seconds: float = Field(default=86400.0, gt=0, le=30 * 86400)
     max_events_per_job: int = Field(default=500, ge=10, le=100_000)
     secret_key: str | None = None
     max_wait_seconds: int = Field(default=60, ge=0, le=600)

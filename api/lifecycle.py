@@ -14,13 +14,23 @@ from datetime import UTC, datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from api import domain_dns, presenters, validation
+from api import domain_dns, presenters, ssl_retry, validation
+from api.certificates import site_names
 from api.errors import ApiError, bad_request, conflict, not_found, unprocessable
 from api.jobs.kinds import KINDS, queue_job
 from api.jobs.secrets import forget_sealed
 from api.models import UNFINISHED, Backup, Domain, Job, JobState, Service, ServiceState
 from api.runtime import Runtime
-from api.schemas import BackupRequest, ChangeRequest, CreateSite, DomainRequest, Power, ServiceRef, Upgrade
+from api.schemas import (
+    BackupRequest,
+    ChangeRequest,
+    CreateSite,
+    DomainRequest,
+    Power,
+    ServiceRef,
+    SslRetryRequest,
+    Upgrade,
+)
 from api.waiting import TimedOut, wait_for
 
 # jobs.id is a 32-bit integer column (PostgreSQL `integer`): a larger id cannot exist and must not be queried.
@@ -156,7 +166,7 @@ class Lifecycle:
                             "already_exists",
                             f"Service {data.service_id} already has a site with other settings.",
                         )
-                    return self._site_answer(session, service, None, None)
+                    return self._site_answer(session, service, self._subdomain_retry(session, service), None)
             # a new site, a deleted one made again, or a creation that failed and is tried again
             service.email, service.plan, service.public_ip = data.email, data.plan, data.public_ip
             if service.state in (None, ServiceState.DELETED) or not service.admin_user:
@@ -183,6 +193,17 @@ class Lifecycle:
             return self._site_answer(session, service, job, password)
 
         return self.runtime.db.write(work)
+
+    def _subdomain_retry(self, session: Session, service: Service) -> Job | None:
+        """create-site again of a site served without its certificate asks for it again: the ssl_retry job (the
+        pending one, if a retry is queued or running), or None when there is nothing to retry."""
+        subdomain = service.subdomain
+        if not ssl_retry.retryable(service) or subdomain not in ssl_retry.in_error(service):
+            return None
+        for job in self._unfinished(session, service.service_id):
+            if job.kind == "ssl_retry" and subdomain in job.params.get("names", []):
+                return job
+        return self._job(session, service, "ssl_retry", ssl_retry.params(service, [subdomain]))
 
     @staticmethod
     def _creation_failed(session: Session, service: Service) -> bool:
@@ -491,6 +512,43 @@ class Lifecycle:
             }
             job = self._job(session, service, "toggle", params)
             return self._accepted(session, service, job, proxy_enabled=not current)
+
+        return self.runtime.db.write(work)
+
+    # ---- certificates ----------------------------------------------------------------------------------
+
+    def retry_certificates(self, data: SslRetryRequest) -> Answer:
+        def work(session: Session) -> Answer:
+            service = self._for_customer(session, data.service_id)
+            if self._projected(session, service) != ServiceState.ACTIVE:
+                raise conflict(
+                    "not_active",
+                    f"Certificates are asked for only for an active site; this one is "
+                    f"{self._projected(session, service)}.",
+                )
+            if not service.proxy_enabled:
+                raise conflict(
+                    "proxy_off", "The site's proxy hosts are switched off; switch them on to get certificates."
+                )
+            failed = ssl_retry.in_error(service)
+            if data.domain is not None:
+                if data.domain not in site_names(service):
+                    raise not_found("unknown_domain", f"The domain {data.domain} is not a name of this site.")
+                if data.domain not in failed:
+                    raise conflict(
+                        "no_certificate_error",
+                        f"The certificate of {data.domain} is not in error; there is nothing to retry.",
+                    )
+                failed = [data.domain]
+            elif not failed:
+                raise conflict(
+                    "no_certificate_error", "No certificate of this site is in error; there is nothing to retry."
+                )
+            for job in self._unfinished(session, service.service_id):
+                if job.kind == "ssl_retry" and set(failed) <= set(job.params.get("names", [])):
+                    return self._accepted(session, service, job, names=job.params["names"])
+            job = self._job(session, service, "ssl_retry", ssl_retry.params(service, failed))
+            return self._accepted(session, service, job, names=failed)
 
         return self.runtime.db.write(work)
 

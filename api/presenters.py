@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from api import validation
+from api.certificates import site_names
 from api.inventory import Plan
-from api.models import UNFINISHED, Backup, Domain, Drift, Job, JobState, Service
+from api.models import UNFINISHED, Backup, Certificate, Domain, Drift, Job, JobState, Service
 
 
 def aware(moment: datetime | None) -> datetime | None:
@@ -67,6 +68,26 @@ def drift_view(drift: Drift) -> dict:
     }
 
 
+def certificate_view(name: str, row: Certificate | None) -> dict:
+    """A name without a row has had no certificate asked for or checked yet (a domain being attached)."""
+    retry_at = aware(row.retry_at) if row is not None else None
+    checked_at = aware(row.checked_at) if row is not None else None
+    return {
+        "name": name,
+        "name_unicode": validation.unicode_domain(name),
+        "state": row.state if row is not None else "none",
+        "message": row.message if row is not None else None,
+        "attempts": row.attempts if row is not None else 0,
+        "next_retry_at": retry_at.isoformat() if retry_at and row.state == "error" else None,
+        "checked_at": checked_at.isoformat() if checked_at else None,
+    }
+
+
+def certificates_view(service: Service) -> list[dict]:
+    rows = {row.name: row for row in service.certificates}
+    return [certificate_view(name, rows.get(name)) for name in site_names(service)]
+
+
 def site_url(service: Service) -> str:
     return f"https://{service.subdomain}/"
 
@@ -101,6 +122,7 @@ def status_view(
         "last_job": job_view(last_job) if last_job else None,
         "leftovers": leftovers_view(cleanup),
         "drift": [drift_view(drift) for drift in service.drift],
+        "certificates": certificates_view(service),
     }
 
 

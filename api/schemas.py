@@ -105,6 +105,19 @@ class BackupRequest(ChangeRequest):
     bak: BackupName
 
 
+class SslRetryRequest(ChangeRequest):
+    domain: Annotated[str, Strict(), Field(min_length=1, max_length=253)] | None = Field(
+        default=None,
+        description="The one name to retry: the subdomain or a custom domain. Default: every name whose "
+        "certificate is in error.",
+    )
+
+    @field_validator("domain")
+    @classmethod
+    def _normalise(cls, value: str | None) -> str | None:
+        return None if value is None else validation.domain(value)
+
+
 # ---- answers -------------------------------------------------------------------------------------------
 
 
@@ -177,6 +190,10 @@ class ToggleAccepted(Accepted):
     proxy_enabled: bool
 
 
+class SslRetryAccepted(Accepted):
+    names: list[str] = Field(description="The names whose certificates the job asks for again (A-labels).")
+
+
 class Quota(BaseModel):
     limit: int
     used: int
@@ -227,6 +244,21 @@ class DriftView(BaseModel):
     found_at: datetime = Field(description="When a reconcile first found it so; kept while it stays the same.")
 
 
+class CertificateView(BaseModel):
+    name: str = Field(description="The subdomain or a custom domain, as an A-label.")
+    name_unicode: str
+    state: Literal["active", "error", "none"] = Field(
+        description="active: issued; error: it could not be issued (see message), the site is served over HTTP; "
+        "none: none asked for (yet) or the edge issues none."
+    )
+    message: str | None = Field(description="With error: why the last attempt failed, as the job found it.")
+    attempts: int = Field(description="Failed attempts in a row.")
+    next_retry_at: datetime | None = Field(
+        description="With error: when it is tried again on its own (later after each failure); null when not."
+    )
+    checked_at: datetime | None = Field(description="When a job last asked for or checked it; null: never.")
+
+
 class StatusAnswer(BaseModel):
     success: Literal[True] = True
     service_id: int
@@ -250,6 +282,9 @@ class StatusAnswer(BaseModel):
     drift: list[DriftView] = Field(
         description="Where the cluster or the edge differs from the record, as the last reconcile found it and "
         "did not repair (docs/operations.md, Reconcile); empty when nothing differs or nothing was checked yet."
+    )
+    certificates: list[CertificateView] = Field(
+        description="The certificate of each of the site's names: the subdomain first, then each custom domain."
     )
 
 

@@ -66,6 +66,7 @@ STATUS_KEYS = {
     "last_job",
     "leftovers",
     "drift",
+    "certificates",
 }
 
 

@@ -48,6 +48,7 @@ EVERY = SEED | {
     ("post", "/suspend-site"),
     ("post", "/unsuspend-site"),
     ("post", "/action/power"),
+    ("post", "/action/ssl-retry"),
     ("get", "/status"),
     ("get", "/jobs/{job_id}"),
     ("get", "/jobs"),

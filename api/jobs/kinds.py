@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from api import certificates
 from api.models import Backup, Certificate, Domain, Drift, Job, JobState, Service, ServiceState
 
 # set_stats keys that update the service record; everything a playbook reports is kept in the job.
@@ -63,8 +64,9 @@ class Kind:
     shown: bool = True
 
 
-def _created(_session: Session, service: Service, _job: Job) -> None:
+def _created(session: Session, service: Service, job: Job) -> None:
     service.proxy_enabled = service.proxy_enabled if service.proxy_enabled is not None else True
+    certificates.record(session, service, job)
 
 
 def _deleted(session: Session, service: Service, _job: Job) -> None:
@@ -110,10 +112,11 @@ def _upgraded(_session: Session, service: Service, job: Job) -> None:
     service.plan = job.params["plan"]
 
 
-def _domain_added(session: Session, _service: Service, job: Job) -> None:
+def _domain_added(session: Session, service: Service, job: Job) -> None:
     if domain := _domain(session, job):
         domain.state = str((job.stats or {}).get("domain_state") or "active")
         domain.message = str((job.stats or {}).get("domain_message") or "") or None
+    certificates.record(session, service, job)
 
 
 def _domain_failed(session: Session, _service: Service, job: Job) -> None:
@@ -122,9 +125,10 @@ def _domain_failed(session: Session, _service: Service, job: Job) -> None:
         domain.message = job.message
 
 
-def _domain_removed(session: Session, _service: Service, job: Job) -> None:
+def _domain_removed(session: Session, service: Service, job: Job) -> None:
     if domain := _domain(session, job):
         session.delete(domain)
+    certificates.forget(session, service, job.params.get("domain"))
 
 
 def _toggled(_session: Session, service: Service, job: Job) -> None:
@@ -175,6 +179,17 @@ KINDS: dict[str, Kind] = {
         # Compares the site with Proxmox VE, NPM and DNS, repairs what is safe and reports the rest as drift
         # (docs/operations.md, "Reconcile"). It never changes the service's state.
         Kind("reconcile", "site_reconcile.yml", 600, on_success=record_drift, settles=False, shown=False),
+        # Asks again for the certificates of `names` that could not be issued (on a schedule with backoff, or
+        # POST /action/ssl-retry). Like a reconcile it never changes the service's state and is not its last job.
+        Kind(
+            "ssl_retry",
+            "ssl_retry.yml",
+            600,
+            on_success=certificates.record,
+            on_failure=certificates.retry_failed,
+            settles=False,
+            shown=False,
+        ),
     )
 }
 

@@ -1,4 +1,4 @@
-"""What the customer does from the client area: power, backups, custom domains, the proxy toggle."""
+"""What the customer does from the client area: power, backups, custom domains, the proxy toggle, certificates."""
 
 from flask import Blueprint, jsonify
 
@@ -124,3 +124,20 @@ def deldomain(data: schemas.DomainRequest):
 )
 def toggle(data: schemas.ChangeRequest):
     return reply(lifecycle().toggle(data), data)
+
+
+@route(
+    bp,
+    "/ssl-retry",
+    "POST",
+    "Ask again for certificates that could not be issued",
+    {200: schemas.SslRetryAccepted, 202: schemas.SslRetryAccepted},
+    body=schemas.SslRetryRequest,
+    errors=CHANGE_ERRORS,
+    error_notes={
+        409: "State conflict, or the site is not active (not_active), its proxy hosts are off (proxy_off), or no "
+        "certificate of it (of `domain`) is in error (no_certificate_error)",
+    },
+)
+def ssl_retry(data: schemas.SslRetryRequest):
+    return reply(lifecycle().retry_certificates(data), data)
