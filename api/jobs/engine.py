@@ -146,6 +146,7 @@ def _run_claimed(runtime: Runtime, job_id: int) -> None:
         on_event=events.add,
         cancelled=CancelCheck(runtime, job_id),
         vault_password_file=runtime.settings.vault_password_file,
+        locks_db=runtime.db,
     )
     try:
         result = run.run()

@@ -17,8 +17,10 @@ from pathlib import Path
 import ansible_runner
 import yaml
 
+from api.db import Database
 from api.jobs import launch_playbook
 from api.jobs.leftovers import terminate_run_processes
+from api.jobs.lock_broker import SOCKET_VARIABLE, LockBroker
 from api.jobs.secrets import scrub
 
 # runner events that end one task on one host
@@ -165,9 +167,12 @@ class PlaybookRun:
         on_event: Callable[[dict], None] | None = None,
         cancelled: Callable[[], bool] | None = None,
         vault_password_file: Path | None = None,
+        locks_db: Database | None = None,
     ) -> None:
         self.project_dir, self.playbook, self.inventory = project_dir, playbook, inventory
         self.vault_password_file = vault_password_file
+        # where the run's modules take the locks shared by the workers (lock_broker.py); None: no broker
+        self.locks_db = locks_db
         self.runs_dir, self.variables, self.secrets = runs_dir, variables, secrets
         self.timeout, self.ident = timeout, ident
         self.on_event = on_event or (lambda _event: None)
@@ -218,6 +223,7 @@ class PlaybookRun:
         self.runs_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         private = Path(tempfile.mkdtemp(prefix=f"{self.ident}-", dir=self.runs_dir))
         ACTIVE_RUNS.add(str(private))
+        broker = LockBroker(self.locks_db, private) if self.locks_db is not None else None
         try:
             (private / "env").mkdir(mode=0o700)
             extravars = private / "env" / "extravars"
@@ -232,7 +238,7 @@ class PlaybookRun:
                 cmdline=shlex.join([launch_playbook.__file__, str(self.playbook)]),
                 inventory=str(self.inventory),
                 ident=self.ident,
-                envvars=self._environment(private),
+                envvars=self._environment(private, broker.start() if broker else None),
                 suppress_env_files=True,
                 event_handler=self._handle,
                 cancel_callback=self.cancelled,
@@ -246,6 +252,8 @@ class PlaybookRun:
                 self.result.message = self._output_tail(runner)
         finally:
             terminate_run_processes(str(private))
+            if broker is not None:
+                broker.stop()  # after the processes: no module holds a lock any more
             ACTIVE_RUNS.discard(str(private))
             shutil.rmtree(private, ignore_errors=True)
         self.result.tasks_done = len(self._task_uuids)
@@ -267,7 +275,7 @@ class PlaybookRun:
         text = " ".join(errors)[-TEXT_LIMIT:]
         return scrub(text, self.secret_values) or None
 
-    def _environment(self, private: Path) -> dict[str, str]:
+    def _environment(self, private: Path, lock_socket: Path | None = None) -> dict[str, str]:
         # Modules run on the controller unpack themselves into TMPDIR; one killed mid-way (a timeout, a cancel)
         # leaves its payload there, so TMPDIR is the run's own directory, removed with it.
         scratch = private / "scratch"
@@ -285,6 +293,8 @@ class PlaybookRun:
                 "ANSIBLE_HOME": str(private / "ansible-home"),
                 "PYTHONUNBUFFERED": "1",
                 launch_playbook.PLAYBOOK_COMMAND: ansible_playbook(),
+                # without a broker, none inherited from the worker's own environment either
+                SOCKET_VARIABLE: str(lock_socket) if lock_socket else "",
             }
         )
         if secret:
