@@ -8,10 +8,11 @@ from datetime import datetime, timedelta
 
 import pytest
 from conftest import runs, wait_job
+from sqlalchemy import select
 from test_api_state_rules import refused
 
 from api.jobs.engine import claim, finish
-from api.models import JobState
+from api.models import Certificate, JobState
 from api.ssl_retry import queue_ssl_retries
 
 pytestmark = pytest.mark.db
@@ -65,38 +66,64 @@ def test_a_failed_certificate_is_shown_and_retried_on_demand_until_it_is_active(
     assert answer["error"] == "No certificate of this site is in error; there is nothing to retry."
 
 
+def settle(runtime, job_id: int, state: JobState = JobState.SUCCEEDED, **outcome) -> None:
+    """Finish a queued job as a worker does, without running a playbook."""
+    assert claim(runtime, job_id)
+    finish(runtime, job_id, state, **outcome)
+
+
+def certificates(api, service_id: int) -> list[dict]:
+    return api.get("/status", service_id=service_id).get_json()["certificates"]
+
+
 def test_the_schedule_retries_when_due_and_backs_off_after_each_failure(api, runtime, monkeypatch):
     monkeypatch.setenv("PROXMOXWP_SSL_RETRY_SECONDS", "100")
     created = api.post("/create-site", {"service_id": 42, **SITE}).get_json()
-    name = created["subdomain"]
-    assert claim(runtime, created["job_id"])
+    name, domain = created["subdomain"], "shop.example.com"
     found = [{"name": name, "ssl": "error", "ssl_error": REASON}]
-    finish(
-        runtime,
-        created["job_id"],
-        JobState.SUCCEEDED,
-        stats={"vmid": 100042, "ip": "10.77.0.44", "certificates": found},
+    settle(runtime, created["job_id"], stats={"vmid": 100042, "ip": "10.77.0.44", "certificates": found})
+    added = api.post("/action/setdomain", {"service_id": 42, "domain": domain}).get_json()
+    found = [{"name": domain, "ssl": "error", "ssl_error": "No A record yet"}]
+    settle(runtime, added["job_id"], stats={"domain_state": "ssl_error", "certificates": found})
+    cert, shop = certificates(api, 42)
+    assert (cert["name"], cert["state"], cert["message"], retry_delay(cert)) == (
+        name,
+        "error",
+        REASON,
+        timedelta(seconds=100),
     )
-    cert = certificate(api, 42)
-    assert (cert["state"], cert["message"], retry_delay(cert)) == ("error", REASON, timedelta(seconds=100))
+    assert (shop["name"], shop["state"], shop["message"]) == (domain, "error", "No A record yet")
     checked = datetime.fromisoformat(cert["checked_at"])
 
     assert queued(queue_ssl_retries(runtime)) == []
     assert queued(queue_ssl_retries(runtime, now=checked + timedelta(seconds=99))) == [], "not before it is due"
-    (due,) = queued(queue_ssl_retries(runtime, now=checked + timedelta(seconds=100)))
+    # both are due once the later one is
+    (due,) = queued(queue_ssl_retries(runtime, now=datetime.fromisoformat(shop["next_retry_at"])))
     job = api.get(f"/jobs/{due}").get_json()["job"]
-    assert (job["kind"], job["params"]["names"], job["params"]["ip"]) == ("ssl_retry", [name], "10.77.0.44")
+    assert (job["kind"], job["params"]["names"], job["params"]["ip"]) == ("ssl_retry", [name, domain], "10.77.0.44")
     assert queued(queue_ssl_retries(runtime, now=checked + timedelta(days=1))) == [], "one job at a time"
-    # Paymenter's create-site again answers the site, with the retry already under way.
-    again = api.post("/create-site", {"service_id": 42, **SITE})
-    assert (again.status_code, again.get_json()["job_id"], again.get_json()["admin_password"]) == (202, due, None)
 
-    # The run fails (NPM did not answer): that counts as a failed attempt, the next one twice as far.
-    assert claim(runtime, due)
-    finish(runtime, due, JobState.FAILED, message="NPM did not answer.")
-    cert = certificate(api, 42)
+    # The domain's certificate is issued, the subdomain's fails again: its next retry is twice as far.
+    found = [{"name": name, "ssl": "error", "ssl_error": REASON}, {"name": domain, "ssl": "active"}]
+    settle(runtime, due, stats={"certificates": found})
+    cert, shop = certificates(api, 42)
     assert (cert["attempts"], retry_delay(cert)) == (2, timedelta(seconds=200))
+    assert (shop["state"], shop["attempts"], shop["next_retry_at"]) == ("active", 0, None)
+    (attached,) = api.get("/action/getdomain", service_id=42).get_json()["domains"]
+    assert (attached["state"], attached["message"]) == ("active", None)
+
+    # Paymenter's create-site again answers the site, with a retry of the subdomain; a run that fails (NPM did not
+    # answer) counts as a failed attempt too.
+    again = api.post("/create-site", {"service_id": 42, **SITE})
+    assert again.status_code == 202 and again.get_json()["admin_password"] is None, again.get_json()
+    retry = api.get(f"/jobs/{again.get_json()['job_id']}").get_json()["job"]
+    assert (retry["kind"], retry["params"]["names"]) == ("ssl_retry", [name])
+    settle(runtime, retry["id"], JobState.FAILED, message="NPM did not answer.")
+    cert, _ = certificates(api, 42)
+    assert (cert["attempts"], retry_delay(cert)) == (3, timedelta(seconds=400))
     assert api.get("/status", service_id=42).get_json()["state"] == "active"
-    checked = datetime.fromisoformat(cert["checked_at"])
-    assert queued(queue_ssl_retries(runtime, now=checked + timedelta(seconds=199))) == []
-    assert len(queued(queue_ssl_retries(runtime, now=checked + timedelta(seconds=200)))) == 1
+
+    removed = api.post("/action/deldomain", {"service_id": 42, "domain": domain}).get_json()
+    settle(runtime, removed["job_id"])
+    with runtime.db.session() as session:
+        assert session.scalars(select(Certificate.name)).all() == [name], "the domain's certificate row is gone"
