@@ -14,15 +14,16 @@ from typing import Any
 import pytest
 import requests
 
+from api.waiting import wait_for
 from lab.npm import NpmSchema, NpmState, default_schema_path
-from lab.npm.state import CERTIFICATE_COLUMNS, HOST_COLUMNS
+from lab.npm.state import CERTIFICATE_COLUMNS, DEAD_HOST_COLUMNS, HOST_COLUMNS, REDIRECTION_HOST_COLUMNS
 from tests.npm import IDENTITY, SECRET, ServedNpm, serve_npm
 
 pytestmark = pytest.mark.cluster
 
 SCHEMA = NpmSchema.load()
 TEMPLATES = [
-    (re.compile(r"^/nginx/proxy-hosts/\d+(/enable|/disable)?$"), r"/nginx/proxy-hosts/{hostID}\1"),
+    (re.compile(r"^/nginx/(proxy|dead|redirection)-hosts/\d+(/enable|/disable)?$"), r"/nginx/\1-hosts/{hostID}\2"),
     (re.compile(r"^/nginx/certificates/\d+$"), "/nginx/certificates/{certID}"),
 ]
 
@@ -308,6 +309,9 @@ def test_rows_have_the_columns_the_response_schema_requires():
     assert host is not None and certificate is not None
     assert list(HOST_COLUMNS) == host["required"]
     assert list(CERTIFICATE_COLUMNS) == certificate["required"]
+    for path, columns in (("dead-hosts", DEAD_HOST_COLUMNS), ("redirection-hosts", REDIRECTION_HOST_COLUMNS)):
+        other = SCHEMA.response_schema(f"/nginx/{path}/{{hostID}}", "get", 200)
+        assert other is not None and list(columns) == other["required"]
 
 
 def test_schema_path_comes_from_the_environment_or_the_package(monkeypatch: pytest.MonkeyPatch):
@@ -352,15 +356,23 @@ def test_letsencrypt_certificate_is_issued_for_90_days(npm: ServedNpm, api: Api)
     ]
 
 
-def test_failed_letsencrypt_request_is_500_and_leaves_no_certificate(npm: ServedNpm, api: Api):
+def test_failed_letsencrypt_request_is_500_with_only_certbots_stderr_and_leaves_no_certificate(
+    npm: ServedNpm, api: Api
+):
+    """certbot prints the CA's reasons (Domain/Type/Detail) on stdout, which NPM drops."""
     npm.state.fail_certificates("nodns.example.com")
     response = api.post("/nginx/certificates", {"provider": "letsencrypt", "domain_names": ["nodns.example.com"]})
     assert_error(response, 500, "Internal Error")
-    stack = "\n".join(response.json()["debug"]["stack"])
-    assert "Some challenges have failed." in stack
-    assert "Detail: DNS problem: NXDOMAIN looking up A for nodns.example.com" in stack
+    assert response.json()["debug"]["stack"][:3] == [
+        "Error: Saving debug log to /data/logs/letsencrypt.log",
+        "Some challenges have failed.",
+        "Ask for help or search for solutions at https://community.letsencrypt.org. See the logfile "
+        "/data/logs/letsencrypt.log or re-run Certbot with -v for more details.",
+    ]
+    assert "Detail" not in response.text and "NXDOMAIN" not in response.text
     assert npm.state.certificates() == []
     assert npm.state.issuances[-1].succeeded is False
+    assert "Detail: DNS problem: NXDOMAIN looking up A for nodns.example.com" in str(npm.state.issuances[-1].output)
 
 
 def test_new_certificate_on_create_is_attached_but_ssl_switches_are_dropped(npm: ServedNpm, api: Api):
@@ -480,3 +492,105 @@ def test_parallel_requests_are_serialised(npm: ServedNpm, api: Api):
     assert sorted(statuses[12:]) == [201] + [400] * 5
     hosts = npm.state.proxy_hosts()
     assert len(hosts) == 13 and len({host["id"] for host in hosts}) == 13
+
+
+def test_one_certbot_at_a_time_and_other_requests_are_answered_meanwhile(npm: ServedNpm, api: Api):
+    """NPM runs certbot without blocking its other requests; a second certificate request while certbot runs
+    is refused with certbot's own complaint and stores nothing."""
+    npm.state.issuance_seconds = 4
+    host_id = api.create_host("busy.example.com").json()["id"]
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        first = pool.submit(api.post, "/nginx/certificates", {"provider": "letsencrypt", "domain_names": ["a.test"]})
+        # the row is stored before certbot runs and shows while it runs
+        wait_for(lambda: api.get("/nginx/certificates").json(), timeout=10, what="the certificate being issued")
+        assert api.put(f"/nginx/proxy-hosts/{host_id}", {"forward_port": 81}).status_code == 200
+        second = api.post("/nginx/certificates", {"provider": "letsencrypt", "domain_names": ["b.test"]})
+        assert not first.done()
+        assert first.result(timeout=30).status_code == 201
+    assert_error(second, 500, "Internal Error")
+    assert second.json()["debug"]["stack"][0] == "Error: Another instance of Certbot is already running."
+    assert [c["domain_names"] for c in api.get("/nginx/certificates").json()] == [["a.test"]]
+    assert (npm.state.certbot_refusals, npm.state.certbot_most_at_once) == (1, 1)
+
+
+def test_certificate_for_a_refused_host_breaks_nginx_for_every_host_until_it_is_deleted(npm: ServedNpm, api: Api):
+    """NPM writes the refused host's config untested for the certificate request; every later `nginx -t`
+    fails, so every change answers 500 (reads still work) until that host is deleted."""
+    npm.state.fail_nginx("refused.example.com")
+    refused_id = api.create_host("refused.example.com").json()["id"]
+    other_id = api.create_host("fine.example.com").json()["id"]
+    assert api.get(f"/nginx/proxy-hosts/{refused_id}").json()["meta"]["nginx_online"] is False
+
+    request = api.post("/nginx/certificates", {"provider": "letsencrypt", "domain_names": ["refused.example.com"]})
+    assert_error(request, 500, "Internal Error")
+    config = f"/data/nginx/proxy_host/{refused_id}.conf"
+    assert config in "\n".join(request.json()["debug"]["stack"])
+    assert npm.state.certificates() == []
+    for response in (
+        api.create_host("new.example.com"),
+        api.put(f"/nginx/proxy-hosts/{other_id}", {"forward_port": 81}),
+        api.post("/nginx/certificates", {"provider": "letsencrypt", "domain_names": ["fine.example.com"]}),
+        api.post(f"/nginx/proxy-hosts/{other_id}/disable"),
+        api.post(f"/nginx/proxy-hosts/{other_id}/enable"),
+    ):
+        assert_error(response, 500, "Internal Error")
+    assert api.get("/nginx/proxy-hosts").status_code == 200
+    assert refused_id not in [host.id for host in npm.state.enabled_hosts()]
+
+    assert api.delete(f"/nginx/proxy-hosts/{refused_id}").json() is True
+    assert api.create_host("after.example.com").status_code == 201
+    assert api.put(f"/nginx/proxy-hosts/{other_id}", {"forward_port": 82}).status_code == 200
+
+
+def test_interrupted_operations_answer_500_after_their_write(npm: ServedNpm, api: Api):
+    npm.state.interrupt_next("create_host")
+    assert_error(api.create_host("half.example.com"), 500, "Internal Error")
+    [stored] = npm.state.proxy_hosts()
+    assert (stored["domain_names"], stored["meta"]) == (["half.example.com"], {})
+    assert npm.state.enabled_hosts() == []
+
+    host_id = api.create_host("whole.example.com").json()["id"]  # one-shot: the next create is whole
+    npm.state.interrupt_next("update_host")
+    assert_error(api.put(f"/nginx/proxy-hosts/{host_id}", {"forward_port": 81}), 500, "Internal Error")
+    assert api.get(f"/nginx/proxy-hosts/{host_id}").json()["forward_port"] == 81
+    assert [host.forward_port for host in npm.state.enabled_hosts()] == [80]  # the config was not rewritten
+
+    npm.state.interrupt_next("disable_host")
+    assert_error(api.post(f"/nginx/proxy-hosts/{host_id}/disable"), 500, "Internal Error")
+    assert api.get(f"/nginx/proxy-hosts/{host_id}").json()["enabled"] is False
+    assert npm.state.enabled_hosts() == []
+    with pytest.raises(ValueError):
+        npm.state.interrupt_next("delete_host")
+
+
+def test_dead_and_redirection_hosts_hold_their_names_against_proxy_hosts(npm: ServedNpm, api: Api):
+    dead = api.post("/nginx/dead-hosts", {"domain_names": ["gone.example.com"]})
+    assert dead.status_code == 201
+    assert dead.json()["owner"]["email"] == IDENTITY
+    moved = npm.state.add_redirection_host("moved.example.com", forward_domain_name="example.net")
+    assert api.get(f"/nginx/redirection-hosts/{moved['id']}").json()["forward_domain_name"] == "example.net"
+    assert [h["domain_names"] for h in api.get("/nginx/dead-hosts").json()] == [["gone.example.com"]]
+
+    assert_error(api.create_host("Gone.example.com"), 400, "Gone.example.com is already in use")
+    site_id = api.create_host("site.example.com").json()["id"]
+    clash = api.put(f"/nginx/proxy-hosts/{site_id}", {"domain_names": ["moved.example.com"]})
+    assert_error(clash, 400, "moved.example.com is already in use")
+    assert_error(
+        api.post("/nginx/dead-hosts", {"domain_names": ["site.example.com"]}), 400, "site.example.com is already in use"
+    )
+    redirection = {"domain_names": ["site.example.com"], "forward_scheme": "auto", "forward_http_code": 301}
+    assert_error(
+        api.post("/nginx/redirection-hosts", {**redirection, "forward_domain_name": "example.org"}),
+        400,
+        "site.example.com is already in use",
+    )
+    assert [host.domain_names for host in npm.state.enabled_hosts()] == [("site.example.com",)]
+
+    restored = NpmState(IDENTITY, SECRET)
+    restored.restore(npm.state.export())
+    assert [h["domain_names"] for h in restored.redirection_hosts()] == [["moved.example.com"]]
+    assert [h["domain_names"] for h in restored.dead_hosts()] == [["gone.example.com"]]
+
+    assert api.delete(f"/nginx/dead-hosts/{dead.json()['id']}").json() is True
+    assert api.create_host("gone.example.com").status_code == 201
+    assert_error(api.get(f"/nginx/dead-hosts/{dead.json()['id']}"), 404, f"Not Found - {dead.json()['id']}")

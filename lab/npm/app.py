@@ -10,13 +10,24 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from flask import Blueprint, Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from lab.npm.schema import NpmSchema
-from lab.npm.state import VERSION, InternalError, ItemNotFoundError, NpmError, NpmState, PermissionDenied, User
+from lab.npm.state import (
+    DEAD,
+    REDIRECTION,
+    VERSION,
+    InternalError,
+    ItemNotFoundError,
+    NpmError,
+    NpmState,
+    PermissionDenied,
+    User,
+)
 from lab.npm.state import ValidationError as NpmValidationError
 
 log = logging.getLogger(__name__)
@@ -25,6 +36,8 @@ ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD"]
 HOSTS = "/nginx/proxy-hosts"
 HOST = "/nginx/proxy-hosts/{hostID}"
 CERTIFICATES = "/nginx/certificates"
+# 404 hosts and redirection hosts: the state's kind for each path (only list, create, get and delete)
+OTHER_HOSTS = {"/nginx/dead-hosts": DEAD, "/nginx/redirection-hosts": REDIRECTION}
 
 
 class _BadJson(InternalError):
@@ -126,10 +139,37 @@ def _routes(api: Blueprint, state: NpmState, schema: NpmSchema) -> None:
     def delete_certificate(cert_id: int) -> Response:
         return jsonify(state.delete_certificate(_actor(state), cert_id))
 
+    for path, kind in OTHER_HOSTS.items():
+        _other_host_routes(api, state, path, kind, body)
+
     @api.route("/<path:rest>", methods=ALL_METHODS)
     def not_found(rest: str) -> Response:
         """NPM's catch-all `router.all(/(.+)/)`: anything else under /api."""
         raise ItemNotFoundError(f"/{rest}")
+
+
+def _other_host_routes(
+    api: Blueprint, state: NpmState, path: str, kind: str, body: Callable[[str, str], dict[str, Any]]
+) -> None:
+    name = kind.removesuffix("s")
+
+    def list_hosts() -> Response:
+        return jsonify(state.list_other_hosts(_actor(state), kind, _expand()))
+
+    def create_host() -> tuple[Response, int]:
+        actor = _actor(state)
+        return jsonify(state.create_other_host(actor, kind, body(path, "post"))), 201
+
+    def get_host(host_id: int) -> Response:
+        return jsonify(state.get_other_host(_actor(state), kind, host_id, _expand()))
+
+    def delete_host(host_id: int) -> Response:
+        return jsonify(state.delete_other_host(_actor(state), kind, host_id))
+
+    api.add_url_rule(path, f"list_{name}", list_hosts, methods=["GET"])
+    api.add_url_rule(path, f"create_{name}", create_host, methods=["POST"])
+    api.add_url_rule(f"{path}/<int:host_id>", f"get_{name}", get_host, methods=["GET"])
+    api.add_url_rule(f"{path}/<int:host_id>", f"delete_{name}", delete_host, methods=["DELETE"])
 
 
 def _actor(state: NpmState) -> User | None:

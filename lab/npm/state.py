@@ -13,9 +13,16 @@ tells it when, and `attach_nginx()` lets that nginx refuse a host's config as NP
 config whose certificate files are gone (the certificate was deleted: NPM revokes it and certbot deletes the
 files) makes every later `nginx -t` fail, as in NPM: everything that writes a config or requests a certificate
 answers 500, even a PUT removing the certificate from that host (NPM tests nginx before rewriting the file),
-until the config file goes: POST .../disable or DELETE of that host.
+until the config file goes: POST .../disable or DELETE of that host. A Let's Encrypt request naming a host whose
+config nginx refused (`meta.nginx_online` false) rewrites that config untested and breaks `nginx -t` the same
+way, until that host is deleted.
 
-Thread-safe: one re-entrant lock around every operation; observers run under it, after each change.
+404 hosts and redirection hosts are kept for their names only (NPM checks every name against all three
+kinds); the lab's nginx does not serve them.
+
+Thread-safe: one re-entrant lock around every operation; observers run under it, after each change. The one
+exception is certbot: an issuance lasts `issuance_seconds` without the lock, as NPM answers other requests
+meanwhile, and only one certbot runs at a time.
 """
 
 from __future__ import annotations
@@ -97,8 +104,56 @@ CERTIFICATE_COLUMNS = (
 )
 HOST_EXPANSIONS = ("owner", "certificate", "access_list")
 CERTIFICATE_EXPANSIONS = ("owner", "proxy_hosts", "redirection_hosts", "dead_hosts", "streams")
+# The dead_host and redirection_host tables (the response schemas' required columns) and their defaults.
+DEAD_HOST_COLUMNS = (
+    "id",
+    "created_on",
+    "modified_on",
+    "owner_user_id",
+    "domain_names",
+    "certificate_id",
+    "ssl_forced",
+    "hsts_enabled",
+    "hsts_subdomains",
+    "http2_support",
+    "advanced_config",
+    "enabled",
+    "meta",
+)
+REDIRECTION_HOST_COLUMNS = (
+    *DEAD_HOST_COLUMNS[:5],
+    "forward_http_code",
+    "forward_scheme",
+    "forward_domain_name",
+    "preserve_path",
+    *DEAD_HOST_COLUMNS[5:10],
+    "block_exploits",
+    *DEAD_HOST_COLUMNS[10:],
+)
+DEAD_HOST_DEFAULTS: dict[str, Any] = {
+    "certificate_id": 0,
+    "ssl_forced": False,
+    "hsts_enabled": False,
+    "hsts_subdomains": False,
+    "http2_support": False,
+    "advanced_config": "",
+    "enabled": True,
+    "meta": {},
+}
+REDIRECTION_HOST_DEFAULTS: dict[str, Any] = {**DEAD_HOST_DEFAULTS, "preserve_path": False, "block_exploits": False}
+DEAD, REDIRECTION = "dead_hosts", "redirection_hosts"
+OTHER_HOSTS = {
+    DEAD: (DEAD_HOST_COLUMNS, DEAD_HOST_DEFAULTS),
+    REDIRECTION: (REDIRECTION_HOST_COLUMNS, REDIRECTION_HOST_DEFAULTS),
+}
+INTERRUPTIBLE = ("create_host", "update_host", "disable_host")
 
 CERTBOT_LOG = "/data/logs/letsencrypt.log"
+CERTBOT_BUSY = "Another instance of Certbot is already running."
+CERTBOT_HELP = (
+    "Ask for help or search for solutions at https://community.letsencrypt.org. See the logfile "
+    f"{CERTBOT_LOG} or re-run Certbot with -v for more details."
+)
 NGINX_TEST = "/usr/sbin/nginx -t -g error_log off;"
 NGINX_FAILED = "nginx: configuration file /etc/nginx/nginx.conf test failed"
 
@@ -163,10 +218,17 @@ class InternalError(NpmError):
 
 
 class CommandError(NpmError):
-    """certbot or `nginx -t` failed: 500 `Internal Error`; the output is only in `debug` on certificate paths."""
+    """certbot or `nginx -t` failed: 500 `Internal Error`; the command's stderr (`output`) is only in `debug` on
+    certificate paths, as NPM's utils.exec rejects with `new Error(stderr)`: its stack starts `Error: `."""
 
     def __init__(self, output: str, cmd: str) -> None:
         super().__init__(output, previous={"code": 1, "killed": False, "signal": None, "cmd": cmd})
+
+    def debug(self) -> dict[str, Any]:
+        payload = super().debug()
+        payload["stack"] = [f"Error: {line}" if i == 0 else line for i, line in enumerate(self.message.split("\n"))]
+        payload["stack"].append("    at lab.npm (a double of NPM v2.15.1)")
+        return payload
 
 
 # Users and tokens.
@@ -179,6 +241,8 @@ class Permissions:
     visibility: str = "all"
     proxy_hosts: str = MANAGE
     certificates: str = MANAGE
+    dead_hosts: str = MANAGE
+    redirection_hosts: str = MANAGE
 
 
 @dataclass
@@ -223,7 +287,8 @@ class _Token:
 
 @dataclass(frozen=True)
 class Issuance:
-    """One Let's Encrypt request the double answered (kept in `NpmState.issuances`)."""
+    """One Let's Encrypt request the double answered (kept in `NpmState.issuances`). `output` is what certbot
+    printed on failure, stdout included (the Domain/Type/Detail lines NPM never shows)."""
 
     certificate_id: int
     domain_names: tuple[str, ...]
@@ -278,8 +343,11 @@ class NpmState:
 
     Fault hooks: `fail_certificates(*domains)` (Let's Encrypt cannot validate them, as when DNS does not point
     here), `fail_nginx(*domains)` (a host with one of these names gets a config nginx refuses),
-    `expire_tokens()`; `add_user(...)` makes users with fewer permissions. `clock` (aware UTC datetimes) lets a
-    test move time.
+    `interrupt_next(operation)` (the next such call answers 500 after its write), `expire_tokens()`;
+    `add_user(...)` makes users with fewer permissions, `add_dead_host`/`add_redirection_host` hosts that hold
+    names. `clock` (aware UTC datetimes) lets a test move time. `issuance_seconds` is how long certbot runs;
+    `certbot_refusals` counts the requests refused because it ran, `certbot_most_at_once` the most runs seen
+    at once (1: the refusal is what keeps it so).
     """
 
     def __init__(
@@ -289,21 +357,31 @@ class NpmState:
         *,
         token_lifetime: timedelta = timedelta(days=1),
         clock: Callable[[], datetime] | None = None,
+        issuance_seconds: float = 0.0,
     ) -> None:
         self.token_lifetime = token_lifetime
+        self.issuance_seconds = issuance_seconds
+        self.certbot_refusals = 0
+        self.certbot_most_at_once = 0
+        self._certbot_running = 0
+        self._issuing: set[int] = set()  # certificate ids certbot is working on (stored, not issued yet)
         self._clock = clock or (lambda: datetime.now(UTC))
         self._lock = threading.RLock()
         self._users: dict[int, User] = {}
         self._tokens: dict[str, _Token] = {}
         self._hosts: dict[int, dict[str, Any]] = {}
         self._certificates: dict[int, dict[str, Any]] = {}
+        self._other_hosts: dict[str, dict[int, dict[str, Any]]] = {DEAD: {}, REDIRECTION: {}}
+        # host id -> nginx's error for the config a certificate request rewrote untested (breaks `nginx -t`)
+        self._broken: dict[int, str] = {}
+        self._interrupts: set[str] = set()
         # host id -> the host as NPM last wrote its (enabled, accepted) config; what nginx serves
         self._configs: dict[int, dict[str, Any]] = {}
         self._certificate_faults: dict[str, str] = {}
         self._nginx_faults: dict[str, str | None] = {}
         self._observers: list[Observer] = []
         self._nginx_check: NginxCheck | None = None
-        self._ids = {"user": 0, "host": 0, "certificate": 0}
+        self._ids = {"user": 0, "host": 0, "certificate": 0, DEAD: 0, REDIRECTION: 0}
         self.issuances: list[Issuance] = []
         self.admin = self.add_user(identity, secret, admin=True)
 
@@ -403,6 +481,7 @@ class NpmState:
             self._check_domains_free(data["domain_names"])
             data["owner_user_id"] = user.id
             host_id = self._insert_host(_clean_ssl_hsts(data))
+            self._interrupted("create_host")
             if new_certificate:
                 stored = self._hosts[host_id]
                 certificate = self._create_certificate(
@@ -424,6 +503,7 @@ class NpmState:
             self._get_host(actor, host_id)
             del self._hosts[host_id]
             self._configs.pop(host_id, None)
+            self._broken.pop(host_id, None)  # NPM deletes the config file and its `.err` copy
             self._nginx_test()  # the reload after removing the config
             return True
 
@@ -443,6 +523,7 @@ class NpmState:
                 raise ValidationError("Host is already disabled")
             self._patch_host(host_id, {"enabled": False})
             self._configs.pop(host_id, None)
+            self._interrupted("disable_host")
             self._nginx_test()
             return True
 
@@ -473,6 +554,63 @@ class NpmState:
             del self._certificates[cert_id]
             return True
 
+    # 404 hosts and redirection hosts: only what makes them hold names (internal/dead-host.js, redirection-host.js)
+
+    def list_other_hosts(self, actor: User | None, kind: str, expand: list[str] | None = None) -> list[dict[str, Any]]:
+        """GET /nginx/dead-hosts or /nginx/redirection-hosts (`kind` DEAD or REDIRECTION)."""
+        with self._lock:
+            user = self._can(actor, kind, VIEW)
+            rows = [row for row in self._other_hosts[kind].values() if self._visible(user, row)]
+            rows.sort(key=lambda row: row["domain_names"])
+            return [self._other_host_out(row, expand) for row in rows]
+
+    def get_other_host(
+        self, actor: User | None, kind: str, host_id: int, expand: list[str] | None = None
+    ) -> dict[str, Any]:
+        with self._lock:
+            return self._get_other_host(actor, kind, host_id, expand)
+
+    def create_other_host(self, actor: User | None, kind: str, data: dict[str, Any]) -> dict[str, Any]:
+        """Check the names, store, then the certificate and nginx, as for a proxy host (its create answer is
+        read before nginx is configured, so its meta is empty)."""
+        with self._change():
+            data = copy.deepcopy(data)
+            new_certificate = data.get("certificate_id") == "new"
+            if new_certificate:
+                del data["certificate_id"]
+            user = self._can(actor, kind, MANAGE)
+            self._check_domains_free(data["domain_names"])
+            host_id = self._insert_other_host(kind, {**_clean_ssl_hsts(data), "owner_user_id": user.id})
+            stored = self._other_hosts[kind][host_id]
+            if new_certificate:
+                certificate = self._create_certificate(
+                    actor, {"provider": LETSENCRYPT, "domain_names": stored["domain_names"], "meta": {}}
+                )
+                stored["certificate_id"] = certificate["id"]
+            answer = self._other_host_out(stored, ["owner", "certificate"])
+            self._nginx_test()
+            stored["meta"] = {**stored["meta"], "nginx_online": True, "nginx_err": None}
+            return answer
+
+    def delete_other_host(self, actor: User | None, kind: str, host_id: int) -> bool:
+        with self._change():
+            self._can(actor, kind, MANAGE)
+            self._get_other_host(actor, kind, host_id)
+            del self._other_hosts[kind][host_id]
+            self._nginx_test()  # the reload after removing its config
+            return True
+
+    def add_dead_host(self, *names: str) -> dict[str, Any]:
+        """A 404 host of the admin's holding these names (as if made in NPM's UI); its row."""
+        with self._change():
+            return self._add_other_host(DEAD, names, {})
+
+    def add_redirection_host(self, *names: str, forward_domain_name: str = "example.org") -> dict[str, Any]:
+        """A redirection host of the admin's, from these names to `forward_domain_name`; its row."""
+        with self._change():
+            fields = {"forward_http_code": 301, "forward_scheme": "auto", "forward_domain_name": forward_domain_name}
+            return self._add_other_host(REDIRECTION, names, fields)
+
     # Fault hooks
 
     def fail_certificates(self, *domains: str, detail: str | None = None) -> None:
@@ -494,10 +632,20 @@ class NpmState:
             for domain in domains:
                 self._nginx_faults[domain.lower()] = message
 
+    def interrupt_next(self, operation: str) -> None:
+        """The next `operation` (create_host, update_host or disable_host) does its write and then answers 500
+        `Internal Error`, as NPM does when something fails half-way: create stores the row (`meta` {}, no
+        config), update changes the row without rewriting the config, disable disables and removes the config."""
+        if operation not in INTERRUPTIBLE:
+            raise ValueError(f"not one of {INTERRUPTIBLE}: {operation}")
+        with self._lock:
+            self._interrupts.add(operation)
+
     def clear_faults(self) -> None:
         with self._lock:
             self._certificate_faults.clear()
             self._nginx_faults.clear()
+            self._interrupts.clear()
 
     # Views for tests and for a renderer
 
@@ -509,6 +657,19 @@ class NpmState:
     def certificates(self) -> list[dict[str, Any]]:
         with self._lock:
             return [_certificate_row(row) for row in self._certificates.values()]
+
+    def certificates_being_issued(self) -> set[int]:
+        """Ids of the certificates stored while certbot still works on them (no files yet)."""
+        with self._lock:
+            return set(self._issuing)
+
+    def dead_hosts(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [copy.deepcopy(row) for row in self._other_hosts[DEAD].values()]
+
+    def redirection_hosts(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [copy.deepcopy(row) for row in self._other_hosts[REDIRECTION].values()]
 
     def enabled_hosts(self) -> list[EnabledHost]:
         """The hosts NPM's nginx serves, with their certificates: each as NPM last wrote its config, which
@@ -531,9 +692,10 @@ class NpmState:
             self._nginx_check = check
 
     def export(self) -> dict[str, Any]:
-        """What `restore` needs to bring this NPM back after a restart: hosts, certificates, the configs nginx
-        serves, the id counters and the admin's tokens (so the file holding it is a secret). Not the users
-        (they come from the command line), the faults nor the issuances."""
+        """What `restore` needs to bring this NPM back after a restart: hosts (404 and redirection hosts too),
+        certificates (not those certbot is still working on: a restart ends it), the configs nginx serves and
+        those broken, the id counters and the admin's tokens (so the file holding it is a secret). Not the
+        users (they come from the command line), the faults nor the issuances."""
         with self._lock:
             tokens = [
                 {"token": token, "user_id": record.user_id, "expires": record.expires.isoformat()}
@@ -542,10 +704,15 @@ class NpmState:
             ]
             return {
                 "format": STATE_FORMAT,
-                "ids": {"host": self._ids["host"], "certificate": self._ids["certificate"]},
+                "ids": {kind: self._ids[kind] for kind in ("host", "certificate", DEAD, REDIRECTION)},
                 "hosts": [copy.deepcopy(row) for row in self._hosts.values()],
-                "certificates": [copy.deepcopy(row) for row in self._certificates.values()],
+                "certificates": [
+                    copy.deepcopy(row) for row in self._certificates.values() if row["id"] not in self._issuing
+                ],
                 "configs": [copy.deepcopy(row) for row in self._configs.values()],
+                "broken": {str(host_id): error for host_id, error in self._broken.items()},
+                DEAD: [copy.deepcopy(row) for row in self._other_hosts[DEAD].values()],
+                REDIRECTION: [copy.deepcopy(row) for row in self._other_hosts[REDIRECTION].values()],
                 "tokens": tokens,
             }
 
@@ -559,8 +726,12 @@ class NpmState:
                 row["id"]: {column: row[column] for column in CERTIFICATE_COLUMNS} for row in data["certificates"]
             }
             self._configs = {row["id"]: {column: row[column] for column in HOST_COLUMNS} for row in data["configs"]}
-            for kind in ("host", "certificate"):
-                self._ids[kind] = max(self._ids[kind], int(data["ids"][kind]))
+            # 404 and redirection hosts and broken configs came later within format 1: absent means none
+            self._broken = {int(host_id): error for host_id, error in data.get("broken", {}).items()}
+            for kind, (columns, _) in OTHER_HOSTS.items():
+                self._other_hosts[kind] = {row["id"]: {c: row[c] for c in columns} for row in data.get(kind, [])}
+            for kind in ("host", "certificate", DEAD, REDIRECTION):
+                self._ids[kind] = max(self._ids[kind], int(data["ids"].get(kind, 0)))
             for token in data["tokens"]:
                 expires = datetime.fromisoformat(token["expires"])
                 self._tokens[token["token"]] = _Token(self.admin.id, expires)
@@ -599,6 +770,7 @@ class NpmState:
             )
             data["certificate_id"] = certificate["id"]
         self._patch_host(host_id, _clean_ssl_hsts({"domain_names": row["domain_names"], **data}, row))
+        self._interrupted("update_host")
         result = self._get_host(actor, host_id, list(HOST_EXPANSIONS))
         if result["enabled"]:
             result["meta"] = self._configure(self._hosts[host_id])
@@ -621,11 +793,58 @@ class NpmState:
         row["modified_on"] = self._timestamp()
 
     def _check_domains_free(self, domain_names: list[str], ignore_id: int = 0) -> None:
-        """internal/host.js isHostnameTaken: any other host, enabled or not, case-insensitively."""
+        """internal/host.js isHostnameTaken: any other proxy, redirection or 404 host, enabled or not,
+        case-insensitively (`ignore_id` is a proxy host's: only proxy hosts change their names here)."""
+        others = [row for rows in self._other_hosts.values() for row in rows.values()]
         for name in domain_names:
-            for row in self._hosts.values():
-                if row["id"] != ignore_id and name.lower() in (n.lower() for n in row["domain_names"]):
+            for row in [*(row for row in self._hosts.values() if row["id"] != ignore_id), *others]:
+                if name.lower() in (n.lower() for n in row["domain_names"]):
                     raise ValidationError(f"{name} is already in use")
+
+    def _interrupted(self, operation: str) -> None:
+        """An `interrupt_next` fault: the write so far stays, the answer is 500."""
+        if operation in self._interrupts:
+            self._interrupts.discard(operation)
+            raise InternalError(f"lab/npm: {operation} interrupted (interrupt_next)")
+
+    # Internals: 404 and redirection hosts
+
+    def _get_other_host(
+        self, actor: User | None, kind: str, host_id: int, expand: list[str] | None = None
+    ) -> dict[str, Any]:
+        user = self._can(actor, kind, VIEW)
+        row = self._other_hosts[kind].get(host_id)
+        if row is None or not self._visible(user, row):
+            raise ItemNotFoundError(host_id)
+        return self._other_host_out(row, expand)
+
+    def _insert_other_host(self, kind: str, data: dict[str, Any]) -> int:
+        columns, defaults = OTHER_HOSTS[kind]
+        host_id = self._next_id(kind)
+        now = self._timestamp()
+        values = {**defaults, **data, "id": host_id, "created_on": now, "modified_on": now}
+        values["domain_names"] = sorted(values["domain_names"])
+        self._other_hosts[kind][host_id] = {column: copy.deepcopy(values[column]) for column in columns}
+        return host_id
+
+    def _add_other_host(self, kind: str, names: tuple[str, ...], fields: dict[str, Any]) -> dict[str, Any]:
+        self._check_domains_free(list(names))
+        data = {**fields, "domain_names": list(names), "owner_user_id": self.admin.id}
+        host_id = self._insert_other_host(kind, data)
+        row = self._other_hosts[kind][host_id]
+        row["meta"] = {"nginx_online": True, "nginx_err": None}
+        return copy.deepcopy(row)
+
+    def _other_host_out(self, row: dict[str, Any], expand: list[str] | None) -> dict[str, Any]:
+        out = copy.deepcopy(row)
+        for relation in _expansions(expand, ("owner", "certificate")):
+            if relation == "owner":
+                owner = self._users.get(row["owner_user_id"])
+                out["owner"] = owner.row() if owner else None
+            else:
+                certificate = self._certificates.get(row["certificate_id"])
+                out["certificate"] = {**_certificate_row(certificate), "meta": {}} if certificate else None
+        return out
 
     def _host_out(self, row: dict[str, Any], expand: list[str] | None) -> dict[str, Any]:
         out = copy.deepcopy(row)
@@ -651,7 +870,9 @@ class NpmState:
         return self._certificate_out(row, expand)
 
     def _create_certificate(self, actor: User | None, data: dict[str, Any]) -> dict[str, Any]:
-        """internal/certificate.js create: store, request from Let's Encrypt, hard-delete again on failure."""
+        """internal/certificate.js create: store, request from Let's Encrypt, hard-delete again on failure.
+
+        The row is visible while certbot runs (`issuance_seconds`, without the lock)."""
         user = self._can(actor, "certificates", MANAGE)
         if data["provider"] == LETSENCRYPT:
             if data.get("domain_names") is None:
@@ -675,9 +896,10 @@ class NpmState:
             return _certificate_row(row)
         try:
             self._nginx_test()  # NPM reloads nginx with the ACME challenge location first
+            self._rewrite_refused_configs(row["domain_names"])
             self._request_letsencrypt(row, user)
         except NpmError:
-            del self._certificates[cert_id]
+            self._certificates.pop(cert_id, None)
             raise
         issued = self._now().replace(microsecond=0)
         row["expires_on"] = _iso(issued + CERTIFICATE_LIFETIME)
@@ -697,32 +919,67 @@ class NpmState:
             f"/data/logs --cert-name npm-{row['id']} --agree-tos --authenticator webroot -m {actor.email} "
             f"--preferred-challenges http --domains {','.join(names)}"
         )
+        if self._certbot_running:
+            self.certbot_refusals += 1
+            raise CommandError(CERTBOT_BUSY, cmd)
+        self._certbot_running += 1
+        self.certbot_most_at_once = max(self.certbot_most_at_once, self._certbot_running)
+        try:
+            self._run_certbot(row["id"])
+        finally:
+            self._certbot_running -= 1
         failed = [
             (name, self._certificate_faults[name.lower()]) for name in names if name.lower() in self._certificate_faults
         ]
         if not names:
-            output = (
-                f"Saving debug log to {CERTBOT_LOG}\nPlease specify --domains, or --installer that will help in "
-                "domain names autodiscovery, or --cert-name for an existing certificate name."
+            stdout, stderr = (
+                "",
+                (
+                    f"Saving debug log to {CERTBOT_LOG}\nPlease specify --domains, or --installer that will help in "
+                    "domain names autodiscovery, or --cert-name for an existing certificate name."
+                ),
             )
         elif failed:
             problems = "".join(f"  Domain: {name}\n  Type:   dns\n  Detail: {detail}\n\n" for name, detail in failed)
-            output = (
-                f"Saving debug log to {CERTBOT_LOG}\n"
+            stdout = (
                 "Certbot failed to authenticate some domains (authenticator: webroot). The Certificate Authority "
                 f"reported these problems:\n{problems}"
                 "Hint: The Certificate Authority failed to download the temporary challenge files created by "
                 "Certbot. Ensure that the listed domains serve their content from the provided --webroot-path/-w "
                 "and that files created there can be downloaded from the internet.\n\n"
-                "Some challenges have failed.\n"
-                "Ask for help or search for solutions at https://community.letsencrypt.org. See the logfile "
-                f"{CERTBOT_LOG} or re-run Certbot with -v for more details."
             )
+            stderr = f"Saving debug log to {CERTBOT_LOG}\nSome challenges have failed.\n{CERTBOT_HELP}"
         else:
             self.issuances.append(Issuance(row["id"], tuple(names), True))
             return
-        self.issuances.append(Issuance(row["id"], tuple(names), False, output))
-        raise CommandError(output, cmd)
+        # certbot's terminal: the log line, its stdout, then the rest of its stderr; NPM keeps only stderr
+        first, _, rest = stderr.partition("\n")
+        self.issuances.append(Issuance(row["id"], tuple(names), False, f"{first}\n{stdout}{rest}"))
+        raise CommandError(stderr, cmd)
+
+    def _run_certbot(self, cert_id: int) -> None:
+        """certbot's run time: `issuance_seconds` with the lock released (NPM serves other requests meanwhile).
+
+        Every caller holds the lock exactly once (the public operations do not nest), so one release frees it.
+        """
+        if self.issuance_seconds <= 0:
+            return
+        self._issuing.add(cert_id)
+        self._lock.release()
+        try:
+            threading.Event().wait(self.issuance_seconds)  # a simulated duration, not a wait for a condition
+        finally:
+            self._lock.acquire()
+            self._issuing.discard(cert_id)
+
+    def _rewrite_refused_configs(self, names: list[str]) -> None:
+        """NPM writes the config of a host named in a certificate request without testing it; a host whose
+        config nginx had refused is then broken for every later `nginx -t`, until that host is deleted."""
+        wanted = {name.lower() for name in names}
+        for row in self._hosts.values():
+            if row["meta"].get("nginx_online") is False and wanted & {n.lower() for n in row["domain_names"]}:
+                self._broken[row["id"]] = _config_error_text(row)
+        self._nginx_test()
 
     def _certificate_out(self, row: dict[str, Any], expand: list[str] | None) -> dict[str, Any]:
         out = _certificate_row(row)
@@ -734,6 +991,9 @@ class NpmState:
                 out["proxy_hosts"] = [
                     copy.deepcopy(host) for host in self._hosts.values() if host["certificate_id"] == row["id"]
                 ]
+            elif relation in self._other_hosts:
+                hosts = self._other_hosts[relation].values()
+                out[relation] = [copy.deepcopy(host) for host in hosts if host["certificate_id"] == row["id"]]
             else:
                 out[relation] = []
         return out
@@ -755,6 +1015,8 @@ class NpmState:
 
     def _nginx_test(self) -> None:
         """`nginx -t` over every config NPM left in place."""
+        if self._broken:
+            raise CommandError(self._broken[min(self._broken)], NGINX_TEST)
         for host_id in sorted(self._configs):
             error = self._missing_certificate(self._configs[host_id])
             if error:
@@ -889,6 +1151,15 @@ def _clean_ssl_hsts(data: dict[str, Any], existing: dict[str, Any] | None = None
     if not combined.get("hsts_enabled"):
         combined["hsts_subdomains"] = False
     return combined
+
+
+def _config_error_text(row: dict[str, Any]) -> str:
+    """nginx's error for a refused host's config, naming the file where NPM keeps it."""
+    path = f"/data/nginx/proxy_host/{row['id']}.conf"
+    error = re.sub(r"\S*/proxy_host/(\d+\.conf)", r"/data/nginx/proxy_host/\1", row["meta"].get("nginx_err") or "")
+    if path in error:
+        return error
+    return f"nginx: [emerg] invalid server block in {path}:1\n{NGINX_FAILED}"
 
 
 def _certificate_row(row: dict[str, Any]) -> dict[str, Any]:
