@@ -19,6 +19,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -331,6 +332,30 @@ def test_disable_enable_and_delete_change_what_the_proxy_answers(lab: Lab, backe
     assert lab.api.call("DELETE", f"/nginx/proxy-hosts/{host_id}").json() is True
     assert lab.visitor.http(SITE).status_code == 404
     assert sorted(p.name for p in lab.proxy.layout.hosts.iterdir()) == [f"{other_id}.conf"]
+
+
+def test_acme_challenges_get_nginxs_404_not_the_site(lab: Lab, backend: int):
+    """NPM serves /.well-known/acme-challenge/ of every proxy host from its webroot: a probe for a random token
+    is nginx's 404 for a served name, without reaching the site (no X-Served-By from `location /`)."""
+    lab.api.create_host(SITE, port=backend)
+    for path in ("/.well-known/acme-challenge/probe-5f2c9a", "/.well-known/acme-challenge/"):
+        probe = lab.visitor.http(SITE, path)
+        assert probe.status_code == 404 and "X-Served-By" not in probe.headers
+    assert lab.visitor.http(OTHER, "/.well-known/acme-challenge/probe-5f2c9a").status_code == 404
+    assert lab.visitor.http(SITE, "/.well-known/other").headers["X-Served-By"] == SITE
+
+
+def test_a_certificate_certbot_still_works_on_gets_no_files(lab: Lab, backend: int):
+    lab.state.issuance_seconds = 3
+    body = {"provider": "letsencrypt", "domain_names": [SITE]}
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        issuing = pool.submit(lab.api.call, "POST", "/nginx/certificates", body)
+        [row] = wait_until(lab.state.certificates, timeout=10, what="the certificate being issued")
+        lab.api.create_host(OTHER, port=backend)  # a change the proxy applies while certbot runs
+        assert not issuing.done()
+        assert not lab.proxy.layout.certificate_files(row["id"])[0].exists()
+        assert issuing.result(timeout=30).status_code == 201
+    assert lab.proxy.layout.certificate_files(row["id"])[0].exists()
 
 
 def test_a_change_does_not_wait_for_requests_in_flight_and_they_complete(lab: Lab, backend: int):

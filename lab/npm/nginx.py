@@ -4,8 +4,10 @@
 `_hsts`, `_forced_ssl` and `include/proxy.conf`) writes it: `server_name` the host's names, `proxy_pass` to
 `forward_scheme://forward_host:forward_port` with the Host, X-Forwarded-* and X-Real-IP headers NPM sends, the
 websocket headers when `allow_websocket_upgrade`, the certificate when there is one, a redirect to HTTPS for
-`ssl_forced` (to the lab's HTTPS port) and HTTP/2 for `http2_support`. `render_main` is the nginx.conf around
-them, with default servers that answer unknown names 404 (NPM's default-site setting "404 Page").
+`ssl_forced` (to the lab's HTTPS port), HTTP/2 for `http2_support`, and NPM's ACME challenge locations
+(`include/letsencrypt-acme-challenge.conf`: files from the lab's empty webroot, so 404). `render_main` is the
+nginx.conf around them, with default servers that answer unknown names 404 (NPM's default-site setting "404
+Page").
 
 NPM's API lets more through than a hostname (the schema's pattern allows `$`, `*` and newlines in a name, and
 any text as `forward_host`), so every value is checked before it is written and a host with one that is not a
@@ -79,6 +81,11 @@ class Layout:
     @property
     def certificates(self) -> Path:
         return self.directory / "certs"
+
+    @property
+    def acme_challenge(self) -> Path:
+        """The webroot of ACME challenges (NPM: /data/letsencrypt-acme-challenge); the lab's stays empty."""
+        return self.directory / "acme-challenge"
 
     @property
     def logs(self) -> Path:
@@ -163,6 +170,13 @@ def render_host(host: EnabledHost, layout: Layout, fault: str | None = None) -> 
     lines += [
         f"  access_log {logs}_access.log;",
         f"  error_log {logs}_error.log warn;",
+        # include/letsencrypt-acme-challenge.conf: challenges come from the webroot, never from the site
+        "  location ^~ /.well-known/acme-challenge/ {",
+        "    auth_basic off;",
+        '    default_type "text/plain";',
+        f"    root {layout.acme_challenge};",
+        "  }",
+        "  location = /.well-known/acme-challenge/ { return 404; }",
         "  location / {",
     ]
     if certificate and host.ssl_forced and host.hsts_enabled:

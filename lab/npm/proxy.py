@@ -45,7 +45,8 @@ class LabProxy:
 
     def start(self) -> None:
         """Install the served hosts (none, if nginx refuses them all together) and start nginx."""
-        for folder in (self.layout.directory, self.layout.logs, self.layout.certificates, self.layout.temp):
+        layout = self.layout
+        for folder in (layout.directory, layout.logs, layout.certificates, layout.temp, layout.acme_challenge):
             folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.certificates.ensure_default()
         write_atomic(self.layout.conf, render_main(self.layout, self.layout.hosts, as_root=_root()), mode=0o644)
@@ -113,10 +114,12 @@ class LabProxy:
             self.certificates.ensure(certificate.id, certificate.domain_names, certificate.expires_on)
 
     def _sync_certificates(self) -> None:
-        """A self-signed certificate per issued Let's Encrypt one; the files of deleted ones go (certbot's)."""
+        """A self-signed certificate per issued Let's Encrypt one; the files of deleted ones go (certbot's). One
+        certbot is still working on has no files yet (another request's change may come meanwhile)."""
         kept = set()
+        issuing = self.state.certificates_being_issued()
         for row in self.state.certificates():
-            if row["provider"] == LETSENCRYPT and row["domain_names"]:
+            if row["provider"] == LETSENCRYPT and row["domain_names"] and row["id"] not in issuing:
                 names = tuple(row["domain_names"])
                 self.certificates.ensure(row["id"], names, datetime.fromisoformat(row["expires_on"]))
                 kept.add(row["id"])
