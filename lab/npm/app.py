@@ -3,7 +3,8 @@
 Per request, in NPM's order: the bearer token is read (expired: 400, unknown: 500), the body is validated
 against the OpenAPI document (400 with Ajv-style text), then the state operation runs (permission, existence,
 business rules). Errors answer `{"error": {"code", "message"}}`, plus `debug` on /nginx/certificates paths as
-NPM's error handler does; errors NPM does not mark public answer "Internal Error".
+NPM's error handler does; errors NPM does not mark public answer "Internal Error". Of the 404 and redirection
+hosts' routes only list, create, get and delete are served: the double keeps those hosts for their names.
 """
 
 from __future__ import annotations
