@@ -15,12 +15,15 @@ from dataclasses import dataclass
 import dns.resolver
 import pytest
 
+from lab.ports import free_port
+
 
 @dataclass(frozen=True)
 class EdgePeers:
     zone: str
     npm: object  # tests.npm.ServedNpm
     powerdns: object  # tests.powerdns.PowerDns
+    http_port: int  # where the sites' proxy would answer HTTP: a free loopback port
 
     @property
     def settings(self) -> dict:
@@ -31,6 +34,13 @@ class EdgePeers:
                 "provider": "powerdns",
                 "powerdns": {"api_url": self.powerdns.api_url.split("/api/")[0], "api_key": self.powerdns.api_key},
                 "ttl": 60,
+            },
+            # Why a certificate failed is looked up here too, never beyond loopback: the names' DNS through this
+            # PowerDNS, HTTP on a loopback port nothing listens on (and only on a site's loopback public address).
+            "proxmoxwp_acme_check": {
+                "resolvers": ["{}:{}".format(*self.powerdns.dns_address)],
+                "http_port": self.http_port,
+                "timeout": 2,
             },
         }
 
@@ -56,4 +66,4 @@ class EdgePeers:
 def edge_peers(powerdns, npm) -> EdgePeers:
     zone = f"z{secrets.token_hex(4)}.proxmoxwp.test"
     powerdns.create_zone(zone)
-    return EdgePeers(zone, npm, powerdns)
+    return EdgePeers(zone, npm, powerdns, free_port())

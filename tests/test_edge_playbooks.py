@@ -62,17 +62,18 @@ def test_a_custom_domain_is_served_with_its_certificate_and_removed(edge, npm, p
     assert subdomain in hosts(npm) and len(cluster(pve)) == 1
 
 
-def test_a_domain_whose_certificate_fails_is_served_over_http_and_marked(edge, npm):
+def test_a_domain_whose_certificate_fails_is_served_over_http_and_marked(edge, edge_peers, npm):
     play, _ip, subdomain = edge
-    npm.state.fail_certificates(DOMAIN, detail="DNS problem: NXDOMAIN looking up A for " + DOMAIN)
-    added = play("domain_add.yml", domain=DOMAIN, subdomain=subdomain, public_ip="203.0.113.10")
+    domain = f"shop.{edge_peers.zone}"  # no record: Let's Encrypt cannot look it up
+    npm.state.fail_certificates(domain)
+    added = play("domain_add.yml", domain=domain, subdomain=subdomain, public_ip=PUBLIC_IP)
     assert added.ok, added.message
     assert added.stats["domain_state"] == "ssl_error"
-    assert "NXDOMAIN looking up A" in added.stats["domain_message"]
-    assert hosts(npm)[DOMAIN]["enabled"] and hosts(npm)[DOMAIN]["certificate_id"] == 0
+    assert f"{domain} has no A or AAAA record" in added.stats["domain_message"]
+    assert hosts(npm)[domain]["enabled"] and hosts(npm)[domain]["certificate_id"] == 0
 
     npm.state.clear_faults()
-    retried = play("domain_add.yml", domain=DOMAIN, subdomain=subdomain, public_ip="203.0.113.10")
+    retried = play("domain_add.yml", domain=domain, subdomain=subdomain, public_ip=PUBLIC_IP)
     assert retried.ok and retried.stats["domain_state"] == "active"
 
 
@@ -138,17 +139,21 @@ def test_create_site_writes_the_record_into_the_zone_that_holds_the_base_zone(tm
 
 
 def test_a_subdomain_certificate_that_cannot_be_issued_leaves_the_site_on_http(player, edge_peers):
+    # The site published on a loopback address, where nothing answers on the proxy's HTTP port: the reason the
+    # module finds (NPM passes on none), without probing beyond loopback.
+    public_ip = "127.0.0.2"
     subdomain = edge_peers.subdomain(SERVICE)
-    edge_peers.npm.state.fail_certificates(subdomain, detail="too many certificates already issued for lab test")
+    edge_peers.npm.state.fail_certificates(subdomain)
 
-    created = player("site_create.yml")
+    created = player("site_create.yml", public_ip=public_ip)
     assert created.ok, created.message
-    assert created.stats["ssl"] == "error" and "too many certificates" in created.stats["ssl_error"]
+    assert created.stats["ssl"] == "error"
+    assert f"port {edge_peers.http_port} of {public_ip} does not answer" in created.stats["ssl_error"]
     host = edge_peers.hosts()[subdomain]
     assert host["enabled"] and host["certificate_id"] == 0 and not host["ssl_forced"]
 
     edge_peers.npm.state.clear_faults()
-    again = player("site_create.yml")
+    again = player("site_create.yml", public_ip=public_ip)
     assert again.ok and again.stats["ssl"] == "active", "running create again retries the certificate"
     assert edge_peers.hosts()[subdomain]["ssl_forced"]
 

@@ -5,19 +5,46 @@ request body against NPM's own OpenAPI schema and behaves as NPM 2.15.1 does (to
 from __future__ import annotations
 
 import os
+import secrets
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+import requests
 from role_runs import run_role
+
+from lab.powerdns.server import fqdn
 
 pytestmark = pytest.mark.cluster
 
 SITE = "s7.sites.proxmoxwp.test"
+OTHER = "s8.sites.proxmoxwp.test"
+# No test lets the module ask a resolver or probe an address beyond loopback: where a certificate fails, the
+# checks ask the test's PowerDNS, or are off.
+UNCHECKED = {"enabled": False}
 
 
 def site_vars(npm, **overrides):
     api = {"url": npm.url, "identity": npm.identity, "secret": npm.secret}
-    site = {"proxmoxwp_npm_api": api, "npm_proxy_domain_names": [SITE], "npm_proxy_forward_host": "10.77.0.7"}
+    site = {"proxmoxwp_npm_api": api, "npm_proxy_domain_names": [SITE], "npm_proxy_forward_host": "10.77.0.7",
+            "npm_proxy_acme_check": UNCHECKED}  # fmt: skip
     return site | overrides
+
+
+def said(run) -> str:
+    """The run's output as one line: the YAML callback folds long strings and doubles their quotes."""
+    return " ".join(run.stdout.replace("''", "'").split())
+
+
+def served(npm, name: str = SITE):
+    """The host as NPM's nginx serves it (its config as last written and accepted), or None."""
+    return next((h for h in npm.state.enabled_hosts() if name in h.domain_names), None)
+
+
+def npm_delete(npm, path: str) -> None:
+    gone = requests.delete(f"{npm.url}{path}", headers={"Authorization": f"Bearer {npm.token()}"}, timeout=10)
+    assert gone.status_code == 200, gone.text
 
 
 def host(npm, name: str = SITE) -> dict | None:
@@ -41,19 +68,151 @@ def test_a_host_is_made_then_certified_then_forced_to_ssl_and_a_second_run_chang
     assert len(npm.state.issuances) == 1
 
 
-def test_a_certificate_that_cannot_be_issued_leaves_a_working_http_host_and_says_why(npm, tmp_path):
-    npm.state.fail_certificates(SITE, detail="DNS problem: NXDOMAIN looking up A for " + SITE)
-    failed = run_role(tmp_path, "npm_proxy", "present", verbosity=1, **site_vars(npm))
+@pytest.fixture
+def public_dns(powerdns):
+    """A zone of the test's own on the session's PowerDNS: (zone, publish(name, address), the acme_check that asks
+    it)."""
+    zone = f"z{secrets.token_hex(4)}.proxmoxwp.test"
+    powerdns.create_zone(zone)
+
+    def publish(name: str, address: str) -> None:
+        rrset = {"name": fqdn(name), "type": "A", "ttl": 60, "changetype": "REPLACE",
+                 "records": [{"content": address, "disabled": False}]}  # fmt: skip
+        with powerdns.session() as session:
+            session.patch(powerdns.zone_url(zone), json={"rrsets": [rrset]}, timeout=10).raise_for_status()
+
+    host_, port = powerdns.dns_address
+    return zone, publish, {"resolvers": [f"{host_}:{port}"], "timeout": 2}
+
+
+def test_a_certificate_that_cannot_be_issued_leaves_a_working_http_host_and_says_why(npm, tmp_path, public_dns):
+    """NPM says only "Internal Error": the module finds the reason in the names' public DNS, which it compares with
+    the site's public address (without probing an address that is not the site's)."""
+    zone, publish, acme_check = public_dns
+    elsewhere, unpublished = f"www.{zone}", f"new.{zone}"
+    publish(elsewhere, "192.0.2.7")
+    npm.state.fail_certificates(elsewhere, unpublished)
+    names = {"npm_proxy_public_addresses": ["127.0.0.1"], "npm_proxy_acme_check": acme_check}
+    failed = run_role(tmp_path, "npm_proxy", "present", verbosity=1,
+                      **site_vars(npm, npm_proxy_domain_names=[elsewhere, unpublished], **names))  # fmt: skip
     assert failed.ok, failed.stdout[-2000:]
     assert "ssl: error" in failed.stdout.replace('"', "")
-    assert "NXDOMAIN looking up A" in failed.stdout
-    made = host(npm)
+    assert f"{elsewhere} points to 192.0.2.7, not 127.0.0.1" in said(failed)
+    assert f"{unpublished} has no A or AAAA record" in said(failed)
+    made = host(npm, elsewhere)
     assert made["enabled"] and made["certificate_id"] == 0 and not made["ssl_forced"]
 
     npm.state.clear_faults()
-    retried = run_role(tmp_path, "npm_proxy", "present", **site_vars(npm))
+    retried = run_role(tmp_path, "npm_proxy", "present",
+                       **site_vars(npm, npm_proxy_domain_names=[elsewhere, unpublished], **names))  # fmt: skip
     assert retried.ok
-    assert host(npm)["certificate_id"] > 0 and host(npm)["ssl_forced"]
+    assert host(npm, elsewhere)["certificate_id"] > 0 and host(npm, elsewhere)["ssl_forced"]
+
+
+class _ServedBy(BaseHTTPRequestHandler):
+    """Answers as NPM's nginx does for a proxy host: with the header X-Served-By naming it."""
+
+    def do_GET(self):
+        self.send_response(404 if self.path.startswith("/.well-known/") else 200)
+        self.send_header("X-Served-By", self.headers["Host"])
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def test_a_certificate_refused_although_dns_and_http_look_right_says_a_retry_may_succeed(npm, tmp_path, public_dns):
+    zone, publish, acme_check = public_dns
+    name = f"ok.{zone}"
+    publish(name, "127.0.0.1")
+    proxy = ThreadingHTTPServer(("127.0.0.1", 0), _ServedBy)
+    threading.Thread(target=proxy.serve_forever, args=(0.05,), daemon=True).start()
+    try:
+        npm.state.fail_certificates(name)
+        run = run_role(tmp_path, "npm_proxy", "present", verbosity=1,
+                       **site_vars(npm, npm_proxy_domain_names=[name], npm_proxy_public_addresses=["127.0.0.1"],
+                                   npm_proxy_acme_check={**acme_check, "http_port": proxy.server_port}))  # fmt: skip
+    finally:
+        proxy.shutdown()
+        proxy.server_close()
+    assert run.ok, run.stdout[-2000:]
+    assert "the name's DNS and HTTP look right, so a retry may succeed" in said(run)
+    assert host(npm, name)["enabled"] and host(npm, name)["certificate_id"] == 0
+
+
+def test_a_host_nginx_refuses_gets_no_certificate_request_and_another_site_still_gets_its_certificate(npm, tmp_path):
+    npm.state.fail_nginx(SITE, message="nginx: [emerg] unknown directive in proxy_host")
+    refused = run_role(tmp_path, "npm_proxy", "present", **site_vars(npm))
+    assert not refused.ok
+    assert "NPM's nginx refused the host" in refused.stdout and f"({SITE})" in refused.stdout
+    assert "unknown directive in proxy_host" in refused.stdout
+    assert npm.state.issuances == [], "no certificate request for a host nginx refused"
+    assert host(npm) is None, "the host this run made is removed"
+
+    other = run_role(tmp_path, "npm_proxy", "present", **site_vars(npm, npm_proxy_domain_names=[OTHER]))
+    assert other.ok, other.stdout[-2000:]
+    assert [issuance.domain_names for issuance in npm.state.issuances] == [(OTHER,)]
+    assert served(npm, OTHER).certificate is not None
+
+
+def test_a_rerun_after_a_create_that_answered_500_serves_the_host_with_its_certificate(npm, tmp_path):
+    npm.state.interrupt_next("create_host")
+    interrupted = run_role(tmp_path, "npm_proxy", "present", **site_vars(npm))
+    assert not interrupted.ok
+    assert served(npm) is None
+
+    repaired = run_role(tmp_path, "npm_proxy", "present", verbosity=1, **site_vars(npm))
+    assert repaired.ok, repaired.stdout[-2000:]
+    assert len(npm.state.proxy_hosts()) == 1
+    assert host(npm)["ssl_forced"] and served(npm).certificate is not None
+
+
+def test_a_certificate_deleted_behind_our_back_is_issued_again_and_the_other_hosts_work_again(npm, tmp_path):
+    assert run_role(tmp_path, "npm_proxy", "present", **site_vars(npm)).ok
+    assert run_role(tmp_path, "npm_proxy", "present", **site_vars(npm, npm_proxy_domain_names=[OTHER])).ok
+    lost = host(npm)["certificate_id"]
+    npm_delete(npm, f"/nginx/certificates/{lost}")
+
+    repaired = run_role(tmp_path, "npm_proxy", "present", verbosity=1, **site_vars(npm))
+    assert repaired.ok, repaired.stdout[-2000:]
+    assert repaired.changed == 1
+    assert host(npm)["certificate_id"] not in (0, lost) and host(npm)["ssl_forced"]
+    assert served(npm).certificate is not None
+
+    moved = run_role(tmp_path, "npm_proxy", "present",
+                     **site_vars(npm, npm_proxy_domain_names=[OTHER], npm_proxy_forward_host="10.77.0.9"))  # fmt: skip
+    assert moved.ok, moved.stdout[-2000:]
+    assert served(npm, OTHER).forward_host == "10.77.0.9"
+
+
+@pytest.mark.parametrize(
+    ("hold", "kind"), [("add_dead_host", "404 host"), ("add_redirection_host", "redirection host")]
+)
+def test_a_name_another_kind_of_host_holds_is_refused_with_npms_message(npm, tmp_path, hold, kind):
+    getattr(npm.state, hold)(SITE)
+    run = run_role(tmp_path, "npm_proxy", "present", **site_vars(npm))
+    assert not run.ok
+    assert f"{SITE} is already in use by {kind}" in run.stdout
+    assert npm.state.proxy_hosts() == [] and npm.state.issuances == []
+
+
+def test_two_runs_at_once_both_end_with_their_certificates(npm, tmp_path):
+    """NPM runs one certbot at a time and answers a request meanwhile with a 500: without the workers' lock (a run
+    by hand), the module sends that request again until certbot is free. certbot takes 3 s here, so that the two
+    runs, started together, overlap."""
+    npm.state.issuance_seconds = 3
+    env = {key: value for key, value in os.environ.items() if key != "PROXMOXWP_LOCK_SOCKET"}
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    with ThreadPoolExecutor(2) as pool:
+        runs = list(pool.map(lambda args: run_role(args[0], "npm_proxy", "present", env=env, **args[1]),
+                             [(tmp_path / "a", site_vars(npm)),
+                              (tmp_path / "b", site_vars(npm, npm_proxy_domain_names=[OTHER]))]))  # fmt: skip
+    assert all(run.ok for run in runs), [run.stdout[-1500:] for run in runs]
+    assert host(npm)["ssl_forced"] and host(npm, OTHER)["ssl_forced"]
+    assert served(npm).certificate is not None and served(npm, OTHER).certificate is not None
+    assert npm.state.certbot_refusals >= 1, "the runs overlapped: one was told certbot was busy, and retried"
 
 
 def test_the_toggle_disables_and_enables_and_a_host_in_that_state_is_not_an_error(npm, tmp_path):
@@ -64,6 +223,14 @@ def test_the_toggle_disables_and_enables_and_a_host_in_that_state_is_not_an_erro
     assert still_off.ok and still_off.changed == 0
     on = run_role(tmp_path, "npm_proxy", "present", **site_vars(npm))
     assert on.ok and host(npm)["enabled"] and host(npm)["ssl_forced"]
+
+
+def test_a_disable_that_answered_500_but_disabled_the_host_is_not_an_error(npm, tmp_path):
+    assert run_role(tmp_path, "npm_proxy", "present", **site_vars(npm)).ok
+    npm.state.interrupt_next("disable_host")
+    off = run_role(tmp_path, "npm_proxy", "present", **site_vars(npm, npm_proxy_enabled=False))
+    assert off.ok, off.stdout[-2000:]
+    assert off.changed == 1 and not host(npm)["enabled"] and served(npm) is None
 
 
 def test_absent_removes_host_and_certificate_and_again_succeeds(npm, tmp_path):

@@ -47,6 +47,12 @@ options:
             504. A C(POST) that may have been received is never sent again.
         type: int
         default: 30
+      certificate_timeout:
+        description:
+          - Seconds to wait for a certificate request, which NPM answers only once certbot is done (3 to 11 s,
+            more under load), including the time spent waiting for another request to NPM's certbot to finish.
+        type: int
+        default: 300
       validate_certs:
         description: Check NPM's TLS certificate (for an https URL).
         type: bool
