@@ -156,6 +156,17 @@ def test_a_host_nginx_refuses_gets_no_certificate_request_and_another_site_still
     assert served(npm, OTHER).certificate is not None
 
 
+def test_an_existing_host_nginx_refuses_after_a_change_is_disabled_and_the_run_fails(npm, tmp_path):
+    assert run_role(tmp_path, "npm_proxy", "present", **site_vars(npm, npm_proxy_certificate="none")).ok
+    npm.state.fail_nginx(SITE, message="nginx: [emerg] host not found in upstream")
+    refused = run_role(tmp_path, "npm_proxy", "present", **site_vars(npm, npm_proxy_forward_host="10.77.0.8"))
+    assert not refused.ok
+    assert "host not found in upstream" in refused.stdout and f"({SITE})" in refused.stdout
+    assert "changed: true" in said(refused).replace('"', ""), "the update and the disable were done"
+    assert not host(npm)["enabled"], "kept, but disabled"
+    assert npm.state.issuances == []
+
+
 def test_a_rerun_after_a_create_that_answered_500_serves_the_host_with_its_certificate(npm, tmp_path):
     npm.state.interrupt_next("create_host")
     interrupted = run_role(tmp_path, "npm_proxy", "present", **site_vars(npm))
