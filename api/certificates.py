@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from api.config import Settings, load_settings
+from api.config import Settings
 from api.models import Certificate, Job, Service
 
 STATES = ("active", "error", "none")
@@ -60,8 +60,7 @@ def record(session: Session, service: Service, job: Job) -> None:
     items = reported(service, job)
     if not items:
         return
-    # Outcomes are given no settings: the worker's environment is the one its settings were read from at start.
-    settings = load_settings()
+    settings: Settings = session.info["settings"]  # put there by the engine's finish()
     now = datetime.now(UTC)
     rows = {
         row.name: row
@@ -98,10 +97,9 @@ def retry_failed(session: Session, service: Service, job: Job) -> None:
         return
     now = datetime.now(UTC)
     names = set(job.params.get("names") or [])
-    settings = None
+    settings: Settings = session.info["settings"]
     for row in session.scalars(select(Certificate).where(Certificate.service_id == service.service_id)):
         if row.name in names and row.state == "error":
-            settings = settings or load_settings()
             row.attempts = (row.attempts or 0) + 1
             row.checked_at = now
             delay = backoff(settings, row.attempts)

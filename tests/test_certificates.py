@@ -77,7 +77,7 @@ def certificates(api, service_id: int) -> list[dict]:
 
 
 def test_the_schedule_retries_when_due_and_backs_off_after_each_failure(api, runtime, monkeypatch):
-    monkeypatch.setenv("PROXMOXWP_SSL_RETRY_SECONDS", "100")
+    monkeypatch.setattr(runtime.settings, "ssl_retry_seconds", 100.0)
     created = api.post("/create-site", {"service_id": 42, **SITE}).get_json()
     name, domain = created["subdomain"], "shop.example.com"
     found = [{"name": name, "ssl": "error", "ssl_error": REASON}]

@@ -339,6 +339,7 @@ def finish(
         service = session.get(Service, job.service_id)
         if KINDS[job.kind].shown:
             service.last_job_id = job.id
+        session.info["settings"] = runtime.settings  # for the outcomes that need one (certificates' backoff)
         if state == JobState.SUCCEEDED:
             _succeeded(session, service, job)
         elif state == JobState.CANCELLED and job.started_at is None:
