@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import secrets
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import dns.resolver
 import pytest
@@ -67,3 +70,32 @@ def edge_peers(powerdns, npm) -> EdgePeers:
     zone = f"z{secrets.token_hex(4)}.proxmoxwp.test"
     powerdns.create_zone(zone)
     return EdgePeers(zone, npm, powerdns, free_port())
+
+
+class _ServedBy(BaseHTTPRequestHandler):
+    """Answers as NPM's nginx does for a proxy host: with the header X-Served-By naming it, and nginx's 404 for an
+    ACME challenge it does not hold."""
+
+    def do_GET(self) -> None:
+        self.send_response(404 if self.path.startswith("/.well-known/") else 200)
+        self.send_header("X-Served-By", self.headers["Host"])
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def proxy_answering(address: str = "127.0.0.1", port: int = 0) -> Iterator[int]:
+    """A stand-in for the proxy's HTTP port on a loopback `address` (what the NPM module probes when a certificate
+    fails) until the block ends; yields its port."""
+    server = ThreadingHTTPServer((address, port), _ServedBy)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), name="proxy-answering", daemon=True)
+    thread.start()
+    try:
+        yield server.server_port
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
+        server.server_close()

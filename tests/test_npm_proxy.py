@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import os
 import secrets
-import threading
 from concurrent.futures import ThreadPoolExecutor
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import requests
+from edge import proxy_answering
 from role_runs import run_role
 
 from lab.powerdns.server import fqdn
@@ -109,33 +108,15 @@ def test_a_certificate_that_cannot_be_issued_leaves_a_working_http_host_and_says
     assert host(npm, elsewhere)["certificate_id"] > 0 and host(npm, elsewhere)["ssl_forced"]
 
 
-class _ServedBy(BaseHTTPRequestHandler):
-    """Answers as NPM's nginx does for a proxy host: with the header X-Served-By naming it."""
-
-    def do_GET(self):
-        self.send_response(404 if self.path.startswith("/.well-known/") else 200)
-        self.send_header("X-Served-By", self.headers["Host"])
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def log_message(self, *args):
-        pass
-
-
 def test_a_certificate_refused_although_dns_and_http_look_right_says_a_retry_may_succeed(npm, tmp_path, public_dns):
     zone, publish, acme_check = public_dns
     name = f"ok.{zone}"
     publish(name, "127.0.0.1")
-    proxy = ThreadingHTTPServer(("127.0.0.1", 0), _ServedBy)
-    threading.Thread(target=proxy.serve_forever, args=(0.05,), daemon=True).start()
-    try:
-        npm.state.fail_certificates(name)
+    npm.state.fail_certificates(name)
+    with proxy_answering() as port:
         run = run_role(tmp_path, "npm_proxy", "present", verbosity=1,
                        **site_vars(npm, npm_proxy_domain_names=[name], npm_proxy_public_addresses=["127.0.0.1"],
-                                   npm_proxy_acme_check={**acme_check, "http_port": proxy.server_port}))  # fmt: skip
-    finally:
-        proxy.shutdown()
-        proxy.server_close()
+                                   npm_proxy_acme_check={**acme_check, "http_port": port}))  # fmt: skip
     assert run.ok, run.stdout[-2000:]
     assert "the name's DNS and HTTP look right, so a retry may succeed" in said(run)
     assert host(npm, name)["enabled"] and host(npm, name)["certificate_id"] == 0
