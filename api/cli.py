@@ -18,6 +18,7 @@ from sqlalchemy import select
 
 from api.config import DEFAULT_THREADS, ConfigError, load_settings
 from api.doctor.command import doctor
+from api.image.command import image
 from api.runtime import Runtime
 
 
@@ -384,3 +385,4 @@ def cancel_job(job_id: int) -> None:
 
 
 main.add_command(doctor)  # with its checks, in api/doctor
+main.add_command(image)  # build and upload the golden image, in api/image

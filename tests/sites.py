@@ -26,6 +26,21 @@ def load_module_util(name: str):
     return module
 
 
+def load_client_module(**http_settings):
+    """proxmoxwp_pve, whose imports from the collection (proxmoxwp_env, proxmoxwp_http) are lent to it while it
+    loads; `http_settings` replace proxmoxwp_http's (BACKOFF=0: retries without waiting)."""
+    lent = [load_module_util(name) for name in ("proxmoxwp_env", "proxmoxwp_http")]
+    for key, value in http_settings.items():
+        assert hasattr(lent[1], key), key
+        setattr(lent[1], key, value)
+    sys.modules.update({module.__name__: module for module in lent})
+    try:
+        return load_module_util("proxmoxwp_pve")
+    finally:
+        for module in lent:
+            del sys.modules[module.__name__]
+
+
 # How often the modules try a request (plugins/module_utils/proxmoxwp_http.py): a fault must outlast them to fail a run.
 HTTP_TRIES = load_module_util("proxmoxwp_http").TRIES
 

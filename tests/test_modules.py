@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 from conftest import wait_until
-from sites import load_module_util, site_ct
+from sites import load_client_module, site_ct
 
 from lab.pve.fake import TEMPLATE_VOLID, ProjectPve
 from lab.pve.serving import ServedPve, make_pki
@@ -668,21 +668,6 @@ def test_tls_pinning_and_verification(pve, pve_api, tmp_path):
 
 
 # ------------------------------------------------------------------- the client itself, in this process
-
-
-def load_client_module(**http_settings):
-    """proxmoxwp_pve, whose imports from the collection (proxmoxwp_env, proxmoxwp_http) are lent to it while it
-    loads; `http_settings` replace proxmoxwp_http's (BACKOFF=0: retries without waiting)."""
-    lent = [load_module_util(name) for name in ("proxmoxwp_env", "proxmoxwp_http")]
-    for key, value in http_settings.items():
-        assert hasattr(lent[1], key), key
-        setattr(lent[1], key, value)
-    sys.modules.update({module.__name__: module for module in lent})
-    try:
-        return load_module_util("proxmoxwp_pve")
-    finally:
-        for module in lent:
-            del sys.modules[module.__name__]
 
 
 def test_client_timeouts_and_unreachable_api(pve, pve_api):

@@ -5,7 +5,7 @@ the doctor sees exactly the connections the jobs will use."""
 from __future__ import annotations
 
 from api.doctor.findings import Finding
-from api.jobs.runner import PlaybookRun
+from api.jobs.runner import operator_run
 from api.runtime import Runtime
 
 PLAYBOOK = "doctor.yml"
@@ -13,18 +13,7 @@ TIMEOUT_SECONDS = 300
 
 
 def findings(runtime: Runtime) -> list[Finding]:
-    settings = runtime.settings
-    result = PlaybookRun(
-        project_dir=settings.project_dir,
-        playbook=settings.playbook_dir / PLAYBOOK,
-        inventory=settings.inventory,
-        runs_dir=settings.data_dir / "runs",
-        variables={},
-        secrets={},
-        timeout=TIMEOUT_SECONDS,
-        ident="doctor",
-        vault_password_file=settings.vault_password_file,
-    ).run()
+    result = operator_run(runtime.settings, PLAYBOOK, TIMEOUT_SECONDS, "doctor")
     reported = (result.stats or {}).get("doctor_checks")
     if result.status != "successful" or not isinstance(reported, list):
         return [

@@ -13,6 +13,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import ansible_runner
 import yaml
@@ -22,6 +23,9 @@ from api.jobs import launch_playbook
 from api.jobs.leftovers import terminate_run_processes
 from api.jobs.lock_broker import SOCKET_VARIABLE, LockBroker
 from api.jobs.secrets import scrub
+
+if TYPE_CHECKING:
+    from api.config import Settings
 
 # runner events that end one task on one host
 TASK_RESULTS = {"runner_on_ok", "runner_on_failed", "runner_on_skipped", "runner_on_unreachable"}
@@ -304,3 +308,19 @@ class PlaybookRun:
                 json.dump(secret, handle)
             shown[launch_playbook.SECRETS_FILE] = str(secrets_file)
         return shown
+
+
+def operator_run(settings: Settings, playbook: str, timeout: int, ident: str) -> RunResult:
+    """A playbook an operator's command runs (`doctor`, `image build`) as a job's is run: the configured inventory
+    and its vault password file, no variables, the run's files under <data dir>/runs."""
+    return PlaybookRun(
+        project_dir=settings.project_dir,
+        playbook=settings.playbook_dir / playbook,
+        inventory=settings.inventory,
+        runs_dir=settings.data_dir / "runs",
+        variables={},
+        secrets={},
+        timeout=timeout,
+        ident=ident,
+        vault_password_file=settings.vault_password_file,
+    ).run()

@@ -7,6 +7,7 @@ What it adds, each in its own module:
 - faults: fail_task, fail_http, hang, refuse_connections, node_offline, take_ids_after_nextid,
   fail_create_leaving_container, clear_faults;
 - reference: a second parameter check against the PVE API the project targets;
+- uploads: POST .../storage/{storage}/upload streamed, with PVE's checks and checksum verification;
 - permissions: PVE's permission checks against that reference, for an API token with privilege separation that
   holds exactly the collection's role (plugins/module_utils/proxmoxwp_privileges.py) on `/`, as the production
   example grants it; GET /access/permissions answers its effective privileges;
@@ -35,6 +36,7 @@ from .faults import Faults
 from .ha import HaApi
 from .permissions import Access, check_request, product_privileges
 from .storage_rules import StorageRules, drbd_storage
+from .uploads import Uploads
 
 TOKEN_ID = "proxmoxwp@pve!ansible"  # noqa: S105 - the token's name; its secret is made per instance
 TEMPLATE = "debian-12-standard_12.7-1_amd64.tar.zst"
@@ -51,7 +53,7 @@ class Sent(NamedTuple):
     params: dict
 
 
-class ProjectPve(Faults, HaApi, StorageRules, FakePve):
+class ProjectPve(Faults, HaApi, StorageRules, Uploads, FakePve):
     """A FakePve with drbd1 (DRBD), local (dir, holding the Debian template) and local-lvm (lvmthin, fakepve's),
     stateful HA with a manager, fault helpers, reference-schema checks, and the project's API token.
 

@@ -11,6 +11,7 @@ as the exit status and a task-log line, leaving the model as PVE would leave the
 - snapshot, rollback and snapshot delete: copies of the container's writable layer (lab.snapshots);
 - full clone (also from a snapshot): a new container with a copy of that layer; destroy: container and snapshots;
 - a config change of a running container's memory, swap or cores is applied to its cgroup at once.
+- a template uploaded to `local` (lab.pve.uploads) goes into the templates directory, so containers are made from it.
 
 Real work runs in a thread pool, never on the event loop. Containers are `<prefix><vmid>` (lab.pve.guests). A
 watcher notices containers that stopped (or started) behind the API's back, as PVE's status does, so the HA
@@ -24,6 +25,8 @@ import contextlib
 import contextvars
 import functools
 import logging
+import os
+import shutil
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -383,6 +386,16 @@ class LabPve(ProjectPve):
                 raise PveError(500, str(exc)) from exc
 
     # -------------------------------------------------------------------------------------------- storage
+
+    def keep_upload(self, storage, content, filename, path):
+        """An uploaded template on the template storage goes into the templates directory, where containers are
+        made from (lab.pve.images); written beside it first, so the directory never holds half an archive."""
+        templates = self.guests.images.templates
+        if storage != STORAGE or content != "vztmpl" or templates is None:
+            return
+        partial = templates / f".{filename}.upload"
+        shutil.copyfile(path, partial)
+        os.replace(partial, templates / filename)
 
     def _volumes(self, name):
         """The template storage lists the archives of the templates directory too (they are usable ostemplates)."""

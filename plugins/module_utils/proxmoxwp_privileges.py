@@ -142,6 +142,12 @@ CALLS = (
         (need("Datastore.AllocateSpace|Datastore.Audit", "/storage/{template_storage}"),),
         "the template on the creating node (doctor)",
     ),
+    Call(
+        "POST",
+        "/nodes/{node}/storage/{storage}/upload",
+        (need("Datastore.AllocateTemplate", "/storage/{template_storage}"),),
+        "upload the golden image to the template storage (proxmoxwp image upload)",
+    ),
     Call("GET", "/nodes/{node}/network", (), "the containers' bridge on each node (doctor)"),
     Call("GET", "/cluster/ha/groups", (need("Sys.Audit", "/"),), "the HA group sites are placed with, PVE 8 (doctor)"),
     Call("GET", "/cluster/ha/rules", (need("Sys.Audit", "/"),), "the node-affinity rule, PVE 9 (doctor)"),
@@ -169,7 +175,7 @@ def pveum_commands(token_id=TOKEN_ID, role=ROLE):
     """
     user, token = token_id.split("!", 1)
     # PVE splits a list of privileges at commas and white space: quoted, it may go on over lines.
-    rows = [" ".join(ROLE_PRIVILEGES[i : i + 6]) for i in range(0, len(ROLE_PRIVILEGES), 6)]
+    rows = [" ".join(ROLE_PRIVILEGES[i : i + 5]) for i in range(0, len(ROLE_PRIVILEGES), 5)]
     return [
         'pveum role add {} --privs "{}"'.format(role, "\n  ".join(rows)),
         f"pveum user add {user}",

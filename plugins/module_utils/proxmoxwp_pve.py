@@ -109,6 +109,48 @@ def clean_params(params):
     return out
 
 
+class MultipartFile:
+    """A multipart/form-data body of form fields and one file, read from disk as it is sent (requests streams a
+    body with read() and len()), so a template of some hundred MiB never sits in memory."""
+
+    def __init__(self, fields, filepath, filename=None):
+        import os
+        import uuid
+
+        boundary = uuid.uuid4().hex
+        self.content_type = "multipart/form-data; boundary=" + boundary
+        head = b""
+        for name, value in fields.items():
+            head += (f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n').encode()
+        # PVE takes the file's name from the part (pveproxy, as curl -F filename=@file sends it), not a field.
+        filename = filename or os.path.basename(filepath)
+        head += (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="filename"; filename="{filename}"\r\n'
+            "Content-Type: application/octet-stream\r\n\r\n"
+        ).encode()
+        self._parts = [head, None, f"\r\n--{boundary}--\r\n".encode()]
+        self._file = open(filepath, "rb")  # noqa: SIM115 - closed by close(), after the request
+        self._length = len(head) + os.fstat(self._file.fileno()).st_size + len(self._parts[2])
+
+    def __len__(self):
+        return self._length
+
+    def read(self, size=-1):
+        while self._parts:
+            part = self._parts[0]
+            chunk = self._file.read(size) if part is None else part
+            if chunk:
+                if part is not None:
+                    self._parts[0] = chunk[size:] if size and size > 0 else b""
+                    chunk = chunk[:size] if size and size > 0 else chunk
+                return chunk
+            self._parts.pop(0)
+        return b""
+
+    def close(self):
+        self._file.close()
+
+
 def normalise_fingerprint(text):
     """The SHA-256 fingerprint as 64 lower-case hex digits, or ValueError."""
     value = re.sub(r"[\s:]", "", str(text)).lower()
@@ -270,6 +312,39 @@ class PveClient:
 
     def delete(self, path, /, **params):
         return self.call("DELETE", path, **params)
+
+    def upload(self, path, filepath, /, **fields):
+        """POST a file as PVE's upload methods take it (multipart/form-data, the file last as the part `filename`,
+        named by fields["filename"] or its own name), streamed from disk; the `data` of PVE's answer (a UPID), or
+        PveApiError. Not retried: the file may have arrived."""
+        path = "/" + path.strip("/")
+        fields = clean_params(fields)
+        body = MultipartFile(fields, filepath, fields.pop("filename", None))
+        session = self._api._store["session"]
+        try:
+            # requests.Session's own request: proxmoxer's would take the body for a dict of form fields.
+            response = requests.Session.request(
+                session,
+                "POST",
+                self._api._store["base_url"] + path,
+                data=body,
+                headers={"Content-Type": body.content_type},
+                verify=session.auth.verify_ssl,
+                timeout=(self.timeout, self.task_timeout),
+            )
+        except requests.exceptions.SSLError as exc:
+            raise PveApiError(self._tls_message(exc)) from None
+        except requests.exceptions.RequestException as exc:
+            raise self._unreachable("POST", path, exc) from None
+        finally:
+            body.close()
+        if response.status_code >= 400:
+            try:
+                errors = response.json().get("errors")
+            except ValueError:
+                errors = None
+            raise self._refused("POST", path, ResourceException(response.status_code, "", response.reason, errors))
+        return response.json().get("data")
 
     def _refused(self, method, path, exc):
         reason = str(exc.content or "").strip() or str(exc.status_message or "")
