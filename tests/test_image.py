@@ -97,7 +97,7 @@ def test_image_upload_puts_an_archive_on_each_node_once_and_prints_its_volid(pve
     assert len(pve.call(pve.pve.requests_sent, "POST", "/upload")) == 1
 
 
-@pytest.mark.cluster
+# containers, as the golden image's other tests (tests/test_wordpress_role.py): the image is built on this machine.
 @pytest.mark.containers
 @pytest.mark.timeout(1500)
 def test_a_site_is_created_from_the_golden_image_uploaded_through_the_api(pve, edge_peers, lab_golden_image, tmp_path):
