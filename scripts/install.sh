@@ -40,8 +40,9 @@ DEBIAN_PACKAGES=(python3 python3-venv python3-dev python3-pip build-essential gi
   libffi-dev libssl-dev openssh-client rsync lxc debootstrap nftables iproute2 iputils-ping zstd nginx
   pdns-server pdns-backend-sqlite3)
 # The servers the test suite starts for itself, on loopback, in temporary directories; PHP, PHPUnit and the
-# Laravel components the Paymenter extension's tests run on (paymenter/README.md).
-DEV_DEBIAN_PACKAGES=(postgresql redis-server
+# Laravel components the Paymenter extension's tests run on (paymenter/README.md); systemd for systemd-analyze,
+# which checks the units of deploy/systemd (a controller that runs them has it already).
+DEV_DEBIAN_PACKAGES=(postgresql redis-server systemd
   php-cli php-curl php-mbstring php-xml phpunit php-laravel-framework php-guzzlehttp-guzzle php-monolog)
 
 say() { printf '==> %s\n' "$*"; }
