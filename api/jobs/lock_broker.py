@@ -16,9 +16,7 @@ import json
 import logging
 import os
 import select
-import shutil
 import socket
-import tempfile
 import threading
 import uuid
 from pathlib import Path
@@ -64,14 +62,18 @@ def parse_request(line: bytes) -> tuple[str, float]:
     return name, float(timeout)
 
 
-def _socket_directory(private: Path) -> tuple[Path, bool]:
-    """A 0700 directory for the socket, and whether it is a temporary one to remove: the run's private directory
-    when the socket's path fits in sun_path, else a short one under /tmp."""
-    inside = private / "locks"
-    if len(os.fsencode(inside / SOCKET_NAME)) <= SUN_PATH_LIMIT:
-        inside.mkdir(mode=0o700)
-        return inside, False
-    return Path(tempfile.mkdtemp(prefix="pwp-lock-", dir="/tmp")), True  # mkdtemp: 0700, a name of its own
+def _bind(listener: socket.socket, path: Path) -> None:
+    """Bind `listener` at `path` in the run's private directory, however deep it is: a path longer than sun_path
+    is reached through /proc/self/fd of its directory (the socket file is made in the directory all the same, so
+    it goes with the run's directory, also after a worker is killed)."""
+    if len(os.fsencode(path)) <= SUN_PATH_LIMIT:
+        listener.bind(str(path))
+        return
+    directory = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        listener.bind(f"/proc/self/fd/{directory}/{path.name}")
+    finally:
+        os.close(directory)
 
 
 class LockBroker:
@@ -81,7 +83,6 @@ class LockBroker:
         self.db, self.private, self.ttl, self.poll_interval = db, private, ttl, poll_interval
         self.path: Path | None = None
         self._directory: Path | None = None
-        self._temporary = False
         self._listener: socket.socket | None = None
         self._stopping = threading.Event()
         self._connections: set[socket.socket] = set()
@@ -90,10 +91,11 @@ class LockBroker:
 
     def start(self) -> Path:
         """Listen; the socket's path (for PROXMOXWP_LOCK_SOCKET)."""
-        self._directory, self._temporary = _socket_directory(self.private)
+        self._directory = self.private / "locks"
+        self._directory.mkdir(mode=0o700)
         self.path = self._directory / SOCKET_NAME
         self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self._listener.bind(str(self.path))
+        _bind(self._listener, self.path)
         self._listener.listen()
         accepting = threading.Thread(target=self._accept, name="lock-broker", daemon=True)
         accepting.start()
@@ -114,12 +116,9 @@ class LockBroker:
             threads = list(self._threads)
         for thread in threads:
             thread.join(timeout=self.ttl)
-        if self._directory is not None:
-            if self._temporary:
-                shutil.rmtree(self._directory, ignore_errors=True)
-            else:
-                with contextlib.suppress(OSError):
-                    self.path.unlink()
+        if self.path is not None:
+            with contextlib.suppress(OSError):
+                self.path.unlink()
 
     def __enter__(self) -> LockBroker:
         self.start()

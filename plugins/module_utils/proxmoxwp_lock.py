@@ -42,6 +42,19 @@ def _answer(connection, timeout):
         raise LockTimeout(f"the lock broker gave no answer ({received[:200]!r})") from error
 
 
+def _connect(connection, path):
+    """Connect to the socket at `path`, also when the path is longer than a UNIX socket address may be (a deep
+    run directory): then through /proc/self/fd of the socket's directory."""
+    if len(os.fsencode(path)) <= 107:
+        connection.connect(path)
+        return
+    directory = os.open(os.path.dirname(path), os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        connection.connect(f"/proc/self/fd/{directory}/{os.path.basename(path)}")
+    finally:
+        os.close(directory)
+
+
 @contextlib.contextmanager
 def held(name, timeout):
     """Hold the lock `name` inside the block, waiting at most `timeout` seconds for it; yields True.
@@ -56,7 +69,7 @@ def held(name, timeout):
     try:
         try:
             connection.settimeout(ANSWER_MARGIN)
-            connection.connect(path)
+            _connect(connection, path)
             request = json.dumps({"acquire": name, "timeout": timeout}) + "\n"
             connection.sendall(request.encode("utf-8"))
         except OSError as error:
