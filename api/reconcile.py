@@ -44,6 +44,21 @@ def params(service: Service) -> dict:
     }
 
 
+def pending_job(session: Session, service_id: int) -> int | None:
+    """The oldest job of the site that is queued or running: a background job steps aside for it."""
+    return session.scalar(
+        select(Job.id).where(Job.service_id == service_id, Job.state.in_(UNFINISHED)).order_by(Job.id).limit(1)
+    )
+
+
+def enqueued(runtime: Runtime, outcomes: list[Outcome]) -> list[Outcome]:
+    """Hand the jobs the outcomes queued to the workers; the outcomes as they are."""
+    for outcome in outcomes:
+        if outcome.job_id is not None:
+            runtime.queue.enqueue(outcome.job_id)
+    return outcomes
+
+
 def _queue_one(runtime: Runtime, service_id: int, due_seconds: float) -> Outcome:
     def work(session: Session) -> Outcome:
         service = session.get(Service, service_id, with_for_update=True)
@@ -52,9 +67,7 @@ def _queue_one(runtime: Runtime, service_id: int, due_seconds: float) -> Outcome
         if service.state not in LIVE or service.vmid is None:
             what = "was never created" if service.vmid is None and service.state in LIVE else f"is {service.state}"
             return Outcome(service_id, skipped=f"the site {what}")
-        pending = session.scalar(
-            select(Job.id).where(Job.service_id == service_id, Job.state.in_(UNFINISHED)).order_by(Job.id).limit(1)
-        )
+        pending = pending_job(session, service_id)
         if pending is not None:
             return Outcome(service_id, skipped=f"job {pending} of the site is queued or running")
         if due_seconds > 0:
@@ -87,8 +100,4 @@ def queue_reconciles(runtime: Runtime, service_ids: list[int] | None = None, due
             )
         with runtime.db.session() as session:
             service_ids = list(session.scalars(query.order_by(Service.service_id)))
-    outcomes = [_queue_one(runtime, service_id, due_seconds) for service_id in service_ids]
-    for outcome in outcomes:
-        if outcome.job_id is not None:
-            runtime.queue.enqueue(outcome.job_id)
-    return outcomes
+    return enqueued(runtime, [_queue_one(runtime, service_id, due_seconds) for service_id in service_ids])

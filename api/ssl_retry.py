@@ -17,7 +17,7 @@ from api.certificates import site_names
 from api.jobs.kinds import queue_job
 from api.models import UNFINISHED, Certificate, Job, Service, ServiceState
 from api.presenters import aware
-from api.reconcile import Outcome
+from api.reconcile import Outcome, enqueued, pending_job
 from api.runtime import Runtime
 
 
@@ -47,9 +47,7 @@ def _queue_one(runtime: Runtime, service_id: int, now: datetime) -> Outcome:
         service = session.get(Service, service_id, with_for_update=True)
         if service is None or not retryable(service):
             return Outcome(service_id, skipped="the site is not active with its proxy hosts on")
-        pending = session.scalar(
-            select(Job.id).where(Job.service_id == service_id, Job.state.in_(UNFINISHED)).order_by(Job.id).limit(1)
-        )
+        pending = pending_job(session, service_id)
         if pending is not None:
             return Outcome(service_id, skipped=f"job {pending} of the site is queued or running")
         names = in_error(service, due_at=now)
@@ -81,8 +79,4 @@ def queue_ssl_retries(runtime: Runtime, now: datetime | None = None) -> list[Out
     )
     with runtime.db.session() as session:
         service_ids = list(session.scalars(query))
-    outcomes = [_queue_one(runtime, service_id, now) for service_id in service_ids]
-    for outcome in outcomes:
-        if outcome.job_id is not None:
-            runtime.queue.enqueue(outcome.job_id)
-    return outcomes
+    return enqueued(runtime, [_queue_one(runtime, service_id, now) for service_id in service_ids])
