@@ -42,8 +42,12 @@ CALLS = (
     Call(
         "GET",
         "/cluster/resources",
-        (need("VM.Audit", VM, "PVE lists only the guests the token may audit"),),
-        "find a site's containers by vmid, hostname and tags",
+        (
+            need("VM.Audit", VM, "PVE lists only the guests the token may audit"),
+            need("Sys.Audit", "/nodes/{node}", "PVE shows a node's memory, CPU and disk only with it"),
+            need("Datastore.Audit", STORAGE, "PVE lists a storage's size and use only with it"),
+        ),
+        "find a site's containers by vmid, hostname and tags; the room on each node (placement)",
     ),
     Call("GET", "/cluster/ha/resources", (need("Sys.Audit", "/"),), "whether a container is HA-managed"),
     Call("GET", "/cluster/ha/resources/{sid}", (need("Sys.Audit", "/"),), "read a container's HA resource"),
@@ -193,6 +197,8 @@ def _acl_path(template, values):
         path = path.replace("{" + name + "}", str(value))
     if path.startswith("/vms/"):
         return "/vms"
+    if path.startswith("/nodes/"):
+        return "/nodes"  # every node a site may be placed on: the role on / reaches them all
     return path
 
 
