@@ -1,6 +1,8 @@
 """ProjectPve: fakepve's FakePve with the rules of the infrastructure ProxmoxWP runs on (docs/real-systems.md).
 
 What it adds, each in its own module:
+- capacity: nodes with their own capacity, their use and their storages' in /nodes and /cluster/resources as PVE
+  shows them (guests count against their node), HA node maintenance and /cluster/ha/status/manager_status;
 - storage_rules: the `drbd` (DRBD/LINSTOR) storage type and per-storage capabilities (latest-only rollback,
   rollback needs an unused volume, no templates, no linked clones);
 - ha: stateful HA resources and an HA manager converging guests in the background;
@@ -32,6 +34,7 @@ from fakepve.model import PveError
 from fakepve.server import SECRET_KEYS, collect, redact
 
 from . import reference
+from .capacity import Capacity
 from .faults import Faults
 from .ha import HaApi
 from .permissions import Access, check_request, product_privileges
@@ -53,7 +56,7 @@ class Sent(NamedTuple):
     params: dict
 
 
-class ProjectPve(Faults, HaApi, StorageRules, Uploads, FakePve):
+class ProjectPve(Capacity, Faults, HaApi, StorageRules, Uploads, FakePve):
     """A FakePve with drbd1 (DRBD), local (dir, holding the Debian template) and local-lvm (lvmthin, fakepve's),
     stateful HA with a manager, fault helpers, reference-schema checks, and the project's API token.
 

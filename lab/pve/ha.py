@@ -229,6 +229,8 @@ class HaApi:
         ]
         for node, state in sorted(self.nodes.items()):
             alive = "active, watchdog active" if state.get("online", True) else "old timestamp - dead?"
+            if node in self.maintenance and state.get("online", True):
+                alive = "maintenance mode"  # API2/HA/Status.pm: "$lrm_mode mode" when the LRM is not active
             out.append({"id": f"lrm:{node}", "type": "lrm", "node": node, "status": f"{node} ({alive}, {stamp})"})
         for sid, entry in sorted(self.ha_resources.items()):
             guest = self._ha_guest(sid)
