@@ -27,9 +27,9 @@ def load_module_util(name: str):
 
 
 def load_client_module(**http_settings):
-    """proxmoxwp_pve, whose imports from the collection (proxmoxwp_env, proxmoxwp_http) are lent to it while it
-    loads; `http_settings` replace proxmoxwp_http's (BACKOFF=0: retries without waiting)."""
-    lent = [load_module_util(name) for name in ("proxmoxwp_env", "proxmoxwp_http")]
+    """proxmoxwp_pve, whose imports from the collection (proxmoxwp_env, proxmoxwp_http, proxmoxwp_pve_hosts) are lent
+    to it while it loads; `http_settings` replace proxmoxwp_http's (BACKOFF=0: retries without waiting)."""
+    lent = [load_module_util(name) for name in ("proxmoxwp_env", "proxmoxwp_http", "proxmoxwp_pve_hosts")]
     for key, value in http_settings.items():
         assert hasattr(lent[1], key), key
         setattr(lent[1], key, value)

@@ -10,10 +10,8 @@ converges HA-managed containers in the background, its fault helpers (lab/pve/fa
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import ssl
 import subprocess
 import sys
 import time
@@ -616,14 +614,9 @@ def test_the_connection_comes_from_the_environment_when_the_task_leaves_it_out(p
     assert model(pve, lambda m: m.ct(100).status) == "running"
 
 
-def fingerprint_of(cafile: str) -> str:
-    der = ssl.PEM_cert_to_DER_cert(Path(cafile).read_text())
-    return hashlib.sha256(der).hexdigest()
-
-
 def test_tls_pinning_and_verification(pve, pve_api, tmp_path):
     pve.call(site_ct, pve.pve, 100, 70)
-    digest = fingerprint_of(pve_api["ca_file"])
+    digest = pve.fingerprint  # the node's own certificate; ca_file is the cluster's CA that signed it
     pinned = ":".join(digest[i : i + 2] for i in range(0, 64, 2)).upper()
     (tmp_path / "other-pki").mkdir()
     other_ca = make_pki(str(tmp_path / "other-pki")).certfile

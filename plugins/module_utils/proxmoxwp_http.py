@@ -36,13 +36,14 @@ def require_requests(module):
         module.fail_json(msg=missing_required_lib("requests"), exception=str(REQUESTS_IMPORT_ERROR))
 
 
-def retry_policy():
-    """urllib3's Retry for the modules' sessions: connection errors of any method; read errors and the statuses of
-    RETRY_STATUSES for idempotent methods only. When the tries run out, the last answer is given back as it came
+def retry_policy(connect=RETRIES):
+    """urllib3's Retry for the modules' sessions: connection errors of any method (`connect` times: a client with
+    other hosts to ask gives 0 and goes round them itself); read errors and the statuses of RETRY_STATUSES for
+    idempotent methods only. When the tries run out, the last answer is given back as it came
     (raise_on_status=False), so the caller reports the API's own error."""
     return Retry(
         total=RETRIES,
-        connect=RETRIES,
+        connect=connect,
         read=RETRIES,
         status=RETRIES,
         other=0,
@@ -55,9 +56,9 @@ def retry_policy():
     )
 
 
-def retrying_adapter(adapter_class=None, **kwargs):
-    """An HTTPAdapter (or adapter_class) that retries by retry_policy()."""
-    return (adapter_class or HTTPAdapter)(max_retries=retry_policy(), **kwargs)
+def retrying_adapter(adapter_class=None, connect=RETRIES, **kwargs):
+    """An HTTPAdapter (or adapter_class) that retries by retry_policy(connect)."""
+    return (adapter_class or HTTPAdapter)(max_retries=retry_policy(connect), **kwargs)
 
 
 def retrying_session(session=None):

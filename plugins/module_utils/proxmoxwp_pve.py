@@ -15,7 +15,9 @@ on proxmoxer that:
 - pins the server certificate by its SHA-256 fingerprint when asked (urllib3 assert_fingerprint), which
   works without a CA;
 - retries a request on a blip of the API (proxmoxwp_http.retry_policy: connection errors, and for idempotent
-  methods read timeouts and 500/502/503/504), never a POST that may have been received.
+  methods read timeouts and 500/502/503/504), never a POST that may have been received;
+- talks to the first of several API hosts that answers (`api.hosts`, proxmoxwp_pve_hosts: which failures move on
+  to the next host, and why an answer never does), and keeps to the one that answered.
 """
 
 import re
@@ -24,10 +26,18 @@ import time
 from ansible.module_utils.basic import missing_required_lib
 from ansible_collections.proxmoxwp.hosting.plugins.module_utils.proxmoxwp_env import from_environment, missing_settings
 from ansible_collections.proxmoxwp.hosting.plugins.module_utils.proxmoxwp_http import (
+    BACKOFF,
     IDEMPOTENT_METHODS,
+    RETRIES,
     TRIES,
     retrying_adapter,
     timed_out,
+)
+from ansible_collections.proxmoxwp.hosting.plugins.module_utils.proxmoxwp_pve_hosts import (
+    HOST_OPTIONS,
+    HostOrder,
+    api_hosts,
+    sent_nothing,
 )
 
 try:
@@ -65,7 +75,12 @@ API_OPTIONS = {
     "ca_file": from_environment(API_ENVIRONMENT["ca_file"], type="path"),
     "fingerprint": from_environment(API_ENVIRONMENT["fingerprint"], type="str"),
     "timeout": {"type": "int", "default": 30},
+    # Several nodes of the cluster, asked in turn when one does not answer; replaces host.
+    "hosts": {"type": "list", "elements": "dict", "options": HOST_OPTIONS},
 }
+# With several hosts, a connection not made within this many seconds (or api.timeout if shorter) moves on to the
+# next: a node's pveproxy on the operator's network connects in milliseconds, and every module starts with the first.
+CONNECT_TIMEOUT = 10
 
 TOKEN_ID = re.compile(r"^[^!@\s]+@[^!@\s]+![A-Za-z][A-Za-z0-9._-]*$")
 FINGERPRINT = re.compile(r"^[0-9a-f]{64}$")
@@ -198,13 +213,24 @@ def _innermost(exc):
     return exc
 
 
+def _pin_mismatch(text):
+    """What a failed pin means, from urllib3's words, or None."""
+    found = re.search(r'Fingerprints did not match\. Expected "([0-9a-f]+)", got "([0-9a-f]+)"', text)
+    if not found:
+        return None
+    got, expected = _pretty_fingerprint(found.group(2)), _pretty_fingerprint(found.group(1))
+    return f"the server certificate's SHA-256 fingerprint is {got}, not the pinned api.fingerprint {expected}"
+
+
 def _reason_text(exc):
     cause = _innermost(exc)
     if getattr(cause, "verify_message", None):
         return f"certificate verify failed: {cause.verify_message}"
     text = str(cause)
-    # "HTTPSConnectionPool(host=..., port=...): Max retries exceeded ... (Caused by X('reason'))" -> reason
-    text = re.sub(r"^<[^>]+>:\s*", "", text)
+    # "HTTPSConnectionPool(host=..., port=...): Max retries exceeded ... (Caused by X('reason'))" -> reason; the
+    # connection that failed (urllib3 1: "<...HTTPSConnection object at 0x...>: ", 2: "HTTPSConnection(host=...): ") is
+    # named by the message around it.
+    text = re.sub(r"^(<[^>]+>|HTTPS?Connection\([^)]*\)):\s*", "", text)
     return re.sub(r"\s*\(_ssl\.c:\d+\)", "", text).strip()
 
 
@@ -214,45 +240,66 @@ class PveClient:
     def __init__(self, api, task_timeout=900, warn=None):
         if not HAS_PROXMOXER:
             raise PveApiError("the proxmoxwp modules need the Python packages proxmoxer and requests")
-        self.host = api["host"]
-        self.port = api.get("port") or 8006
         self.timeout = api.get("timeout") or 30
         self.task_timeout = task_timeout
-        self.where = f"{self.host}:{self.port}"
         self._warn = warn or (lambda message: None)
         self._secret = api["token_secret"]
         token_id = api["token_id"]
         if not TOKEN_ID.match(token_id or ""):
             raise PveApiError("api.token_id must look like user@realm!tokenname, for example proxmoxwp@pve!ansible")
-        if re.match(r"^[a-z]+://", self.host) or "/" in self.host:
-            raise PveApiError("api.host must be a host name or address, without scheme or path: " + self.host)
+        try:
+            self.hosts = api_hosts(api)
+        except ValueError as exc:
+            raise PveApiError(str(exc)) from None
+        if api.get("hosts") and api.get("host") and all(h.host != api["host"] for h in self.hosts):
+            self._warn("api.host {} is not asked: api.hosts lists the hosts".format(api["host"]))
+        several = len(self.hosts) > 1
+        self._order = HostOrder(len(self.hosts))
+        # One host: urllib3 tries a connection again itself. Several: the client goes round them instead, as often.
+        self._rounds = TRIES if several else 1
+        self._connect_timeout = min(self.timeout, CONNECT_TIMEOUT) if several else self.timeout
+        self._reported = set()
+        self._apis = [
+            self._session(host, token_id, api.get("validate_certs", True), 0 if several else RETRIES)
+            for host in self.hosts
+        ]
+
+    def _session(self, host, token_id, validate_certs, connect_retries):
+        """proxmoxer's API object for one host, its certificate checked by the host's pin or CA."""
         user, token_name = token_id.split("!", 1)
         fingerprint = None
-        if api.get("fingerprint"):
+        if host.fingerprint:
             try:
-                fingerprint = normalise_fingerprint(api["fingerprint"])
+                fingerprint = normalise_fingerprint(host.fingerprint)
             except ValueError as exc:
                 raise PveApiError(str(exc)) from None
-        self.fingerprint = fingerprint
         if fingerprint:
             # The pin is the verification; a CA file, if given, is checked as well.
-            verify = api.get("ca_file") or False
-        elif api.get("validate_certs", True):
-            verify = api.get("ca_file") or True
+            verify = host.ca_file or False
+        elif validate_certs:
+            verify = host.ca_file or True
         else:
             verify = False
-        self._api = ProxmoxAPI(
-            self.host,
-            port=self.port,
+        api = ProxmoxAPI(
+            host.host,
+            port=host.port,
             user=user,
             token_name=token_name,
             token_value=self._secret,
             verify_ssl=verify,
-            timeout=self.timeout,
+            timeout=(self._connect_timeout, self.timeout),
             service="PVE",
         )
         # proxmoxer has no public accessor for its requests session; _store is where it keeps it.
-        self._api._store["session"].mount("https://", retrying_adapter(_FingerprintAdapter, fingerprint=fingerprint))
+        api._store["session"].mount(
+            "https://", retrying_adapter(_FingerprintAdapter, connect=connect_retries, fingerprint=fingerprint)
+        )
+        return api
+
+    @property
+    def where(self):
+        """host:port of the host asked first: the one that answered last."""
+        return self.hosts[self._order.current].where
 
     # ------------------------------------------------------------------ requests
 
@@ -265,40 +312,88 @@ class PveClient:
         `path` (GET /access/permissions)."""
         path = "/" + path.strip("/")
         params = clean_params(params)
-        resource = self._api(path.lstrip("/"))
-        try:
-            if method == "GET":
-                return resource.get(**params)
-            if method == "POST":
-                return resource.post(**params)
-            if method == "PUT":
-                return resource.put(**params)
-            if method == "DELETE":
-                return resource.delete(**params)
-        except ResourceException as exc:
-            raise self._refused(method, path, exc) from None
-        except requests.exceptions.SSLError as exc:
-            raise PveApiError(self._tls_message(exc)) from None
-        except requests.exceptions.RequestException as exc:
-            if not timed_out(exc):
-                raise self._unreachable(method, path, exc) from None
-            tries = f"; tried {TRIES} times" if method in IDEMPOTENT_METHODS else ""
-            unknown = "" if method == "GET" else "; whether PVE carried out the request is unknown"
-            raise PveApiError(
-                f"Proxmox VE API at {self.where} did not answer within {self.timeout} s ({method} {path}"
-                f"{tries}){unknown}"
-            ) from None
-        raise ValueError("unsupported method " + method)
+        if method not in ("GET", "POST", "PUT", "DELETE"):
+            raise ValueError("unsupported method " + method)
 
-    def _unreachable(self, method, path, exc):
+        def send(api):
+            return getattr(api(path.lstrip("/")), method.lower())(**params)
+
+        return self._on_a_host(method, path, send)
+
+    def _on_a_host(self, method, path, send):
+        """send(proxmoxer API of a host) to the host that answered last, and on to the next ones while a host gets
+        nothing (sent_nothing), in rounds as urllib3 retries a single host. Any answer ends it: PveApiError for an
+        error, with what an earlier host did reported as a warning."""
+        missed = []
+        for round_ in range(self._rounds):
+            if round_ > 1:
+                time.sleep(BACKOFF * 2 ** (round_ - 1))
+            for index in self._order.order():
+                host = self.hosts[index]
+                try:
+                    result = send(self._apis[index])
+                except ResourceException as exc:
+                    self._answered(index, missed)
+                    raise self._refused(method, path, exc) from None
+                except requests.exceptions.RequestException as exc:
+                    if self._rounds > 1 and sent_nothing(exc):
+                        missed.append((host, exc))
+                        continue
+                    raise self._failed(method, path, exc, host) from None
+                self._answered(index, missed)
+                return result
+        raise self._none_answered(method, path, missed)
+
+    def _answered(self, index, missed):
+        """Keep to the host that answered; warn once per host about each one that did not."""
+        self._order.answered(index)
+        for host, exc in missed:
+            if host.where != self.where and host.where not in self._reported:
+                self._reported.add(host.where)
+                self._warn(
+                    f"The Proxmox VE API at {host.where} did not answer ({self._why(exc)}); "
+                    f"{self.where} answered instead"
+                )
+
+    def _failed(self, method, path, exc, host):
+        """The PveApiError of a request to host that got no answer, or one that may have been received."""
+        if isinstance(exc, requests.exceptions.SSLError):
+            return PveApiError(self._tls_message(exc, host.where))
+        if not timed_out(exc):
+            return self._unreachable(method, path, exc, host.where)
+        tries = f"; tried {TRIES} times" if method in IDEMPOTENT_METHODS else ""
+        unknown = "" if method == "GET" else "; whether PVE carried out the request is unknown"
+        return PveApiError(
+            f"Proxmox VE API at {host.where} did not answer within {self.timeout} s ({method} {path}{tries}){unknown}"
+        )
+
+    def _none_answered(self, method, path, missed):
+        last = {}
+        for host, exc in missed:
+            last[host.where] = self._why(exc)
+        listed = "; ".join(f"{where}: {reason}" for where, reason in last.items())
+        text = f"No Proxmox VE API host answered ({method} {path}; tried each {self._rounds} times): {listed}"
+        if any(isinstance(exc, requests.exceptions.SSLError) for _host, exc in missed):
+            text += (
+                " (a host whose certificate was refused needs the CA that signed it in ca_file, or its own "
+                "fingerprint in its api.hosts entry)"
+            )
+        return PveApiError(text)
+
+    def _why(self, exc):
+        """Why a host did not answer, in a few words."""
+        text = _reason_text(exc)
+        return _pin_mismatch(text) or self._scrub(text)
+
+    def _unreachable(self, method, path, exc, where):
         """The PveApiError of a request that got no answer (other than a timeout)."""
         if isinstance(exc, requests.exceptions.ConnectionError):
             return PveApiError(
-                f"Could not connect to the Proxmox VE API at {self.where} ({method} {path}): "
+                f"Could not connect to the Proxmox VE API at {where} ({method} {path}): "
                 f"{self._scrub(_reason_text(exc))}"
             )
         return PveApiError(
-            f"Request to the Proxmox VE API at {self.where} failed ({method} {path}): {self._scrub(_reason_text(exc))}"
+            f"Request to the Proxmox VE API at {where} failed ({method} {path}): {self._scrub(_reason_text(exc))}"
         )
 
     def get(self, path, /, **params):
@@ -320,22 +415,22 @@ class PveClient:
         path = "/" + path.strip("/")
         fields = clean_params(fields)
         body = MultipartFile(fields, filepath, fields.pop("filename", None))
-        session = self._api._store["session"]
-        try:
+
+        def send(api):
+            session = api._store["session"]
             # requests.Session's own request: proxmoxer's would take the body for a dict of form fields.
-            response = requests.Session.request(
+            return requests.Session.request(
                 session,
                 "POST",
-                self._api._store["base_url"] + path,
+                api._store["base_url"] + path,
                 data=body,
                 headers={"Content-Type": body.content_type},
                 verify=session.auth.verify_ssl,
-                timeout=(self.timeout, self.task_timeout),
+                timeout=(self._connect_timeout, self.task_timeout),
             )
-        except requests.exceptions.SSLError as exc:
-            raise PveApiError(self._tls_message(exc)) from None
-        except requests.exceptions.RequestException as exc:
-            raise self._unreachable("POST", path, exc) from None
+
+        try:
+            response = self._on_a_host("POST", path, send)
         finally:
             body.close()
         if response.status_code >= 400:
@@ -360,17 +455,13 @@ class PveClient:
             text += "; the API token lacks a privilege (PVE tokens with privilege separation need their own ACL)"
         return PveApiError(self._scrub(text), status=exc.status_code, pve_message=reason, errors=errors)
 
-    def _tls_message(self, exc):
+    def _tls_message(self, exc, where):
         text = _reason_text(exc)
-        found = re.search(r'Fingerprints did not match\. Expected "([0-9a-f]+)", got "([0-9a-f]+)"', text)
-        if found:
-            got, expected = _pretty_fingerprint(found.group(2)), _pretty_fingerprint(found.group(1))
-            return (
-                f"TLS verification of the Proxmox VE API at {self.where} failed: the server certificate's SHA-256 "
-                f"fingerprint is {got}, not the pinned api.fingerprint {expected}"
-            )
+        pin = _pin_mismatch(text)
+        if pin:
+            return f"TLS verification of the Proxmox VE API at {where} failed: {pin}"
         return (
-            f"TLS verification of the Proxmox VE API at {self.where} failed: {self._scrub(text)} "
+            f"TLS verification of the Proxmox VE API at {where} failed: {self._scrub(text)} "
             "(give api.ca_file with the CA that signed the PVE certificate, or pin it with api.fingerprint)"
         )
 
@@ -473,9 +564,10 @@ def connect(module):
     """A PveClient for an AnsibleModule with the api/task_timeout options; fails the module on bad options."""
     if not HAS_PROXMOXER:
         module.fail_json(msg=missing_required_lib("proxmoxer and requests"), exception=str(PROXMOXER_IMPORT_ERROR))
-    missing = missing_settings(
-        "The connection to the Proxmox VE API", "api", "proxmox", module.params["api"], API_NEEDED
-    )
+    api = module.params["api"]
+    # api.hosts stands for api.host
+    given = dict(api, host=api.get("host") or api.get("hosts"))
+    missing = missing_settings("The connection to the Proxmox VE API", "api", "proxmox", given, API_NEEDED)
     if missing:
         module.fail_json(msg=missing)
     try:

@@ -9,7 +9,8 @@ short_description: Check that a Proxmox VE cluster has what ProxmoxWP's sites ne
 description:
   - Asks the Proxmox VE API, without changing anything, whether a site could be made there; each finding says in an
     operator's words what is wrong and how to fix it. It is what C(proxmoxwp doctor) runs (playbooks/doctor.yml).
-  - The API answers, its certificate is trusted (O(api.ca_file) or O(api.fingerprint)) and the token is valid; the
+  - The API answers, its certificate is trusted (O(api.ca_file) or O(api.fingerprint)) and the token is valid (with
+    O(api.hosts), each host on its own, one finding per host, naming the host that does not answer); the
     token holds every privilege the collection's modules need, on the paths they use (C(GET /access/permissions));
     every node is online; the container storage exists on every node with the content type C(rootdir); the
     template is on the creating node's template storage; the container bridge exists on every node; the HA
@@ -68,8 +69,8 @@ checks:
   description:
     - One entry per check, in the order they ran. A check that could not run because an earlier one failed (no
       answer from the API) is left out.
-    - C(id) (str, for example C(pve.api) or C(pve.privileges)), C(ok) (bool), C(summary) (what was found) and
-      C(fix) (how to fix it; empty when C(ok)).
+    - C(id) (str, for example C(pve.api) or C(pve.privileges); C(pve.api@<host>:<port>) for each entry of
+      O(api.hosts)), C(ok) (bool), C(summary) (what was found) and C(fix) (how to fix it; empty when C(ok)).
   returned: always
   type: list
   elements: dict
@@ -93,8 +94,9 @@ from ansible_collections.proxmoxwp.hosting.plugins.module_utils.proxmoxwp_pve im
 )
 
 
-def check_api(client):
-    """The version, or a finding that the API does not answer, is not trusted or does not take the token."""
+def check_api(client, check_id="pve.api", listed=False):
+    """The version, or a finding that the API does not answer, is not trusted or does not take the token. `listed`:
+    the host is one entry of api.hosts, checked on its own."""
     try:
         version = client.get("/version")
     except PveApiError as exc:
@@ -103,16 +105,43 @@ def check_api(client):
                 "Check api.token_id and api.token_secret (Datacenter > Permissions > API Tokens); a token shown once "
                 "at creation cannot be read again, make a new one if it is lost."
             )
+        elif "TLS verification" in exc.message and listed:
+            fix = (
+                f"Each node has its own certificate (/etc/pve/nodes/<node>/pve-ssl.pem): pin {client.where}'s own "
+                "in its api.hosts entry (fingerprint: `openssl x509 -noout -fingerprint -sha256 -in "
+                "/etc/pve/local/pve-ssl.pem` on that node), or give ca_file the cluster's CA "
+                "(/etc/pve/pve-root-ca.pem), which signed every node's."
+            )
         elif "TLS verification" in exc.message:
             fix = (
                 "Pin the certificate with api.fingerprint (Proxmox VE > node > System > Certificates, or "
                 "`openssl x509 -noout -fingerprint -sha256 -in /etc/pve/local/pve-ssl.pem`), or give api.ca_file."
             )
+        elif listed:
+            fix = (
+                f"Bring the API of {client.where} back (`systemctl status pveproxy` on that node; is the node up?), "
+                "check its host and port in api.hosts and that the controller reaches it; if the node left the "
+                "cluster, remove it from api.hosts. Meanwhile the modules ask the other hosts."
+            )
         else:
             fix = "Check api.host and api.port, and that the controller reaches the cluster on that port (8006)."
-        return None, finding("pve.api", False, exc.message, fix)
+        return None, finding(check_id, False, exc.message, fix)
     text = str(version.get("version", "?"))
-    return text, finding("pve.api", True, f"Proxmox VE {text} answers at {client.where} with the token.")
+    return text, finding(check_id, True, f"Proxmox VE {text} answers at {client.where} with the token.")
+
+
+def check_hosts(client, api, task_timeout):
+    """With api.hosts, each host on its own (one finding each, `pve.api@<host>:<port>`): it answers, through its pin
+    or CA, with the token. The version of the first that answered, or None."""
+    version = None
+    checks = []
+    for host in client.hosts:
+        alone = dict(api, hosts=None, host=host.host, port=host.port)
+        alone.update(fingerprint=host.fingerprint, ca_file=host.ca_file)
+        answered, checked = check_api(PveClient(alone, task_timeout), f"pve.api@{host.where}", listed=True)
+        version = version or answered
+        checks.append(checked)
+    return version, checks
 
 
 def _major(version):
@@ -255,8 +284,11 @@ def check_placement(client, version, placement):
 
 
 def run_checks(client, params):
-    version, answered = check_api(client)
-    checks = [answered]
+    if params["api"].get("hosts"):
+        version, checks = check_hosts(client, params["api"], params["task_timeout"])
+    else:
+        version, answered = check_api(client)
+        checks = [answered]
     if version is None:
         return None, checks
     wanted = needed_privileges(
@@ -304,6 +336,8 @@ def main():
     )
     api = module.params["api"]
     missing = [name for name in ("host", "token_id", "token_secret") if not api.get(name)]
+    if api.get("hosts"):
+        missing = [name for name in missing if name != "host"]
     if missing:
         module.exit_json(
             changed=False,

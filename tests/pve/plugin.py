@@ -11,8 +11,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from lab.pve.cluster_pki import ClusterPki
 from lab.pve.fake import ProjectPve
-from lab.pve.serving import HOST, Pki, ServedPve, make_pki
+from lab.pve.serving import HOST, ServedPve
 
 OPTIONS = {"time_scale": 0, "ha_interval": 0.1, "ha_manager_enabled": True}
 
@@ -35,16 +36,18 @@ def _options(request) -> dict:
 
 
 @pytest.fixture(scope="session")
-def pve_pki(tmp_path_factory) -> Pki:
-    """One self-signed certificate (for 127.0.0.1 and localhost) for every fake of the session."""
-    return make_pki(str(tmp_path_factory.mktemp("pve-pki")))
+def pve_pki(tmp_path_factory) -> ClusterPki:
+    """One cluster CA for every fake of the session, and each node's certificate (for 127.0.0.1, localhost and the
+    node's name) signed by it."""
+    return ClusterPki(tmp_path_factory.mktemp("pve-pki"))
 
 
 @pytest.fixture
 def pve(request, pve_pki) -> Iterator[ServedPve]:
     """A started ProjectPve for one test, stopped at teardown whatever the outcome.
 
-    Yields the ServedPve: .pve is the model (change it through .call), .url/.host/.port/.cafile/.fingerprint.
+    Yields the ServedPve: .pve is the model (change it through .call), .url/.host/.port/.cafile/.fingerprint of the
+    first node's endpoint, .endpoints of every node (stop_endpoint, start_endpoint, pve_api_hosts).
     """
     options = _options(request)
     model = ProjectPve(host=HOST, port=0)
