@@ -186,3 +186,23 @@ def test_the_deep_health_check_needs_the_token_and_reports_the_cheap_checks(api,
     # the test inventory names no SSH key: the API says so, and what to do
     assert not checks["ssh.key"]["ok"] and "private_key_file" in checks["ssh.key"]["summary"]
     assert deep["status"] == "failing"
+
+
+@pytest.mark.cluster
+def test_the_doctor_checks_each_api_host_and_names_the_one_that_is_down(doctor, make_inventory, pve):
+    pve.call(lambda: "pve2" in pve.pve.nodes or pve.pve.add_node("pve2"))
+    pve.serve_node("pve2")
+    inventory = make_inventory(proxmoxwp_pve_api=pve.pve_api_hosts())
+    first, second = (f"pve.api@127.0.0.1:{pve.endpoints[node].port}" for node in ("pve1", "pve2"))
+    status, found = doctor(inventory)
+    assert failing(found) == {}, json.dumps(failing(found), indent=1)
+    assert status == 0 and first in found and second in found and "pve.api" not in found
+
+    pve.stop_endpoint("pve1")
+    status, found = doctor(inventory)
+    assert status == 1
+    # the one host down is named with its fix; the other checks ran through the second host
+    assert list(failing(found)) == [first], failing(found)
+    assert "Could not connect to the Proxmox VE API at 127.0.0.1:" in found[first]["summary"]
+    assert "systemctl status pveproxy" in found[first]["fix"]
+    assert found["pve.privileges"]["ok"] and found["pve.nodes"]["ok"]

@@ -3,11 +3,13 @@ and the client against a fake cluster whose nodes each serve the API on their ow
 
 from __future__ import annotations
 
+import hashlib
+import os
 import ssl
 
 import pytest
 import requests
-from sites import load_client_module, load_module_util, site_ct
+from sites import cluster, load_client_module, load_module_util, run_playbook, site_ct, site_inventory
 from urllib3.exceptions import MaxRetryError, NameResolutionError, NewConnectionError, ProtocolError, SSLError
 
 from lab.pve.serving import ServedPve
@@ -204,3 +206,48 @@ def test_a_host_whose_certificate_is_refused_is_passed_over_with_a_warning(pve):
     assert len(warnings) == 1
     assert f"127.0.0.1:{pve.port} did not answer (the server certificate's SHA-256 fingerprint is" in warnings[0]
     assert "not the pinned api.fingerprint 00:00" in warnings[0]
+
+
+@pytest.mark.cluster
+def test_an_upload_goes_to_the_next_host_whole(pve, tmp_path):
+    two_nodes(pve)
+    client_module = load_client_module(BACKOFF=0)
+    archive = tmp_path / "debian-12-test_amd64.tar.zst"
+    archive.write_bytes(os.urandom(2 * 1024**2 + 5))
+    client = client_module.PveClient(pve.pve_api_hosts(), task_timeout=30)
+    pve.stop_endpoint("pve1")
+    upid = client.upload(
+        "/nodes/pve1/storage/local/upload",
+        str(archive),
+        content="vztmpl",
+        checksum=hashlib.sha256(archive.read_bytes()).hexdigest(),
+        **{"checksum-algorithm": "sha256"},
+    )
+    client.wait_task(upid, "upload")  # the checksum PVE verifies: the file arrived whole at the second host
+    listed = client.get("/nodes/pve1/storage/local/content", content="vztmpl")
+    assert {v["volid"]: v["size"] for v in listed}[f"local:vztmpl/{archive.name}"] == archive.stat().st_size
+
+
+# --------------------------------------------------------------------------------- a site, with a node's API down
+
+SERVICE = 4301
+PUBLIC_IP = "203.0.113.10"
+
+
+@pytest.mark.cluster
+def test_a_site_is_made_and_powered_through_the_second_host_while_the_first_is_down(pve, edge_peers, tmp_path):
+    two_nodes(pve)
+    inventory = site_inventory(tmp_path, pve.pve_api_hosts(), edge_peers.settings)
+    pve.stop_endpoint("pve1")
+
+    def run(playbook: str, **variables):
+        done = run_playbook(inventory, tmp_path / "runs", playbook, service_id=SERVICE, **variables)
+        assert done.ok, f"{playbook} failed: {done.failed_task}: {done.message}"
+        return done
+
+    vmid = run("site_create.yml", plan="basic", public_ip=PUBLIC_IP).stats["vmid"]
+    assert cluster(pve)[vmid]["status"] == "running"
+    run("site_power.yml", power_action="stop")
+    assert cluster(pve)[vmid]["status"] == "stopped"
+    run("site_power.yml", power_action="start")
+    assert cluster(pve)[vmid]["status"] == "running"

@@ -45,7 +45,7 @@ def target(settings: Settings) -> Target:
     )
     api = found.get("proxmoxwp_pve_api")
     template = found.get("proxmoxwp_template") or {}
-    if not isinstance(api, dict) or not api.get("host"):
+    if not isinstance(api, dict) or not (api.get("host") or api.get("hosts")):
         raise ConfigError(f"{settings.inventory}: proxmoxwp_pve_api (the cluster's API) is not set")
     if not template.get("storage"):
         raise ConfigError(f"{settings.inventory}: proxmoxwp_template.storage (the template storage) is not set")
