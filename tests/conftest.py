@@ -42,6 +42,7 @@ pytest_plugins = [
     "tests.published_dns",
     "tests.edge",
     "tests.shared_lab",
+    "tests.wheels",
 ]
 
 ROOT = Path(__file__).resolve().parent.parent

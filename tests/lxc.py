@@ -41,6 +41,7 @@ from api.build_host.environment import build_environment
 from api.build_host.locks import exclusive
 from api.build_host.mounts import remove_tree
 from lab.supervisor.parts import GoldenImagePart
+from tests import guide
 from tests.workers import RUN_CACHE, run_directory, worker_pool
 
 TOOLS = ("lxc-start", "debootstrap", "nft", "ip", "ssh", "ssh-keygen", "tar", "zstd")
@@ -194,19 +195,33 @@ def role_environment(lab_dir: Path, bridge: LabBridge) -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def lab_golden_image(lab_dir, lab_cache, lab_rootfs, lab_bridge, lab_containers) -> Path:
-    """The golden image, built once in this run by playbooks/template_build.yml as an operator runs it, on this
-    worker's bridge; `proxmoxwp lab up` takes the same lock, so a lab of the run never builds it a second time."""
+def lab_golden_image(lab_dir, lab_cache, lab_rootfs, lab_bridge, lab_containers, tmp_path_factory) -> Path:
+    """The golden image, built once in this run on this worker's bridge by docs/production.md's own `proxmoxwp image
+    build` (with the lab's inventory, and a data dir and vault password file of the run's in place of the guide's);
+    `proxmoxwp lab up` takes the same lock, so a lab of the run never builds it a second time."""
     image = GoldenImagePart()
     archive = lab_cache / "images" / image.archive_name
     with exclusive(image.lock_file(archive), timeout=image.timeout + 60, what="another build of the golden image"):
         if not archive.is_file():
+            scratch = tmp_path_factory.mktemp("image-build")
+            vault_password = scratch / "vault-password"  # the lab's inventory has no vaulted value: any password
+            vault_password.write_text("unused\n")
+            vault_password.chmod(0o600)
+            command = guide.one(r"proxmoxwp image build$")
+            for old, new in {
+                "/opt/proxmoxwp/inventory/production": str(ROOT / "inventory" / "lab"),
+                "/etc/proxmoxwp/vault-password": str(vault_password),
+                "/var/lib/proxmoxwp-build": str(scratch / "data"),
+                ".venv/bin/": f"{Path(sys.executable).parent}/",
+            }.items():
+                assert old in command, (old, command)
+                command = command.replace(old, new)
             build = subprocess.run(
-                ["ansible-playbook", "-i", "inventory/lab", "playbooks/template_build.yml"],
-                cwd=ROOT, env=role_environment(lab_dir, lab_bridge), capture_output=True, text=True, check=False,
-                timeout=image.timeout,
+                ["bash", "-c", command], cwd=ROOT, env=role_environment(lab_dir, lab_bridge), capture_output=True,
+                text=True, check=False, timeout=image.timeout, stdin=subprocess.DEVNULL,
             )  # fmt: skip
             assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-2000:]
+            assert Path(build.stdout.strip()).resolve() == archive.resolve(), build.stdout
     assert archive.is_file()
     return archive
 

@@ -45,6 +45,12 @@ def load_client_module(**http_settings):
 HTTP_TRIES = load_module_util("proxmoxwp_http").TRIES
 
 
+def stored_templates(served, node: str = "pve1", storage: str = "local") -> dict[str, int]:
+    """The container templates on a storage of the fake as its API lists them: {volid: size}."""
+    client = load_client_module().PveClient(served.pve_api(), task_timeout=60)
+    return {v["volid"]: v["size"] for v in client.get(f"/nodes/{node}/storage/{storage}/content", content="vztmpl")}
+
+
 def site_ct(model: ProjectPve, vmid: int, service_id: int, *extra_tags: str, **kwargs):
     """A container of the service put straight into the fake's model (run it through pve.call(site_ct, pve.pve,
     ...)): tagged as the modules find a site's containers, on local-lvm."""

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,39 +22,13 @@ from labs import lab_environment
 from readme import shell_block
 
 from api.build_host.network import bridge_exists, remove_bridge
-from api.waiting import wait_for
 
 pytestmark = pytest.mark.containers
-
-WHEELS_TIMEOUT = 900.0  # scripts/test.sh fetches them beside the first tests; about two minutes
-EXTRAS = "postgres,redis,lab"  # what scripts/install.sh installs by default
 
 
 def readme_first_command() -> str:
     """The first line of the README's first shell block, without its comment."""
     return shell_block().splitlines()[0].split("#")[0].strip()
-
-
-@pytest.fixture
-def product_wheels(tmp_path_factory) -> Path:
-    given = os.environ.get("PROXMOXWP_TEST_WHEELHOUSE")
-    if given:
-        folder = Path(given)
-        status = wait_for(
-            lambda: (folder / ".status").is_file() and (folder / ".status").read_text().strip(),
-            timeout=WHEELS_TIMEOUT,
-            what=f"scripts/test.sh to fetch the product's wheels into {folder}",
-            interval=1.0,
-            error=pytest.fail.Exception,
-        )
-        assert status == "0", f"fetching the wheels failed (exit {status}): see wheelhouse.log beside {folder}"
-        return folder
-    folder = tmp_path_factory.mktemp("wheelhouse")
-    subprocess.run(
-        [sys.executable, "-m", "pip", "download", "-q", "-d", str(folder), "setuptools>=77", f".[{EXTRAS}]"],
-        cwd=ROOT, check=True, stdin=subprocess.DEVNULL,
-    )  # fmt: skip
-    return folder
 
 
 @pytest.fixture

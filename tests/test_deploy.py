@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 import requests
 from conftest import BIN, ROOT, TOKEN, HttpApi, Process, wait_job, wait_until
+from systemd_run import SYSTEMD_PATH, environment_file
 
 from api.config import Settings
 from lab.ports import free_port
@@ -32,8 +33,6 @@ DEPLOY = ROOT / "deploy"
 UNITS = ("proxmoxwp-api.service", "proxmoxwp-worker.service")
 INSTALL_DIR = "/opt/proxmoxwp"
 INSTALL_VENV_BIN = f"{INSTALL_DIR}/.venv/bin"
-# what systemd gives a service before Environment= (systemd.exec(5), "Environment variables in spawned processes")
-SYSTEMD_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 SITE = {"service_id": 2001, "email": "owner@example.com", "plan": "basic", "public_ip": "203.0.113.10"}
 
 
@@ -61,18 +60,6 @@ def one(unit: str, key: str) -> str:
     values = [value for k, value in service_section(unit) if k == key]
     assert len(values) == 1, f"{unit}: {key}= {values}"
     return values[0]
-
-
-def environment_file(text: str) -> dict[str, str]:
-    """KEY=VALUE lines as systemd's EnvironmentFile= reads them (comments and blank lines skipped)."""
-    values = {}
-    for line in text.splitlines():
-        line = line.strip()
-        if line and not line.startswith(("#", ";")):
-            key, sep, value = line.partition("=")
-            assert sep and re.fullmatch(r"[A-Z_][A-Z0-9_]*", key), f"not KEY=VALUE: {line!r}"
-            values[key] = value
-    return values
 
 
 def test_both_units_pass_systemd_analyze_verify(tmp_path):

@@ -10,10 +10,9 @@ from pathlib import Path
 
 import pytest
 from conftest import BIN
-from sites import load_client_module, run_playbook, site_inventory
+from sites import load_client_module, run_playbook, site_inventory, stored_templates
 
 PVE = load_client_module()
-VOLUMES = "/nodes/pve1/storage/local/content"
 
 
 def client(pve) -> PVE.PveClient:
@@ -28,10 +27,6 @@ def send(pve, archive: Path, checksum: str | None = None, **fields) -> str:
     return client(pve).upload("/nodes/pve1/storage/local/upload", str(archive), **fields)
 
 
-def listed(pve) -> dict[str, int]:
-    return {v["volid"]: v["size"] for v in client(pve).get(VOLUMES, content="vztmpl")}
-
-
 @pytest.fixture
 def archive(tmp_path) -> Path:
     path = tmp_path / "debian-12-test_amd64.tar.zst"
@@ -44,7 +39,7 @@ def test_the_fake_stores_an_upload_whose_checksum_matches_and_lists_it(pve, arch
     digest = hashlib.sha256(archive.read_bytes()).hexdigest()
     client(pve).wait_task(send(pve, archive, digest), "upload")
 
-    assert listed(pve)[f"local:vztmpl/{archive.name}"] == archive.stat().st_size
+    assert stored_templates(pve)[f"local:vztmpl/{archive.name}"] == archive.stat().st_size
 
 
 @pytest.mark.cluster
@@ -53,7 +48,7 @@ def test_a_checksum_mismatch_fails_the_task_and_stores_nothing(pve, archive):
 
     with pytest.raises(PVE.PveApiError, match=r"checksum mismatch: got '[0-9a-f]{64}' != expect '0{64}'"):
         client(pve).wait_task(upid, "upload")
-    assert f"local:vztmpl/{archive.name}" not in listed(pve)
+    assert f"local:vztmpl/{archive.name}" not in stored_templates(pve)
 
 
 @pytest.mark.cluster
@@ -91,7 +86,7 @@ def test_image_upload_puts_an_archive_on_each_node_once_and_prints_its_volid(pve
     assert first.returncode == 0, first.stderr
     assert first.stdout == volid + "\n"
     assert f"pve1: uploaded {volid}, checksum verified by Proxmox VE" in first.stderr
-    assert listed(pve)[volid] == archive.stat().st_size
+    assert stored_templates(pve)[volid] == archive.stat().st_size
     assert again.returncode == 0, again.stderr
     assert f"pve1: {volid} is already there with the same size, not uploaded again" in again.stderr
     assert len(pve.call(pve.pve.requests_sent, "POST", "/upload")) == 1
@@ -108,7 +103,7 @@ def test_a_site_is_created_from_the_golden_image_uploaded_through_the_api(pve, e
     assert uploaded.returncode == 0, uploaded.stderr
     volid = uploaded.stdout.strip()
     assert volid == f"local:vztmpl/{lab_golden_image.name}"
-    assert listed(pve)[volid] == lab_golden_image.stat().st_size
+    assert stored_templates(pve)[volid] == lab_golden_image.stat().st_size
     copied = pve.call(lambda: [t for t in pve.pve.tasklog if t["type"] == "imgcopy"])
     assert "calculating checksum...OK, checksum verified" in copied[-1]["log"]
     assert copied[-1]["exitstatus"] == "OK"

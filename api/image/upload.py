@@ -12,6 +12,7 @@ is left alone: the image is named per build, so the same name and size is the sa
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib
 from collections.abc import Callable, Iterable
@@ -55,9 +56,15 @@ def target(settings: Settings) -> Target:
 def _collections(settings: Settings) -> None:
     """Ansible's collection loader, as ansible-playbook sets it up: the inventory's lookups (ansible.builtin.env)
     need it, and it imports the collection's client from this checkout (collections/ links its name here)."""
+    _plugin_loader(str(settings.project_dir / "collections"))
+
+
+@functools.cache
+def _plugin_loader(collections: str) -> None:
+    # once a process: a second set-up makes Ansible warn that its collection finder is configured already
     from ansible.plugins.loader import init_plugin_loader
 
-    init_plugin_loader([str(settings.project_dir / "collections")])
+    init_plugin_loader([collections])
 
 
 def pve_client(settings: Settings, api: dict[str, Any]):

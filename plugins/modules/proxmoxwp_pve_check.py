@@ -244,8 +244,8 @@ def check_template(client, node, ostemplate):
         "pve.template",
         False,
         f"The template {ostemplate} is not on the storage {template_storage} of {node}.",
-        "Upload it (`pveam download` for a Debian template, or the golden image from playbooks/template_build.yml "
-        "with `pvesm upload`/the storage's Upload button), or set proxmoxwp_pve_ostemplate to a template there.",
+        "Upload the golden image (`proxmoxwp image build`, then `proxmoxwp image upload`; for a Debian template "
+        "`pveam download`), or set proxmoxwp_pve_ostemplate to a template there.",
     )
 
 
