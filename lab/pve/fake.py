@@ -6,10 +6,12 @@ What it adds, each in its own module:
 - storage_rules: the `drbd` (DRBD/LINSTOR) storage type and per-storage capabilities (latest-only rollback,
   rollback needs an unused volume, no templates, no linked clones);
 - ha: stateful HA resources and an HA manager converging guests in the background;
+- failover: a node that fails (fail_node, restore_node) and the HA manager's fence and recovery of its guests;
 - faults: fail_task, fail_http, hang, refuse_connections, node_offline, take_ids_after_nextid,
   fail_create_leaving_container, clear_faults;
 - reference: a second parameter check against the PVE API the project targets;
 - uploads: POST .../storage/{storage}/upload streamed, with PVE's checks and checksum verification;
+- firewall: a guest's firewall config removed with the guest (the firewall API itself is fakepve's);
 - permissions: PVE's permission checks against that reference, for an API token with privilege separation that
   holds exactly the collection's role (plugins/module_utils/proxmoxwp_privileges.py) on `/`, as the production
   example grants it; GET /access/permissions answers its effective privileges;
@@ -35,7 +37,9 @@ from fakepve.server import SECRET_KEYS, collect, redact
 
 from . import reference
 from .capacity import Capacity
+from .failover import Failover
 from .faults import Faults
+from .firewall import GuestFirewall
 from .ha import HaApi
 from .permissions import Access, check_request, product_privileges
 from .storage_rules import StorageRules, drbd_storage
@@ -56,7 +60,7 @@ class Sent(NamedTuple):
     params: dict
 
 
-class ProjectPve(Capacity, Faults, HaApi, StorageRules, Uploads, FakePve):
+class ProjectPve(Failover, Capacity, Faults, GuestFirewall, HaApi, StorageRules, Uploads, FakePve):
     """A FakePve with drbd1 (DRBD), local (dir, holding the Debian template) and local-lvm (lvmthin, fakepve's),
     stateful HA with a manager, fault helpers, reference-schema checks, and the project's API token.
 
