@@ -44,6 +44,10 @@ POWER_HEADING = {
 }
 
 
+class _PlaceFirst(Exception):
+    """create-site needs a new job, whose node must be chosen before the transaction that makes it."""
+
+
 @dataclass
 class Answer:
     body: dict
@@ -134,7 +138,15 @@ class Lifecycle:
     # ---- site ------------------------------------------------------------------------------------------
 
     def create_site(self, data: CreateSite) -> Answer:
-        self._plan(data.plan)
+        plan = self._plan(data.plan)
+        try:
+            return self._create_site(data, node=None, place=self.runtime.placer.places)
+        except _PlaceFirst:
+            # Read the cluster outside the transaction, then make the site there; a 503 leaves nothing made.
+            return self._create_site(data, node=self.runtime.placer.node_for(plan), place=False)
+
+    def _create_site(self, data: CreateSite, node: str | None, place: bool) -> Answer:
+        """create-site's transaction; with `place`, it stops (_PlaceFirst) where a new job would need a node."""
         inventory = self.runtime.inventory
 
         def work(session: Session) -> Answer:
@@ -168,7 +180,10 @@ class Lifecycle:
                         )
                     return self._site_answer(session, service, self._subdomain_retry(session, service), None)
             # a new site, a deleted one made again, or a creation that failed and is tried again
+            if place:
+                raise _PlaceFirst
             service.email, service.plan, service.public_ip = data.email, data.plan, data.public_ip
+            service.node = node
             if service.state in (None, ServiceState.DELETED) or not service.admin_user:
                 # chosen once per site: a failed creation tried again may find WordPress installed with it
                 service.admin_user = inventory.naming.new_admin_user()
@@ -186,6 +201,7 @@ class Lifecycle:
                     "public_ip": data.public_ip,
                     "subdomain": service.subdomain,
                     "admin_user": service.admin_user,
+                    **({"node": node} if node else {}),
                 },
                 heading_to=ServiceState.ACTIVE,
                 sealed=self.runtime.secret_box.seal({"admin_password": password}),

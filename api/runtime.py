@@ -13,6 +13,7 @@ from api.db import Database
 from api.inventory import Inventory
 from api.jobs.queue import JobQueue
 from api.jobs.secrets import SecretBox
+from api.placer import Placer
 from api.private_files import prepare
 
 
@@ -38,6 +39,10 @@ class Runtime:
     @cached_property
     def inventory(self) -> Inventory:
         return Inventory(self.settings.inventory, self.settings.vault_password_file)
+
+    @cached_property
+    def placer(self) -> Placer:
+        return Placer(self.settings)
 
     @cached_property
     def secret_box(self) -> SecretBox:

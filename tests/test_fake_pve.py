@@ -58,10 +58,10 @@ def ct_path(vmid: int, rest: str = "") -> str:
     return f"/nodes/{NODE}/lxc/{vmid}{rest}"
 
 
-def create_ct(api: Api, vmid: int, storage: str = DRBD, **extra) -> None:
+def create_ct(api: Api, vmid: int, storage: str = DRBD, node: str = NODE, **extra) -> None:
     status = api.run(
         "POST",
-        f"/nodes/{NODE}/lxc",
+        f"/nodes/{node}/lxc",
         vmid=vmid,
         ostemplate=TEMPLATE_VOLID,
         rootfs=f"{storage}:8",

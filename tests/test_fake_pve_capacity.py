@@ -5,10 +5,10 @@ offline nodes, and HA node maintenance as /cluster/ha/status shows it (lab/pve/c
 from __future__ import annotations
 
 import pytest
-from test_fake_pve import Api
+from test_fake_pve import Api, create_ct
 
 from lab.pve.capacity import CT_MEM, GIB
-from lab.pve.fake import DRBD, TEMPLATE_VOLID
+from lab.pve.fake import DRBD
 
 pytestmark = pytest.mark.cluster
 
@@ -32,20 +32,6 @@ def by_id(api: Api, **params) -> dict[str, dict]:
     return {item["id"]: item for item in api.ok("GET", "/cluster/resources", **params)}
 
 
-def create_ct(api: Api, node: str, vmid: int, storage: str = DRBD) -> None:
-    status = api.run(
-        "POST",
-        f"/nodes/{node}/lxc",
-        vmid=vmid,
-        ostemplate=TEMPLATE_VOLID,
-        rootfs=f"{storage}:8",
-        memory=1024,
-        hostname=f"ct{vmid}",
-        start=1,
-    )
-    assert status == "OK"
-
-
 def test_each_node_shows_its_own_capacity_with_pves_fields_and_types(api, three_nodes):
     found = by_id(api, type="node")
     assert sorted(found) == ["node/pve1", "node/pve2", "node/pve3"]
@@ -67,8 +53,8 @@ def test_each_node_shows_its_own_capacity_with_pves_fields_and_types(api, three_
 
 def test_a_guest_counts_against_its_node_and_its_storage(api, three_nodes):
     before = by_id(api)
-    create_ct(api, "pve2", 200)
-    create_ct(api, "pve3", 201, storage="local-lvm")
+    create_ct(api, 200, node="pve2", memory=1024, start=1)
+    create_ct(api, 201, storage="local-lvm", node="pve3", memory=1024, start=1)
     after = by_id(api)
 
     assert after["node/pve2"]["mem"] == before["node/pve2"]["mem"] + CT_MEM

@@ -212,6 +212,12 @@ def test_setdomain_documents_its_dns_answers(document):
     assert {"found", "expected"} <= error.keys()
 
 
+def test_create_site_documents_that_it_makes_nothing_without_room(document):
+    responses = document["paths"]["/create-site"]["post"]["responses"]
+    assert "no_capacity" in responses["503"]["description"]
+    assert "pve_unavailable" in responses["503"]["description"]
+
+
 def test_the_document_states_this_servers_wait_limit_and_refusals(api, runtime):
     runtime.settings.max_wait_seconds = 42
     document = api.get("/openapi.json", token=None).get_json()

@@ -17,6 +17,11 @@ bp = Blueprint("sites", __name__)
     {200: schemas.SiteCreated, 202: schemas.SiteCreated},
     body=schemas.CreateSite,
     errors=(400, 409),
+    error_notes={
+        503: "No allowed node has room for the plan's memory and disk (no_capacity), or Proxmox VE did not answer "
+        "(pve_unavailable): nothing was made, try again later; or the database is unreachable, or the awaited job "
+        "failed",
+    },
 )
 def create_site(data: schemas.CreateSite):
     return reply(lifecycle().create_site(data), data)
