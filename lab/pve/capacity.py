@@ -171,14 +171,20 @@ class Capacity:
             entry.update(maxdisk=size, disk=used, status="available")
         return entry
 
+    def ha_node_state(self, node: str) -> str:
+        """The node's state in the CRM's manager_status (lab.pve.failover adds 'fence')."""
+        if node in self.maintenance:
+            return "maintenance"
+        return "online" if self.nodes[node].get("online", True) else "unknown"
+
     async def _manager_status(self, v, user):
         """GET /cluster/ha/status/manager_status: the CRM's manager_status, each node's LRM status, the quorum."""
         now = int(time.time())
-        first = sorted(self.nodes)[0]
+        first = self.ha_master()
         node_status, lrm = {}, {}
         for node, state in sorted(self.nodes.items()):
             online = state.get("online", True)
-            node_status[node] = "maintenance" if node in self.maintenance else ("online" if online else "unknown")
+            node_status[node] = self.ha_node_state(node)
             lrm[node] = {
                 "mode": "maintenance" if node in self.maintenance else "active",
                 "state": "active" if online else "lost_agent_lock",

@@ -209,7 +209,7 @@ class HaApi:
     async def _ha_status(self, v, user):
         """GET /cluster/ha/status/current: quorum, master, one lrm per node, then the services."""
         self._ha_sync()
-        first = sorted(self.nodes)[0]
+        first = self.ha_master()
         stamp = time.strftime("%a %b %d %H:%M:%S %Y")
         out = [
             {
@@ -252,6 +252,11 @@ class HaApi:
                 }
             )
         return out
+
+    def ha_master(self) -> str:
+        """The node whose CRM is master: the first online node (the first node when none is)."""
+        online = [node for node in sorted(self.nodes) if self.nodes[node].get("online", True)]
+        return (online or sorted(self.nodes))[0]
 
     def _ha_crm_state(self, sid: str, guest) -> str:
         want = requested(guest.ha_state)

@@ -96,6 +96,22 @@ class ServedPve:
         """The node's API listens again on its port."""
         self.call(self.endpoints[node].start)
 
+    def fail_node(self, node: str, recovery_delay: float | None = None) -> None:
+        """The node fails (lab.pve.failover): its API endpoint goes down with it, the cluster sees it offline, and
+        the HA manager recovers its HA guests on another node after recovery_delay real seconds (default: the
+        model's ha_recovery_delay)."""
+        if recovery_delay is not None:
+            self.call(setattr, self.pve, "ha_recovery_delay", recovery_delay)
+        self.call(self.pve.fail_node, node)
+        if node in self.endpoints:
+            self.stop_endpoint(node)
+
+    def restore_node(self, node: str) -> None:
+        """The failed node is back: online for the cluster, its API endpoint listening again."""
+        self.call(self.pve.restore_node, node)
+        if node in self.endpoints:
+            self.start_endpoint(node)
+
     def pve_api_hosts(self, nodes: list[str] | None = None, pin: bool = False) -> dict:
         """Connection settings with `hosts`: the endpoints of nodes (default: every node, in name order), trusted
         through the cluster's CA, or each by its own fingerprint with pin=True."""
