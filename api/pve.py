@@ -25,6 +25,7 @@ def load_collections(settings: Settings) -> None:
 
 @functools.cache
 def _init_loader(collections: str) -> None:
+    # once a process: a second set-up makes Ansible warn that its collection finder is configured already
     from ansible.plugins.loader import init_plugin_loader
 
     init_plugin_loader([collections])

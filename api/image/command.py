@@ -46,11 +46,12 @@ def upload(archive: Path | None, nodes: tuple[str, ...], filename: str | None) -
     prints the volid to set as proxmoxwp_pve_ostemplate."""
     from api.config import ConfigError, load_settings
     from api.image import upload as uploading
+    from api.pve import pve_client
 
     settings = load_settings()
     try:
         where = uploading.target(settings)
-        client, api_error = uploading.pve_client(settings, where.api)
+        client, api_error = pve_client(settings, where.api)
     except ConfigError as exc:
         click.echo(str(exc), err=True)
         sys.exit(2)

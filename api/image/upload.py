@@ -2,8 +2,8 @@
 
 The connection (`proxmoxwp_pve_api`) and the template storage (`proxmoxwp_template.storage`) come from the
 configured inventory, read as a playbook reads them (api/ansible_vars.py, vault included), and the requests go
-through the collection's own client (plugins/module_utils/proxmoxwp_pve.py), so the upload needs only the token
-the playbooks use, whose role holds Datastore.AllocateTemplate for it.
+through the collection's own client (api/pve.py), so the upload needs only the token the playbooks use, whose role
+holds Datastore.AllocateTemplate for it.
 
 PVE stores an upload on the node that received it: a storage that is not shared (a node's `local`) gets the file
 on every node that may create a site, a shared one once. A node that already lists a volume of that name and size
@@ -12,9 +12,7 @@ is left alone: the image is named per build, so the same name and size is the sa
 
 from __future__ import annotations
 
-import functools
 import hashlib
-import importlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,10 +20,10 @@ from typing import Any
 
 from api.ansible_vars import read_variables
 from api.config import ConfigError, Settings
+from api.pve import load_collections
 
 CONTENT = "vztmpl"
 ALGORITHM = "sha256"
-CLIENT = "ansible_collections.proxmoxwp.hosting.plugins.module_utils.proxmoxwp_pve"
 CHUNK = 1024**2
 
 
@@ -40,7 +38,7 @@ class Target:
 
 def target(settings: Settings) -> Target:
     """The inventory's PVE connection, template storage and archive; ConfigError naming what is missing."""
-    _collections(settings)
+    load_collections(settings)
     found = read_variables(
         settings.inventory, ("proxmoxwp_pve_api", "proxmoxwp_template"), settings.vault_password_file
     )
@@ -51,30 +49,6 @@ def target(settings: Settings) -> Target:
     if not template.get("storage"):
         raise ConfigError(f"{settings.inventory}: proxmoxwp_template.storage (the template storage) is not set")
     return Target(api, str(template["storage"]), Path(str(template.get("archive") or "")))
-
-
-def _collections(settings: Settings) -> None:
-    """Ansible's collection loader, as ansible-playbook sets it up: the inventory's lookups (ansible.builtin.env)
-    need it, and it imports the collection's client from this checkout (collections/ links its name here)."""
-    _plugin_loader(str(settings.project_dir / "collections"))
-
-
-@functools.cache
-def _plugin_loader(collections: str) -> None:
-    # once a process: a second set-up makes Ansible warn that its collection finder is configured already
-    from ansible.plugins.loader import init_plugin_loader
-
-    init_plugin_loader([collections])
-
-
-def pve_client(settings: Settings, api: dict[str, Any]):
-    """The collection's PveClient (from this checkout) for these connection settings."""
-    _collections(settings)
-    module = importlib.import_module(CLIENT)
-    try:
-        return module.PveClient(api, task_timeout=1800), module.PveApiError
-    except module.PveApiError as exc:
-        raise ConfigError(f"proxmoxwp_pve_api: {exc.message}") from None
 
 
 def checksum(path: Path) -> str:
