@@ -9,6 +9,7 @@ from test_fake_pve import Api, create_ct
 
 from lab.pve.capacity import CT_MEM, GIB
 from lab.pve.fake import DRBD
+from lab.pve.service import this_machine
 
 pytestmark = pytest.mark.cluster
 
@@ -102,3 +103,10 @@ def test_a_node_in_maintenance_shows_in_the_ha_status_and_stays_online_in_resour
     three_nodes.call(three_nodes.pve.node_maintenance, "pve2", False)
     status = api.ok("GET", "/cluster/ha/status/manager_status")
     assert status["manager_status"]["node_status"]["pve2"] == "online"
+
+
+def test_the_served_labs_node_is_as_big_as_the_machine_it_runs_on(tmp_path):
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text("MemTotal:       24000000 kB\nMemFree:         1000 kB\nMemAvailable:   20000000 kB\n")
+    figures = this_machine(meminfo)
+    assert figures["maxmem"] == 24000000 * 1024 and figures["mem"] == 4000000 * 1024 and figures["maxcpu"] >= 1

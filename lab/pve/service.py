@@ -56,6 +56,16 @@ class Options:
     reference: str | None = None
 
 
+def this_machine(meminfo: Path = Path("/proc/meminfo")) -> dict:
+    """The node figures of this machine: its CPUs, its memory and what the host itself uses of it now."""
+    fields = {}
+    for line in meminfo.read_text().splitlines():
+        name, _, value = line.partition(":")
+        fields[name] = int(value.split()[0]) * 1024  # kB
+    total = fields["MemTotal"]
+    return {"maxcpu": os.cpu_count() or 1, "maxmem": total, "mem": total - fields.get("MemAvailable", total)}
+
+
 def serve(options: Options) -> int:
     """Run the API until SIGTERM or SIGINT; 0 after a clean stop, 1 when it could not start."""
     try:
@@ -80,6 +90,8 @@ async def _serve(options: Options) -> int:
     guests = Guests(Containers(options.lxcpath), options.prefix, options.bridge, images)
     pve = LabPve(guests, host=options.host, port=options.port, reference_path=options.reference)
     pve.drain_timeout = DRAIN_TIMEOUT
+    # The lab's containers run on this machine: its node is as big as the machine (placement counts on it).
+    pve.set_node_capacity(sorted(pve.nodes)[0], **this_machine())
     certfile, keyfile, der = make_cert(str(directory), name=CERT_NAME, hosts=(options.host,))
 
     stop = asyncio.Event()
