@@ -88,6 +88,7 @@ from ansible_collections.proxmoxwp.hosting.plugins.module_utils.proxmoxwp_privil
     needed_privileges,
 )
 from ansible_collections.proxmoxwp.hosting.plugins.module_utils.proxmoxwp_pve import (  # noqa: E402
+    CONNECT_TIMEOUT,
     PveApiError,
     PveClient,
     api_argument_spec,
@@ -137,7 +138,8 @@ def check_hosts(client, api, task_timeout):
     checks = []
     for host in client.hosts:
         alone = dict(api, hosts=None, host=host.host, port=host.port)
-        alone.update(fingerprint=host.fingerprint, ca_file=host.ca_file)
+        # a host that drops packets holds the doctor no longer than the modules' connect timeout per try
+        alone.update(fingerprint=host.fingerprint, ca_file=host.ca_file, timeout=min(client.timeout, CONNECT_TIMEOUT))
         answered, checked = check_api(PveClient(alone, task_timeout), f"pve.api@{host.where}", listed=True)
         version = version or answered
         checks.append(checked)
