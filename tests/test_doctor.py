@@ -25,10 +25,12 @@ def ssh_key_pair(directory: Path) -> Path:
 
 
 @pytest.fixture
-def make_inventory(tmp_path, pve_api, edge_peers):
+def make_inventory(tmp_path, pve, pve_api, edge_peers):
     """An inventory for the fake cluster and the edge, with a real SSH key pair and a container gateway that this
-    machine reaches (loopback: tests never send anything beyond it), changed by `overrides`."""
+    machine reaches (loopback: tests never send anything beyond it), changed by `overrides`. The fake's datacenter
+    firewall is on, as the production guide has the operator turn it on (docs/firewall.md)."""
     key = ssh_key_pair(tmp_path)
+    pve.call(pve.pve.set_datacenter_firewall, True)
     count = iter(range(100))
 
     def make(**overrides) -> Path:
@@ -86,6 +88,7 @@ def test_the_doctor_finds_the_lab_in_order(doctor, make_inventory):
         "pve.storage",
         "pve.template",
         "pve.bridge",
+        "pve.firewall",
         "npm.api",
         "npm.version",
         "npm.login",
@@ -147,6 +150,22 @@ def test_the_doctor_names_each_fault_with_its_fix(doctor, make_inventory, pve_ap
     assert list(failing(found)) == [check], failing(found)
     assert summary in found[check]["summary"]
     assert fix in found[check]["fix"]
+
+
+@pytest.mark.cluster
+def test_the_doctor_names_a_datacenter_firewall_that_is_off(doctor, make_inventory, pve):
+    inventory = make_inventory()
+    # PVE's default: the datacenter firewall is off, and no container's rules apply.
+    pve.call(pve.pve.set_datacenter_firewall, False)
+    status, found = doctor(inventory)
+    assert status != 0
+    assert list(failing(found)) == ["pve.firewall"]
+    assert "The datacenter firewall is off" in found["pve.firewall"]["summary"]
+    assert "pvesh set /cluster/firewall/options --enable 1" in found["pve.firewall"]["fix"]
+    # An operator who keeps the sites without a firewall is told what that means, and nothing fails.
+    status, found = doctor(make_inventory(proxmoxwp_ct_firewall={"enabled": False}))
+    assert status == 0 and found["pve.firewall"]["ok"]
+    assert "can reach each other" in found["pve.firewall"]["summary"]
 
 
 @pytest.mark.cluster

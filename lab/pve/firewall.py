@@ -22,3 +22,8 @@ class GuestFirewall:
     def guest_firewall(self, vmid: int) -> dict | None:
         """The firewall config PVE keeps for the guest (options, rules, ipset, ...), or None when it has none."""
         return self._fw()["guests"].get(int(vmid))
+
+    def set_datacenter_firewall(self, enable: bool) -> None:
+        """Datacenter > Firewall > Options > Firewall, as root sets it (`pvesh set /cluster/firewall/options
+        --enable 1`); PVE's default is off."""
+        self.firewall_config("cluster")["options"]["enable"] = 1 if enable else 0

@@ -14,7 +14,8 @@ description:
     token holds every privilege the collection's modules need, on the paths they use (C(GET /access/permissions));
     every node is online; the container storage exists on every node with the content type C(rootdir); the
     template is on the creating node's template storage; the container bridge exists on every node; the HA
-    placement named, if any, exists (an HA group before Proxmox VE 9, a node-affinity rule from 9 on).
+    placement named, if any, exists (an HA group before Proxmox VE 9, a node-affinity rule from 9 on); with
+    O(firewall), the datacenter firewall is on (without it no container's rules apply).
   - A finding never fails the task; the task fails only on wrong options.
 version_added: "0.1.0"
 author: ProxmoxWP contributors (!UNKNOWN)
@@ -46,6 +47,12 @@ options:
     type: str
   privileged:
     description: Whether the containers are privileged (creating one then needs C(Sys.Modify) on C(/)).
+    type: bool
+    default: false
+  firewall:
+    description:
+      - Whether the sites are isolated by their containers' firewall (the inventory's C(proxmoxwp_ct_firewall)); the
+        datacenter firewall must then be on. Off, the finding C(pve.firewall) says the sites are not isolated.
     type: bool
     default: false
 """
@@ -268,6 +275,31 @@ def check_bridge(client, nodes, bridge):
     return finding("pve.bridge", True, f"The bridge {bridge} exists on every node.")
 
 
+def check_firewall(client, wanted):
+    """Guest rules apply only while the datacenter firewall is on (its `enable` is 0, or the time it was set on)."""
+    if not wanted:
+        return finding(
+            "pve.firewall",
+            True,
+            "The sites' containers have no firewall (proxmoxwp_ct_firewall.enabled is false): they can reach each "
+            "other.",
+        )
+    options = client.get("/cluster/firewall/options") or {}
+    try:
+        enabled = int(options.get("enable") or 0) > 0
+    except (TypeError, ValueError):
+        enabled = False
+    if not enabled:
+        return finding(
+            "pve.firewall",
+            False,
+            "The datacenter firewall is off, so the sites' firewall rules do not apply: sites can reach each other.",
+            "Turn it on: Datacenter > Firewall > Options > Firewall: Yes, or `pvesh set /cluster/firewall/options "
+            "--enable 1` on a node (first allow 8006 and 22 to the nodes from where you manage them).",
+        )
+    return finding("pve.firewall", True, "The datacenter firewall is on: each site's rules apply.")
+
+
 def check_placement(client, version, placement):
     if _major(version) >= 9:
         names = {r.get("rule") for r in client.get("/cluster/ha/rules") or []}
@@ -308,6 +340,7 @@ def run_checks(client, params):
     checks.append(_guarded("pve.storage", lambda: check_storage(client, nodes, params["storage"])))
     checks.append(_guarded("pve.template", lambda: check_template(client, params["node"], params["ostemplate"])))
     checks.append(_guarded("pve.bridge", lambda: check_bridge(client, nodes, params["bridge"])))
+    checks.append(_guarded("pve.firewall", lambda: check_firewall(client, params["firewall"])))
     if params["ha_placement"]:
         checks.append(_guarded("pve.ha_placement", lambda: check_placement(client, version, params["ha_placement"])))
     return version, checks
@@ -333,6 +366,7 @@ def main():
             bridge={"type": "str", "required": True},
             ha_placement={"type": "str"},
             privileged={"type": "bool", "default": False},
+            firewall={"type": "bool", "default": False},
         ),
         supports_check_mode=True,
     )
