@@ -115,17 +115,20 @@ def check_mode_missing(module, vmid):
     )
 
 
-def find_container(client, vmid, node=None, warn=None):
+def find_container(client, vmid, node=None, warn=None, settle=None):
     """The /cluster/resources entry of container vmid; PveApiError if there is none (or it is a VM).
 
     node is what the caller believed; when the container lives elsewhere (the HA manager moved it), the
-    real node wins and warn() says so.
+    real node wins and warn() says so. settle(entry), when given, returns the entry to use instead (the one after
+    an HA relocation: proxmoxwp_relocation).
     """
     guest = find_guest(client, vmid)
     if guest is None:
         raise MissingContainer(f"CT {vmid} does not exist in the cluster (it is not in /cluster/resources)")
     if guest.get("type") != "lxc":
         raise PveApiError("Guest {} is a {} guest, not a container (lxc)".format(vmid, guest.get("type")))
+    if settle is not None:
+        guest = settle(guest)
     if node and guest.get("node") != node and warn:
         warn("CT {0} is on node {1}, not on {2} as given; using {1}".format(vmid, guest.get("node"), node))
     return guest

@@ -17,6 +17,7 @@ version_added: "0.1.0"
 author: ProxmoxWP contributors (!UNKNOWN)
 extends_documentation_fragment:
   - proxmoxwp.hosting.proxmoxwp_api
+  - proxmoxwp.hosting.proxmoxwp_relocation
   - proxmoxwp.hosting.attributes
 attributes:
   check_mode:
@@ -52,7 +53,10 @@ options:
     description: Comment of the HA resource. Omitted, left as it is.
     type: str
   wait:
-    description: Wait until the container's status matches O(requested_state) (O(state=present) only).
+    description:
+      - Wait until the container's status matches O(requested_state) (O(state=present) only).
+      - The HA resource's settings are cluster-wide and are set even while the container's node is down; the wait
+        then lasts until the HA manager moved the container (at most O(relocation_timeout)) and it reached the state.
     type: bool
     default: false
 """
@@ -121,6 +125,10 @@ from ansible_collections.proxmoxwp.hosting.plugins.module_utils.proxmoxwp_pve im
     api_argument_spec,
     connect,
 )
+from ansible_collections.proxmoxwp.hosting.plugins.module_utils.proxmoxwp_relocation import (  # noqa: E402
+    find_settled,
+    relocation_argument_spec,
+)
 
 TARGET = {"started": "running", "stopped": "stopped", "disabled": "stopped"}
 
@@ -158,6 +166,7 @@ def main():
             max_relocate={"type": "int"},
             comment={"type": "str"},
             wait={"type": "bool", "default": False},
+            **relocation_argument_spec(),
         ),
         supports_check_mode=True,
     )
@@ -205,7 +214,9 @@ def main():
                 guest["node"],
                 vmid,
                 TARGET[p["requested_state"]],
-                resolve_node=lambda v: find_container(client, v)["node"],
+                resolve_node=lambda v: find_settled(client, v, warn=module.warn, timeout=p["relocation_timeout"])[
+                    "node"
+                ],
             )
             result["status"] = status.get("status")
     except PveApiError as exc:

@@ -11,10 +11,14 @@ description:
     configuration, snapshots, HA resource and power state. No database is needed.
   - A container tagged C(archive) is an archive (a stopped container kept only for its snapshots); every other
     one is the service's live container. More than one live container is an error.
+  - A container on a node that does not answer (status C(unknown)) is reported without config or snapshots, with a
+    warning; but when it is the live container and an HA resource, the module first waits (up to
+    O(relocation_timeout); V(0) does not wait) for the HA manager to move it to another node, and fails past that.
 version_added: "0.1.0"
 author: ProxmoxWP contributors (!UNKNOWN)
 extends_documentation_fragment:
   - proxmoxwp.hosting.proxmoxwp_api
+  - proxmoxwp.hosting.proxmoxwp_relocation
   - proxmoxwp.hosting.attributes
   - proxmoxwp.hosting.attributes.info_module
 options:
@@ -96,18 +100,27 @@ from ansible_collections.proxmoxwp.hosting.plugins.module_utils.proxmoxwp_pve im
     api_argument_spec,
     connect,
 )
+from ansible_collections.proxmoxwp.hosting.plugins.module_utils.proxmoxwp_relocation import (  # noqa: E402
+    relocation_argument_spec,
+    settled,
+    waits_for_relocation,
+)
 
 
 def main():
     module = AnsibleModule(
-        argument_spec=api_argument_spec(service_id={"type": "int", "required": True}),
+        argument_spec=api_argument_spec(service_id={"type": "int", "required": True}, **relocation_argument_spec()),
         supports_check_mode=True,
     )
     client = connect(module)
     service_id = module.params["service_id"]
     try:
         entries = service_containers(client, service_id)
-        split_live(service_id, entries)
+        live, _archives = split_live(service_id, entries)
+        timeout = module.params["relocation_timeout"]
+        if live is not None and timeout > 0 and waits_for_relocation(live):
+            moved = settled(client, live, timeout, module.warn)
+            entries = [moved if entry is live else entry for entry in entries]
         listing = ha_resources(client) if entries else {}
         containers = []
         for entry in entries:

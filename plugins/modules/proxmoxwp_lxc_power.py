@@ -16,10 +16,13 @@ description:
     stopped one. It always reports a change.
   - Idempotent for V(started) and V(stopped); PVE refuses to start a running or stop a stopped container, so the
     status is read first.
+  - The container's node is read from C(/cluster/resources); when that node failed, the module waits (up to
+    O(relocation_timeout)) for the HA manager to move the container, then acts on the new node (RV(node)).
 version_added: "0.1.0"
 author: ProxmoxWP contributors (!UNKNOWN)
 extends_documentation_fragment:
   - proxmoxwp.hosting.proxmoxwp_api
+  - proxmoxwp.hosting.proxmoxwp_relocation
   - proxmoxwp.hosting.attributes
 attributes:
   check_mode:
@@ -79,7 +82,7 @@ vmid:
   type: int
   sample: 105
 node:
-  description: Node of the container.
+  description: Node of the container at the end (another one than given after an HA relocation).
   returned: always
   type: str
   sample: pve1
@@ -89,15 +92,17 @@ from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 from ansible_collections.proxmoxwp.hosting.plugins.module_utils.proxmoxwp_guests import (  # noqa: E402
     MissingContainer,
     check_mode_missing,
-    find_container,
     ha_resource,
     ha_sid,
-    node_of,
 )
 from ansible_collections.proxmoxwp.hosting.plugins.module_utils.proxmoxwp_pve import (  # noqa: E402
     PveApiError,
     api_argument_spec,
     connect,
+)
+from ansible_collections.proxmoxwp.hosting.plugins.module_utils.proxmoxwp_relocation import (  # noqa: E402
+    find_settled,
+    relocation_argument_spec,
 )
 
 TARGET = {"started": "running", "stopped": "stopped"}
@@ -109,10 +114,16 @@ class Power:
         self.client = client
         self.vmid = vmid
         self.node = node
-        self.path = f"/nodes/{node}/lxc/{vmid}"
+
+    @property
+    def path(self):
+        return f"/nodes/{self.node}/lxc/{self.vmid}"
 
     def _resolve(self, vmid):
-        self.node = node_of(self.client, vmid)
+        """The container's node again (status/current failed: its node may have failed and HA moved it)."""
+        self.node = find_settled(
+            self.client, vmid, warn=self.module.warn, timeout=self.module.params["relocation_timeout"]
+        )["node"]
         return self.node
 
     def wait(self, status):
@@ -134,6 +145,7 @@ def main():
             vmid={"type": "int", "required": True},
             node={"type": "str"},
             state={"type": "str", "required": True, "choices": ["started", "stopped", "restarted"]},
+            **relocation_argument_spec(),
         ),
         supports_check_mode=True,
     )
@@ -142,7 +154,9 @@ def main():
     result = {"changed": False, "vmid": vmid}
     try:
         try:
-            guest = find_container(client, vmid, module.params["node"], warn=module.warn)
+            guest = find_settled(
+                client, vmid, module.params["node"], warn=module.warn, timeout=module.params["relocation_timeout"]
+            )
         except MissingContainer:
             if not module.check_mode:
                 raise

@@ -21,6 +21,7 @@ version_added: "0.1.0"
 author: ProxmoxWP contributors (!UNKNOWN)
 extends_documentation_fragment:
   - proxmoxwp.hosting.proxmoxwp_api
+  - proxmoxwp.hosting.proxmoxwp_relocation
   - proxmoxwp.hosting.attributes
 attributes:
   check_mode:
@@ -116,13 +117,16 @@ from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 from ansible_collections.proxmoxwp.hosting.plugins.module_utils.proxmoxwp_guests import (  # noqa: E402
     MissingContainer,
     check_mode_missing,
-    find_container,
     snapshots,
 )
 from ansible_collections.proxmoxwp.hosting.plugins.module_utils.proxmoxwp_pve import (  # noqa: E402
     PveApiError,
     api_argument_spec,
     connect,
+)
+from ansible_collections.proxmoxwp.hosting.plugins.module_utils.proxmoxwp_relocation import (  # noqa: E402
+    find_settled,
+    relocation_argument_spec,
 )
 
 NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{1,39}$")
@@ -137,6 +141,7 @@ def main():
             state={"type": "str", "default": "present", "choices": ["present", "absent", "rolled_back"]},
             description={"type": "str"},
             start={"type": "bool", "default": False},
+            **relocation_argument_spec(),
         ),
         supports_check_mode=True,
     )
@@ -154,7 +159,7 @@ def main():
     result = {"changed": False, "vmid": vmid}
     try:
         try:
-            node = find_container(client, vmid, p["node"], warn=module.warn)["node"]
+            node = find_settled(client, vmid, p["node"], warn=module.warn, timeout=p["relocation_timeout"])["node"]
         except MissingContainer:
             if not module.check_mode or p["state"] != "present":
                 raise
