@@ -10,7 +10,8 @@ as the exit status and a task-log line, leaving the model as PVE would leave the
   does at every start, and the container boots; shutdown and stop (hard) likewise; reboot is both;
 - snapshot, rollback and snapshot delete: copies of the container's writable layer (lab.snapshots);
 - full clone (also from a snapshot): a new container with a copy of that layer; destroy: container and snapshots;
-- a config change of a running container's memory, swap or cores is applied to its cgroup at once.
+- a config change of a running container's memory, swap or cores is applied to its cgroup at once;
+- resize grows a real root disk (a small one: lab.pve.guests) after fakepve's checks (no shrinking, PVE's words);
 - a template uploaded to `local` (lab.pve.uploads) goes into the templates directory, so containers are made from it.
 
 Real work runs in a thread pool, never on the event loop. Containers are `<prefix><vmid>` (lab.pve.guests). A
@@ -39,7 +40,7 @@ from api.build_host.errors import BuildHostError
 from lab.pve.fake import ProjectPve
 from lab.pve.guests import Guests
 from lab.pve.images import STORAGE
-from lab.pve.spec import DEFAULT_MEMORY_MB, DEFAULT_SWAP_MB, GuestSpec, guest_spec, limits_of
+from lab.pve.spec import DEFAULT_MEMORY_MB, DEFAULT_SWAP_MB, GuestSpec, guest_spec, limits_of, rootfs_bytes
 
 T = TypeVar("T")
 Body = Callable[[], Awaitable[Any]]
@@ -161,6 +162,7 @@ class LabPve(ProjectPve):
             "vzdestroy": self._destroying,
             "vzdelsnapshot": self._deleting_snapshot,
         }
+            "resize": self._resizing,
         return wrappers[ttype](v, body)
 
     async def _discard(self, vmid: int) -> None:
@@ -187,6 +189,7 @@ class LabPve(ProjectPve):
         config = {"hostname": f"CT{vmid}", "memory": DEFAULT_MEMORY_MB, "swap": DEFAULT_SWAP_MB}
         config.update((k, x) for k, x in v.items() if k not in CREATE_ONLY)
 
+        config["unprivileged"] = v.get("unprivileged", 1)  # PVE's default for a new container
         async def body():
             ct = self.ct(vmid)
             if self.volume_exists(ostemplate) is False:
@@ -297,6 +300,36 @@ class LabPve(ProjectPve):
         return body
 
     # ---------------------------------------------------------------------------------------------- power
+    # --------------------------------------------------------------------------------------------- resize
+
+    async def _lxc_resize(self, user, v):
+        token = _REQUEST.set(("resize", v))
+        try:
+            return await super()._lxc_resize(user, v)
+        finally:
+            _REQUEST.reset(token)
+
+    def _resizing(self, v: dict, inner: Body) -> Body:
+        vmid, disk = int(v["vmid"]), v["disk"]
+
+        async def body():
+            ct = self.ct(vmid)
+            before = ct.config.get(disk) if ct is not None else None
+            note = await inner()  # fakepve's checks (a smaller size: 'unable to shrink disk size') and the model
+            size = rootfs_bytes(ct.config.get(disk)) if ct is not None and disk == "rootfs" else None
+            if size is not None:
+                try:
+                    pid = await self._real(f"resize of CT {vmid}'s {disk}", self.guests.resize, vmid, size)
+                except TaskError:
+                    ct.config[disk] = before  # the disk did not grow: neither does its size in the config
+                    raise
+                if pid is not None:
+                    _note("lab: this host cannot grow a mounted file system: the CT was restarted to grow it offline")
+                    self._power(ct, "running", pid)
+            return note
+
+        return body
+
 
     async def _start_steps(self, ct, user, skiplock=False):
         """fakepve's vzstart worker steps, with the real start where the model marks the CT running."""
