@@ -161,8 +161,8 @@ class LabPve(ProjectPve):
             "vzclone": self._cloning,
             "vzdestroy": self._destroying,
             "vzdelsnapshot": self._deleting_snapshot,
-        }
             "resize": self._resizing,
+        }
         return wrappers[ttype](v, body)
 
     async def _discard(self, vmid: int) -> None:
@@ -188,8 +188,8 @@ class LabPve(ProjectPve):
         # The config fakepve's create will write (its defaults, then the request's settings).
         config = {"hostname": f"CT{vmid}", "memory": DEFAULT_MEMORY_MB, "swap": DEFAULT_SWAP_MB}
         config.update((k, x) for k, x in v.items() if k not in CREATE_ONLY)
-
         config["unprivileged"] = v.get("unprivileged", 1)  # PVE's default for a new container
+
         async def body():
             ct = self.ct(vmid)
             if self.volume_exists(ostemplate) is False:
@@ -299,7 +299,6 @@ class LabPve(ProjectPve):
 
         return body
 
-    # ---------------------------------------------------------------------------------------------- power
     # --------------------------------------------------------------------------------------------- resize
 
     async def _lxc_resize(self, user, v):
@@ -330,6 +329,7 @@ class LabPve(ProjectPve):
 
         return body
 
+    # ---------------------------------------------------------------------------------------------- power
 
     async def _start_steps(self, ct, user, skiplock=False):
         """fakepve's vzstart worker steps, with the real start where the model marks the CT running."""
