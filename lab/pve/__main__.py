@@ -1,7 +1,7 @@
 """`python -m lab.pve`: the lab's Proxmox VE API on real LXC containers (docs/lab-pve.md).
 
     python -m lab.pve serve --bind 127.0.0.1:8006 --dir DIR --bridge NAME --lxcpath PATH \\
-        --rootfs-cache PATH --templates DIR --name-prefix P
+        --rootfs-cache PATH --templates DIR --name-prefix P [--nodes pve1,pve2,pve3] [--ha-delay SECONDS]
     python -m lab.pve destroy-all --prefix P --lxcpath PATH
 
 `serve` runs until SIGTERM (lab.pve.service says what it writes into DIR); `destroy-all` destroys every container
@@ -49,6 +49,10 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--templates", type=Path, help="directory of template archives (local:vztmpl/<file>)")
     run.add_argument("--name-prefix", type=_prefix, required=True, help="containers are <prefix><vmid>")
     run.add_argument("--reference", help="the PVE API reference (default: lab/reference/pve-api-full.json.gz)")
+    run.add_argument("--nodes", default="pve1", help="the cluster's nodes, comma-separated (default pve1)")
+    run.add_argument(
+        "--ha-delay", type=float, default=10.0, help="seconds until HA recovers a failed node's guests (default 10)"
+    )
     destroy = commands.add_parser("destroy-all", help="destroy every container <prefix><vmid>")
     destroy.add_argument("--prefix", type=_prefix, required=True)
     destroy.add_argument("--lxcpath", type=Path, required=True)
@@ -79,6 +83,8 @@ def main(argv: list[str] | None = None) -> int:
         args.templates,
         args.name_prefix,
         args.reference,
+        tuple(node.strip() for node in args.nodes.split(",") if node.strip()),
+        args.ha_delay,
     )
     return serve(options)
 

@@ -4,7 +4,11 @@ Into its directory it writes, each readable by root only where it holds a secret
 - `pve.crt` / `pve.key`: a self-signed certificate for the bind address (clients use the .crt as their CA);
 - `token`: the API token's secret (a new one each start), for `PVEAPIToken=<token_id>=<secret>`;
 - `pve.json` once the API answers (removed when it stops): url, host, port, node, token_id, token_file, ca_file,
-  fingerprint (SHA-256 of the certificate, as PVE shows it) and the LXC path and name prefix of its containers.
+  fingerprint (SHA-256 of the certificate, as PVE shows it) and the LXC path and name prefix of its containers;
+- `control.sock`: the lab's control of its nodes (lab.pve.control: fail a node, bring it back).
+
+The cluster has the nodes given (all on this machine; the first one's API is the one served); a failed node's HA
+guests are recovered on another one after the HA delay, their real containers started again there.
 
 The cluster starts empty: containers of the same prefix left by an earlier run are orphans and are destroyed first.
 At SIGTERM the API stops answering, tasks under way finish their real work, and the containers stay (the lab's
@@ -31,6 +35,7 @@ from api.build_host.errors import BuildHostError
 from api.build_host.network import bridge_exists
 from api.build_host.rootfs import ensure_rootfs
 from lab.errors import LabError
+from lab.pve import control as lab_control
 from lab.pve.guests import Guests, destroy_all
 from lab.pve.images import Images
 from lab.pve.lxc import LabPve
@@ -54,6 +59,9 @@ class Options:
     templates: Path | None
     prefix: str
     reference: str | None = None
+    nodes: tuple[str, ...] = ("pve1",)
+    # Real seconds from a node's failure until the HA manager recovers its guests (PVE: a minute or more).
+    ha_delay: float = 10.0
 
 
 def this_machine(meminfo: Path = Path("/proc/meminfo")) -> dict:
@@ -90,6 +98,10 @@ async def _serve(options: Options) -> int:
     guests = Guests(Containers(options.lxcpath), options.prefix, options.bridge, images)
     pve = LabPve(guests, host=options.host, port=options.port, reference_path=options.reference)
     pve.drain_timeout = DRAIN_TIMEOUT
+    pve.ha_recovery_delay = options.ha_delay
+    for node in options.nodes:
+        if node not in pve.nodes:
+            pve.add_node(node)
     # The lab's containers run on this machine: its node is as big as the machine (placement counts on it).
     pve.set_node_capacity(sorted(pve.nodes)[0], **this_machine())
     certfile, keyfile, der = make_cert(str(directory), name=CERT_NAME, hosts=(options.host,))
@@ -103,7 +115,9 @@ async def _serve(options: Options) -> int:
     except OSError as exc:
         log.error("cannot listen on %s:%s: %s", options.host, options.port, exc)
         return 1
+    control = None
     try:
+        control = await lab_control.serve(pve, directory)
         # The Debian template is the cached rootfs: build it now rather than in the first create (a daemon thread:
         # a stop does not wait for a build, which the next one starts over).
         threading.Thread(target=_prebuild, args=(options.rootfs_cache,), name="rootfs", daemon=True).start()
@@ -133,6 +147,8 @@ async def _serve(options: Options) -> int:
         log.info("stopping: the API stops answering, tasks under way finish")
     finally:
         (directory / INFO_FILE).unlink(missing_ok=True)
+        if control is not None:
+            control.close()
         await pve.stop()
     log.info("stopped")
     return 0

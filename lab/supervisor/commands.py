@@ -1,4 +1,4 @@
-"""`proxmoxwp lab up | down | status`."""
+"""`proxmoxwp lab up | down | status | node fail|restore|list`."""
 
 from __future__ import annotations
 
@@ -133,6 +133,49 @@ def status(as_json: bool) -> None:
         click.echo(f"API url    {the_lab.api_url}")
         click.echo(f"token file {the_lab.token_file}")
     sys.exit(0 if everything_up else 3)
+
+
+@lab.group()
+def node() -> None:
+    """The lab cluster's nodes: fail one as a real node fails (power lost), and bring it back."""
+
+
+def _control(request: dict) -> None:
+    from lab.pve import control
+
+    try:
+        answer = control.send(_lab().part_dir("pve"), request)
+    except OSError as exc:
+        message = f"the lab's Proxmox VE does not answer ({exc}): start it with `proxmoxwp lab up`"
+        raise click.ClickException(message) from None
+    if not answer.get("ok"):
+        raise click.ClickException(answer.get("error") or "the lab's Proxmox VE refused the request")
+    for name, state in answer["nodes"].items():
+        click.echo(f"{name:<8} {state}")
+    if request["command"] == "fail":
+        delay = answer.get("ha_recovery_delay")
+        click.echo(f"the HA manager recovers {request['node']}'s HA sites on another online node in {delay:g} s")
+
+
+@node.command("fail")
+@click.argument("name")
+def node_fail(name: str) -> None:
+    """Fail node NAME: offline for the cluster, its containers killed; HA recovers its sites after the HA delay
+    (PROXMOXWP_LAB_HA_DELAY at `lab up`)."""
+    _control({"command": "fail", "node": name})
+
+
+@node.command("restore")
+@click.argument("name")
+def node_restore(name: str) -> None:
+    """Bring failed node NAME back (its containers that HA did not move stay stopped)."""
+    _control({"command": "restore", "node": name})
+
+
+@node.command("list")
+def node_list() -> None:
+    """Each node of the lab cluster, online or failed."""
+    _control({"command": "nodes"})
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import abc
 import errno
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -317,6 +318,9 @@ class PvePart(ServicePart):
             "--rootfs-cache", str(lab.part_dir("cache")),
             "--templates", str(lab.part_dir("images")),
             "--name-prefix", CONTAINER_PREFIX,
+            # the cluster's nodes on this machine, and how long HA takes to recover a failed one's sites
+            "--nodes", os.environ.get("PROXMOXWP_LAB_NODES") or "pve1",
+            "--ha-delay", os.environ.get("PROXMOXWP_LAB_HA_DELAY") or "10",
         ]  # fmt: skip
 
     def stop(self, lab: Lab) -> str:
