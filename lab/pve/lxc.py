@@ -37,6 +37,7 @@ from fakepve.lxc import CREATE_ONLY, MOUNT_KEY
 from fakepve.model import PveError, TaskError
 
 from api.build_host.errors import BuildHostError
+from lab.pve.enforcing import EnforcedFirewall
 from lab.pve.fake import ProjectPve
 from lab.pve.guests import Guests
 from lab.pve.images import STORAGE
@@ -53,7 +54,7 @@ _REQUEST: contextvars.ContextVar[tuple[str, dict] | None] = contextvars.ContextV
 _TASK_LOG: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar("lab_pve_task_log", default=None)
 
 
-class LabPve(ProjectPve):
+class LabPve(EnforcedFirewall, ProjectPve):
     """A ProjectPve on real containers. Serve it like ProjectPve (lab.pve.serving.ServedPve with time_scale=1, or
     `python -m lab.pve serve`); tasks run in the background, so time_scale must stay above 0 (1: PVE seconds are
     seconds, e.g. the 10 s a request waits for a config lock and the 60 s of a shutdown)."""
