@@ -215,6 +215,8 @@ def test_an_operator_walks_the_guide_from_a_blank_controller_to_a_site(
     pve, edge_peers, dns_resolvers, lab_golden_image, product_wheels, systemd_run_double, tmp_path
 ):
     steps = guide_steps()
+    # Section 3, "The firewall", on a node: the datacenter firewall on (`pvesh set /cluster/firewall/options`).
+    pve.call(pve.pve.set_datacenter_firewall, True)
     out, layers = tmp_path / "out", tmp_path / "layers"
     out.mkdir()
     layers.mkdir()

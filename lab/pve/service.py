@@ -98,6 +98,9 @@ async def _serve(options: Options) -> int:
     guests = Guests(Containers(options.lxcpath), options.prefix, options.bridge, images)
     pve = LabPve(guests, host=options.host, port=options.port, reference_path=options.reference)
     pve.drain_timeout = DRAIN_TIMEOUT
+    # The datacenter firewall on, as the production guide has the operator turn it on before the first site, so the
+    # sites' rules are enforced on the bridge (lab.pve.netfilter); PROXMOXWP_LAB_FIREWALL=0 leaves it off.
+    pve.set_datacenter_firewall(os.environ.get("PROXMOXWP_LAB_FIREWALL", "1") != "0")
     pve.ha_recovery_delay = options.ha_delay
     for node in options.nodes:
         if node not in pve.nodes:

@@ -20,6 +20,7 @@ import psutil
 from api.build_host.locks import exclusive
 from api.build_host.network import bridge_exists, ensure_bridge, remove_bridge
 from api.waiting import holds_within
+from lab.pve.netfilter import remove_tables
 from lab.supervisor.layout import Lab, LabError, parse_bind, proxmoxwp_command
 from lab.supervisor.processes import cmdline_of, family_of, group_members, log_tail, process_by_pid, terminate
 
@@ -366,6 +367,7 @@ class BridgePart:
 
     def stop(self, lab: Lab) -> str:
         existed = bridge_exists(lab.addresses.bridge)
+        remove_tables(lab.addresses.bridge)  # the sites' firewall on it (lab.pve.netfilter)
         remove_bridge(lab.addresses.bridge)
         return f"bridge: {'removed' if existed else 'not there'}"
 
