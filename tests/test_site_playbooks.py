@@ -161,6 +161,9 @@ def test_rollback_to_an_older_backup_on_drbd_keeps_every_backup(site, pve, edge_
     }, "the proxy hosts follow the site to its new container and stay switched off"
     assert rolled.stats["vmid"] == vmid and rolled.stats["ip"] == str(ipaddress.ip_network("10.77.0.0/16")[vmid])
     assert ct["status"] == "running" and ct["ha"] == "started" and ct["snapshots"] == []
+    firewall = pve.call(pve.pve.guest_firewall, vmid)  # the new container is isolated as the old one was
+    assert "firewall=1" in ct["config"]["net0"] and firewall["options"]["enable"] == 1
+    assert firewall["ipset"] == {"ipfilter-net0": [{"cidr": rolled.stats["ip"]}]} and len(firewall["rules"]) == 7
     archive = cluster(pve)[first_vmid]
     assert "archive" in archive["tags"] and archive["status"] == "stopped" and archive["ha"] is None
     assert archive["snapshots"] == ["initial", *BAK]
