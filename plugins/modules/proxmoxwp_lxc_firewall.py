@@ -20,7 +20,7 @@ description:
     C(net0) keeps its flag. Destroying a container removes its firewall config anyway (PVE's C(remove_vmfw_conf)).
   - The rules do nothing while the datacenter firewall is off (Datacenter > Firewall > Options); the module then
     warns, and C(proxmoxwp doctor) names it.
-version_added: "0.2.0"
+version_added: "0.1.0"
 author: ProxmoxWP contributors (!UNKNOWN)
 extends_documentation_fragment:
   - proxmoxwp.hosting.proxmoxwp_api
