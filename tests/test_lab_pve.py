@@ -337,7 +337,9 @@ def test_a_small_root_disk_is_real_grows_on_resize_and_never_shrinks(pve, real, 
     refused = ssh(ip, lab_ssh_key, ["fallocate", "-l", "1G", "/root/big"], check=False)
     assert refused.returncode != 0 and "No space left on device" in refused.stderr, refused
 
-    pve.done("PUT", ct(122, "/resize"), disk="rootfs", size="2G")  # online, as PVE grows a running CT's ext4
+    pve.done("PUT", ct(122, "/resize"), disk="rootfs", size="2G")
+    # online as PVE grows a running CT's ext4, or (a host without CAP_SYS_RESOURCE) with a restart: docs/lab-pve.md
+    wait_ssh(ip, timeout=SSH_TIMEOUT)
     assert df_root_gib(ip, lab_ssh_key) == pytest.approx(2, abs=0.1)
     assert "size=2G" in pve.ok("GET", ct(122, "/config"))["rootfs"]
     smaller = pve.request("PUT", ct(122, "/resize"), disk="rootfs", size="1G")

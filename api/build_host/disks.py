@@ -22,11 +22,13 @@ from pathlib import Path
 from api.build_host.commands import run
 from api.build_host.errors import BuildHostError
 from api.build_host.mounts import mounts_under
+from api.waiting import wait_for
 
 DISK_FILE = "disk.raw"
 MKFS_TIMEOUT = 120.0
 RESIZE_TIMEOUT = 300.0
 CAP_SYS_RESOURCE = 24
+DETACH_TIMEOUT = 20.0
 
 
 def disk_file(directory: Path) -> Path:
@@ -105,11 +107,23 @@ def release_disk(directory: Path, mountpoint: Path) -> None:
     for point in mounts_under(mountpoint):
         if run(["umount", str(point)], check=False).returncode != 0:
             run(["umount", "--lazy", str(point)])
-    for device in loop_devices(image):
-        run(["losetup", "--detach", device], check=False)
-    left = loop_devices(image)
-    if left:
-        raise BuildHostError(f"{image} is still on the loop device(s) {', '.join(left)}: something still uses it")
+    left: list[str] = []
+
+    def detached() -> bool:
+        # the kernel lets go of an autoclear device once its last user has, which may be a moment after the umount
+        nonlocal left
+        left = loop_devices(image)
+        for device in left:
+            run(["losetup", "--detach", device], check=False)
+        return not left
+
+    wait_for(
+        detached,
+        timeout=DETACH_TIMEOUT,
+        what=f"{image} to leave its loop device",
+        last_seen=lambda: f"still on {', '.join(left)}: something still uses it",
+        error=BuildHostError,
+    )
 
 
 def loop_devices(image: Path) -> list[str]:
