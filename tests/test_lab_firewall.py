@@ -118,8 +118,8 @@ def test_a_site_reaches_neither_another_site_nor_the_proxys_admin_port_nor_anyon
         assert lab_pve.call(netfilter.our_tables) == [netfilter.table_name(lab_bridge.name)]
 
         assert not one.connects(ips[202], 22) and not one.connects(ips[202], 80)
-        assert not two.connects(ips[201], 22)
-        assert not one.connects(gateway, 81)
+        assert not two.connects(ips[201], 22) and not two.connects(ips[201], 80)
+        assert not one.connects(gateway, 81) and not two.connects(gateway, 81)
         assert one.connects(gateway, 53)  # its nameserver
         assert serves(ips[201]) == "site-201" and serves(ips[202]) == "site-202"
 

@@ -1,5 +1,5 @@
 """LabPve's firewall, enforced: after every change of a guest's firewall config, the datacenter's options, a
-container's start or its destroy, the guests' rules are applied to the lab's bridge with nftables
+container's config (net0), its start or its destroy, the guests' rules are applied to the lab's bridge with nftables
 (lab.pve.netfilter), before the API answers the change (a start: before its task ends)."""
 
 from __future__ import annotations
@@ -23,7 +23,9 @@ class EnforcedFirewall:
 
     async def answer(self, request, match, params, user, call=None):
         result = await super().answer(request, match, params, user, call)
-        if request.method != "GET" and match is not None and "/firewall" in match.template:
+        # A guest's firewall, the datacenter's, or its config (net0's firewall flag, its address).
+        changes = ("/firewall", "/lxc/{vmid}/config")
+        if request.method != "GET" and match is not None and any(part in match.template for part in changes):
             await self.enforce_firewall()
         return result
 
