@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import copy
 import logging
+import subprocess
 import threading
 
 from lab.pve import netfilter
@@ -64,6 +65,9 @@ class EnforcedFirewall:
                 guests.append(rules)
             try:
                 netfilter.apply(self.guests.bridge, guests)
-            except Exception:
-                log.exception("applying the guests' firewall on %s failed", self.guests.bridge)
-                raise
+            except (OSError, subprocess.CalledProcessError) as exc:
+                # As on PVE, where pve-firewall compiles the rules apart from the guests' tasks: the request or the
+                # start goes on, and the log says why the rules are not in place.
+                log.error(
+                    "applying the guests' firewall on %s failed: %s", self.guests.bridge, getattr(exc, "stderr", exc)
+                )
