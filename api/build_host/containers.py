@@ -43,6 +43,7 @@ AUTHORIZED_KEY = re.compile(r"^(ssh-[a-z0-9-]+|ecdsa-sha2-[a-z0-9-]+|sk-[a-z0-9@
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 30.0
 KILL_TIMEOUT = 15.0
+BOOT_TIMEOUT = 120.0
 ATTACH_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
@@ -332,7 +333,22 @@ class Containers:
         grow_disk(directory, root, size, online=False)
         if running:
             self.start(name)
+            self._wait_booted(name)
         return running
+
+    def _wait_booted(self, name: str) -> None:
+        """Wait until the container's systemd has finished booting (its services up; failed units allowed), so a
+        container restarted behind its user's back is back as it was (one without systemctl counts as booted)."""
+        seen = ""
+
+        def booted() -> bool:
+            nonlocal seen
+            done = self.attach(name, ["systemctl", "is-system-running"], timeout=30, check=False)
+            seen = (done.stdout or done.stderr).strip()
+            return done.returncode == 127 or seen in ("running", "degraded", "maintenance")
+
+        wait_for(booted, timeout=BOOT_TIMEOUT, what=f"container {name} to boot", last_seen=lambda: seen,
+                 error=BuildHostError)  # fmt: skip
 
     def attach(
         self, name: str, argv: Sequence[str], *, timeout: float = 60.0, check: bool = True
