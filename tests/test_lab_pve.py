@@ -465,3 +465,27 @@ def test_the_service_writes_what_a_client_needs_and_stops_on_sigterm(lab_dir, la
                            str(lxcpath)], cwd=ROOT, capture_output=True, text=True, check=False)  # fmt: skip
     assert done.returncode == 0 and json.loads(done.stdout) == {"destroyed": ["pvecli-1234"]}, done.stderr
     assert not made.exists()
+
+
+def test_a_failed_nodes_ha_container_is_killed_and_started_again_on_another_node(
+    lab_pve, pve, real, lab_bridge, lab_ssh_key
+):
+    lab_pve.call(lab_pve.pve.add_node, "pve2")
+    ip = create(pve, 111, lab_bridge, lab_ssh_key)
+    pve.ok("POST", "/cluster/ha/resources", sid="ct:111", state="started")
+    wait_until(lambda: pve.status(111)["status"] == "running", timeout=30, what="HA starts the container")
+    wait_ssh(ip, timeout=SSH_TIMEOUT)
+    first = real.pid(111)
+
+    # the lab's one API stays up (it stands for pveproxy on the nodes that live); pve1 itself is gone
+    lab_pve.call(lambda: setattr(lab_pve.pve, "ha_recovery_delay", 2.0))
+    lab_pve.call(lab_pve.pve.fail_node, NODE)
+    assert real.state(111) == "STOPPED"  # it died with its node
+
+    def moved():
+        entry = next(g for g in pve.ok("GET", "/cluster/resources", type="vm") if g["vmid"] == 111)
+        return entry["node"] == "pve2" and entry["status"] == "running"
+
+    wait_until(moved, timeout=60, what="HA recovers the container on pve2")
+    assert real.state(111) == "RUNNING" and real.pid(111) != first
+    wait_ssh(ip, timeout=SSH_TIMEOUT)
