@@ -4,8 +4,7 @@ The run shares its caches: the Debian rootfs (about a minute to build) and the g
 half) are built once per run, by whichever worker (pytest-xdist) asks first, under a file lock, in a directory
 beside the workers' own (`lab_cache`), and removed when the run ends. Each worker (or a plain run) then has its
 own LXC path, SSH key and bridge on a subnet no route on the host uses; at the end of its session, passed or
-failed, every container there is destroyed (a container's real root disk with it: no loop device is left
-attached), then the bridge and its nftables table are removed.
+failed, every container there is destroyed, then the bridge and its nftables table are removed.
 
 Tests using these are skipped when not root or when the tools are missing (scripts/install.sh installs
 them; under CI=true such a skip fails the run, tests/skip_policy.py). Containers get addresses from
@@ -38,7 +37,6 @@ from api.build_host import (
     wait_ssh,
 )
 from api.build_host.containers import NAME
-from api.build_host.disks import attached_under
 from api.build_host.environment import build_environment
 from api.build_host.locks import exclusive
 from api.build_host.mounts import remove_tree
@@ -168,8 +166,6 @@ def lab_containers(lab_dir, lab_bridge) -> Iterator[Containers]:
         except BuildHostError as exc:
             failures.append(str(exc))
     assert not failures, f"could not destroy every test container: {failures}"
-    left = attached_under(containers.lxcpath)
-    assert not left, f"the test containers' root disks are still on loop devices: {left}"
 
 
 @pytest.fixture(scope="session")

@@ -10,8 +10,7 @@ as the exit status and a task-log line, leaving the model as PVE would leave the
   does at every start, and the container boots; shutdown and stop (hard) likewise; reboot is both;
 - snapshot, rollback and snapshot delete: copies of the container's writable layer (lab.snapshots);
 - full clone (also from a snapshot): a new container with a copy of that layer; destroy: container and snapshots;
-- a config change of a running container's memory, swap or cores is applied to its cgroup at once;
-- resize grows a real root disk (a small one: lab.pve.guests) after fakepve's checks (no shrinking, PVE's words);
+- a config change of a running container's memory, swap or cores is applied to its cgroup at once.
 - a template uploaded to `local` (lab.pve.uploads) goes into the templates directory, so containers are made from it.
 
 Real work runs in a thread pool, never on the event loop. Containers are `<prefix><vmid>` (lab.pve.guests). A
@@ -41,7 +40,7 @@ from lab.pve.enforcing import EnforcedFirewall
 from lab.pve.fake import ProjectPve
 from lab.pve.guests import Guests
 from lab.pve.images import STORAGE
-from lab.pve.spec import DEFAULT_MEMORY_MB, DEFAULT_SWAP_MB, GuestSpec, guest_spec, limits_of, rootfs_bytes
+from lab.pve.spec import DEFAULT_MEMORY_MB, DEFAULT_SWAP_MB, GuestSpec, guest_spec, limits_of
 
 T = TypeVar("T")
 Body = Callable[[], Awaitable[Any]]
@@ -162,7 +161,6 @@ class LabPve(EnforcedFirewall, ProjectPve):
             "vzclone": self._cloning,
             "vzdestroy": self._destroying,
             "vzdelsnapshot": self._deleting_snapshot,
-            "resize": self._resizing,
         }
         return wrappers[ttype](v, body)
 
@@ -189,7 +187,6 @@ class LabPve(EnforcedFirewall, ProjectPve):
         # The config fakepve's create will write (its defaults, then the request's settings).
         config = {"hostname": f"CT{vmid}", "memory": DEFAULT_MEMORY_MB, "swap": DEFAULT_SWAP_MB}
         config.update((k, x) for k, x in v.items() if k not in CREATE_ONLY)
-        config["unprivileged"] = v.get("unprivileged", 1)  # PVE's default for a new container
 
         async def body():
             ct = self.ct(vmid)
@@ -296,36 +293,6 @@ class LabPve(EnforcedFirewall, ProjectPve):
         async def body():
             note = await inner()  # fakepve's checks and the model first: a refused delete touches nothing
             await self._real(f"delete of snapshot '{name}' of CT {vmid}", self.guests.delete_snapshot, vmid, name)
-            return note
-
-        return body
-
-    # --------------------------------------------------------------------------------------------- resize
-
-    async def _lxc_resize(self, user, v):
-        token = _REQUEST.set(("resize", v))
-        try:
-            return await super()._lxc_resize(user, v)
-        finally:
-            _REQUEST.reset(token)
-
-    def _resizing(self, v: dict, inner: Body) -> Body:
-        vmid, disk = int(v["vmid"]), v["disk"]
-
-        async def body():
-            ct = self.ct(vmid)
-            before = ct.config.get(disk) if ct is not None else None
-            note = await inner()  # fakepve's checks (a smaller size: 'unable to shrink disk size') and the model
-            size = rootfs_bytes(ct.config.get(disk)) if ct is not None and disk == "rootfs" else None
-            if size is not None:
-                try:
-                    pid = await self._real(f"resize of CT {vmid}'s {disk}", self.guests.resize, vmid, size)
-                except TaskError:
-                    ct.config[disk] = before  # the disk did not grow: neither does its size in the config
-                    raise
-                if pid is not None:
-                    _note("lab: this host cannot grow a mounted file system: the CT was restarted to grow it offline")
-                    self._power(ct, "running", pid)
             return note
 
         return body
