@@ -114,8 +114,8 @@ def test_a_site_reaches_neither_another_site_nor_the_proxys_admin_port_nor_anyon
         lab_pve.call(lab_pve.pve.set_datacenter_firewall, True)
         for vmid, ip in ips.items():
             isolate(pve, vmid, ip, site_rules(gateway, subnet))
-        # The API answered each change after applying it.
-        assert lab_pve.call(netfilter.our_tables) == [netfilter.table_name(lab_bridge.name)]
+        # The API answered each change after applying it (other labs of the run may have tables of their own).
+        assert netfilter.table_name(lab_bridge.name) in lab_pve.call(netfilter.our_tables)
 
         assert not one.connects(ips[202], 22) and not one.connects(ips[202], 80)
         assert not two.connects(ips[201], 22) and not two.connects(ips[201], 80)

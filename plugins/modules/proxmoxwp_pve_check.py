@@ -284,7 +284,16 @@ def check_firewall(client, wanted):
             "The sites' containers have no firewall (proxmoxwp_ct_firewall.enabled is false): they can reach each "
             "other.",
         )
-    options = client.get("/cluster/firewall/options") or {}
+    try:
+        options = client.get("/cluster/firewall/options") or {}
+    except PveApiError as exc:
+        # a token without Sys.Audit on / may not read them: pve.privileges names the grant
+        return finding(
+            "pve.firewall",
+            False,
+            f"Whether the datacenter firewall is on could not be read: {exc.message}",
+            "Grant what pve.privileges names; this check then says whether the firewall is on.",
+        )
     try:
         enabled = int(options.get("enable") or 0) > 0
     except (TypeError, ValueError):
