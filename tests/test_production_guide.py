@@ -32,6 +32,9 @@ import pytest
 import yaml
 from conftest import ROOT, TESTS
 from sites import cluster, stored_templates
+from systemd_run import SYSTEMD_PATH
+
+from lab.supervisor.parts import GoldenImagePart
 
 pytestmark = pytest.mark.containers  # the run's golden image (tests/lxc.py)
 
@@ -222,14 +225,14 @@ def test_an_operator_walks_the_guide_from_a_blank_controller_to_a_site(
     layers.mkdir()
     (tmp_path / "walk.sh").write_text(walk_script(steps))
     environment = {
-        "PATH": f"{systemd_run_double}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        "PATH": f"{systemd_run_double}:{SYSTEMD_PATH}",
         "HOME": "/root",
         "LANG": "C.UTF-8",
         "OVERLAID": " ".join(OVERLAID),
         "LAYERS": str(layers),
         "CHECKOUT": str(ROOT),
         "GOLDEN": str(lab_golden_image),
-        "ARCHIVE_NAME": "debian-12-proxmoxwp-wordpress_amd64.tar.zst",
+        "ARCHIVE_NAME": GoldenImagePart.archive_name,
         "OUT": str(out),
         "OPERATOR": str(operator_files(tmp_path / "operator", pve, edge_peers)),
         "PUBLIC_IP": PUBLIC_IP,
