@@ -5,8 +5,6 @@ node, and brings the node back; what cannot be done is refused with a reason."""
 from __future__ import annotations
 
 import stat
-import tempfile
-from pathlib import Path
 
 import pytest
 from conftest import wait_until
@@ -17,10 +15,11 @@ pytestmark = pytest.mark.cluster
 
 
 @pytest.fixture
-def lab_dir():
-    # A short path: a Unix socket's address holds at most 107 bytes.
-    with tempfile.TemporaryDirectory(prefix="pwp-ctl-") as directory:
-        yield Path(directory)
+def lab_dir(tmp_path):
+    # Deeper than a Unix socket's address may be (107 bytes), as a clone's lab directory can be.
+    deep = tmp_path / ("d" * 120)
+    deep.mkdir()
+    return deep
 
 
 @pytest.fixture

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from api import unix_socket
 from api.db import Database
 from api.jobs import locks
 from api.waiting import holds_within
@@ -37,8 +38,6 @@ MAX_WAIT = 3600.0
 REQUEST_LIMIT = 4096
 # How long a client may take to send its request once connected.
 REQUEST_SECONDS = 10.0
-# sun_path holds 108 bytes with its terminating NUL.
-SUN_PATH_LIMIT = 107
 SOCKET_NAME = "lock.sock"
 
 
@@ -62,20 +61,6 @@ def parse_request(line: bytes) -> tuple[str, float]:
     return name, float(timeout)
 
 
-def _bind(listener: socket.socket, path: Path) -> None:
-    """Bind `listener` at `path` in the run's private directory, however deep it is: a path longer than sun_path
-    is reached through /proc/self/fd of its directory (the socket file is made in the directory all the same, so
-    it goes with the run's directory, also after a worker is killed)."""
-    if len(os.fsencode(path)) <= SUN_PATH_LIMIT:
-        listener.bind(str(path))
-        return
-    directory = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        listener.bind(f"/proc/self/fd/{directory}/{path.name}")
-    finally:
-        os.close(directory)
-
-
 class LockBroker:
     """Serves one run's lock requests until stop(); each connection is one holder of at most one lock."""
 
@@ -95,7 +80,7 @@ class LockBroker:
         self._directory.mkdir(mode=0o700)
         self.path = self._directory / SOCKET_NAME
         self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        _bind(self._listener, self.path)
+        unix_socket.bind(self._listener, self.path)  # the run's directory may be deep
         self._listener.listen()
         accepting = threading.Thread(target=self._accept, name="lock-broker", daemon=True)
         accepting.start()

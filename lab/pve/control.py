@@ -20,6 +20,8 @@ import os
 import socket
 from pathlib import Path
 
+from api import unix_socket
+
 SOCKET = "control.sock"
 TIMEOUT = 30.0
 
@@ -61,18 +63,23 @@ async def serve(pve, directory: Path) -> asyncio.AbstractServer:
         finally:
             writer.close()
 
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     old = os.umask(0o177)  # the socket is its owner's only from the start
     try:
-        return await asyncio.start_unix_server(client, path=str(path))
+        unix_socket.bind(listener, path)  # the lab's directory may be deeper than a socket address
+    except OSError:
+        listener.close()
+        raise
     finally:
         os.umask(old)
+    return await asyncio.start_unix_server(client, sock=listener)
 
 
 def send(directory: Path, request: dict) -> dict:
     """The client: one request to the lab's service whose directory is `directory`; OSError when none listens."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
         conn.settimeout(TIMEOUT)
-        conn.connect(str(directory / SOCKET))
+        unix_socket.connect(conn, directory / SOCKET)
         conn.sendall(json.dumps(request).encode() + b"\n")
         data = b""
         while not data.endswith(b"\n"):
