@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from conftest import BIN, ROOT, TOKEN
-from sites import site_inventory
+from sites import site_ct, site_inventory
 
 WRONG_PIN = "AB:" * 31 + "AB"
 
@@ -89,6 +89,7 @@ def test_the_doctor_finds_the_lab_in_order(doctor, make_inventory):
         "pve.template",
         "pve.bridge",
         "pve.firewall",
+        "pve.addresses",
         "npm.api",
         "npm.version",
         "npm.login",
@@ -125,6 +126,12 @@ FAULTS = {
         "pve.ha_placement",
         "The node-affinity rule sites-eu does not exist (Proxmox VE 9",
         "Datacenter > HA > Affinity Rules",
+    ),
+    "address-range-outside-the-network": (
+        lambda _pve, _edge: {"proxmoxwp_ct_addresses": {"ranges": ["10.99.0.10-10.99.0.20"], "exclude": []}},
+        "pve.addresses",
+        "'10.99.0.10-10.99.0.20' is not inside the containers' network 10.77.0.0/16",
+        "proxmoxwp_ct_addresses",
     ),
     "dns-zone-missing": (
         lambda _pve, edge: {"proxmoxwp_dns": {**edge["proxmoxwp_dns"], "zone": "gone.example"}},
@@ -166,6 +173,32 @@ def test_the_doctor_names_a_datacenter_firewall_that_is_off(doctor, make_invento
     status, found = doctor(make_inventory(proxmoxwp_ct_firewall={"enabled": False}))
     assert status == 0 and found["pve.firewall"]["ok"]
     assert "can reach each other" in found["pve.firewall"]["summary"]
+
+
+@pytest.mark.cluster
+def test_the_doctor_names_guests_outside_the_project_that_use_addresses_of_the_pool(doctor, make_inventory, pve):
+    def guests(model):
+        site_ct(model, 150, 7, config={"net0": "name=eth0,bridge=vmbr0,ip=10.77.0.100/16,gw=10.77.0.1"})
+        model.add_ct(151, name="resolver", config={"net0": "name=eth0,bridge=vmbr0,ip=10.77.0.101/16,gw=10.77.0.1"})
+        model.add_vm(152, "backup", config={"ipconfig0": "ip=10.77.0.110/16,gw=10.77.0.1"})
+        model.add_vm(153, "outside", config={"ipconfig0": "ip=10.77.0.99/16,gw=10.77.0.1"})
+
+    pve.call(guests, pve.pve)
+    ranges = {"ranges": ["10.77.0.100-10.77.0.119"], "exclude": ["10.77.0.101"]}
+    status, found = doctor(make_inventory(proxmoxwp_ct_addresses=ranges))
+    assert status == 1 and list(failing(found)) == ["pve.addresses"], failing(found)
+    summary = found["pve.addresses"]["summary"]
+    # the site is the project's, 10.77.0.99 lies outside the ranges and the resolver's address is excluded
+    assert summary.split(": ", 1)[1].startswith("10.77.0.110 (VM 152 (backup)). New sites skip them"), summary
+    assert "10.77.0.101" not in summary and "10.77.0.99" not in summary
+    assert "proxmoxwp_ct_addresses.exclude" in found["pve.addresses"]["fix"]
+
+    pve.call(lambda model: [model.vms.remove(vm) for vm in list(model.vms) if vm.vmid == 152], pve.pve)
+    pve.call(lambda model: model.cts.remove(model.ct(151)), pve.pve)
+    status, found = doctor(make_inventory(proxmoxwp_ct_addresses=ranges))
+    assert status == 0
+    # 20 addresses, one excluded, one the site's
+    assert found["pve.addresses"]["summary"] == "18 of the 19 addresses of the pool 10.77.0.100-10.77.0.119 are free."
 
 
 @pytest.mark.cluster

@@ -10,6 +10,7 @@ converges HA-managed containers in the background, its fault helpers (lab/pve/fa
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import subprocess
@@ -156,6 +157,7 @@ PLAN = {
     "swap": 512,
     "network": "10.77.0.0/16",
     "gateway": "10.77.0.1",
+    "addresses": {"ranges": ["10.77.0.100-10.77.0.199"]},
     "nameserver": "10.77.0.1",
     "ssh_public_keys": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEXAMPLEKEYONLYFORTESTS deploy@proxmoxwp",
 }
@@ -191,12 +193,18 @@ def test_create_is_idempotent_reconciles_and_never_shrinks(pve, pve_api, tmp_pat
             ("incomplete", "proxmoxwp_lxc", {"service_id": 98, "memory": 1024, "node": "pve1"}),
             ("info_after", "proxmoxwp_lxc_info", {"service_id": 42}),
             ("pinned", "proxmoxwp_lxc", dict(plan, service_id=43, hostname="site-43", vmid=1234)),
-            ("no_address", "proxmoxwp_lxc", dict(plan, service_id=44, vmid=300, network="10.78.0.0/24")),
-            ("gateway_address", "proxmoxwp_lxc", dict(plan, service_id=45, vmid=301, gateway="10.77.1.45")),
+            ("outside", "proxmoxwp_lxc", dict(plan, service_id=44, network="10.78.0.0/24")),
+            ("only_gateway", "proxmoxwp_lxc", dict(plan, service_id=45, addresses={"ranges": ["10.77.0.1-10.77.0.1"]})),
             (
-                "broadcast",
+                "only_broadcast",
                 "proxmoxwp_lxc",
-                dict(plan, service_id=46, vmid=255, network="10.78.0.0/24", gateway="10.78.0.1"),
+                dict(
+                    plan,
+                    service_id=46,
+                    network="10.78.0.0/24",
+                    gateway="10.78.0.1",
+                    addresses={"ranges": ["10.78.0.255/32"]},
+                ),
             ),
         ],
     )
@@ -247,10 +255,13 @@ def test_create_is_idempotent_reconciles_and_never_shrinks(pve, pve_api, tmp_pat
     assert after["suspended"] and "suspended" in after["tags"]
 
     pinned = ok(play["pinned"])
-    assert (pinned["vmid"], pinned["ip"]) == (1234, "10.77.4.210")
-    assert "vmid 300 has no address in 10.78.0.0/24" in failed(play["no_address"])
-    assert "vmid 301 maps to 10.77.1.45, the gateway" in failed(play["gateway_address"])
-    assert "vmid 255 maps to 10.78.0.255, the network or broadcast address" in failed(play["broadcast"])
+    assert (pinned["vmid"], pinned["ip"]) == (1234, "10.77.0.101"), "the next free address, whatever the vmid"
+    assert failed(play["outside"]) == (
+        "Cannot create the container of service 44: '10.77.0.100-10.77.0.199' is not inside the containers' "
+        "network 10.78.0.0/24"
+    )
+    assert "no free address is left in the pool (10.77.0.1)" in failed(play["only_gateway"])
+    assert "no free address is left in the pool (10.78.0.255)" in failed(play["only_broadcast"])
 
     # What PVE was asked to change: one create per created service, and the reconcile calls; nothing in check
     # mode, nothing for the refused shrink, nothing for the refused addresses.
@@ -489,7 +500,7 @@ def test_nextid_race_and_failed_create_leave_nothing_behind(pve, pve_api, tmp_pa
         ],
     )
     race = ok(play["race"])
-    assert (race["vmid"], race["ip"]) == (102, "10.77.0.102"), "ids 100 and 101 were taken after nextid gave them"
+    assert (race["vmid"], race["ip"]) == (102, "10.77.0.100"), "ids 100 and 101 were taken after nextid gave them"
     assert model(pve, lambda m: (m.ct(100).name, m.ct(101).name)) == ("somebody-else", "somebody-else")
     message = failed(play["failing"])
     assert "No space left on device" in message and "The half-created CT 103 was destroyed" in message
@@ -753,3 +764,73 @@ def test_the_client_rides_out_a_blip_and_never_sends_a_post_twice(pve, pve_api):
     assert requests_of(pve, "POST", snapshots) == 3
     wait_until(lambda: "first" in model(pve, lambda m: m.ct(100).snapshots), what="the hung snapshot to be made")
     assert sorted(model(pve, lambda m: m.ct(100).snapshots)) == ["first", "third"]
+
+
+# ------------------------------------------------------------------------------------------ addresses
+
+
+def test_a_new_container_takes_the_lowest_address_no_guest_has_and_a_removed_one_frees_its_own(pve, pve_api, tmp_path):
+    def strangers(model):
+        model.add_ct(200, name="resolver", config={"net0": "name=eth0,bridge=vmbr0,ip=10.77.0.100/16,gw=10.77.0.1"})
+        model.add_vm(201, "backup", config={"ipconfig0": "ip=10.77.0.102/16,gw=10.77.0.1"})
+
+    pve.call(strangers, pve.pve)
+    pool = {"ranges": ["10.77.0.100-10.77.0.105"], "exclude": ["10.77.0.101"]}
+
+    def site(service_id: int) -> dict:
+        return dict(PLAN, service_id=service_id, hostname=f"site-{service_id}", addresses=pool)
+
+    play = run_play(
+        tmp_path,
+        {"api": pve_api},
+        [
+            ("first", "proxmoxwp_lxc", site(60)),
+            ("second", "proxmoxwp_lxc", site(61)),
+            ("third", "proxmoxwp_lxc", site(62)),
+            ("full", "proxmoxwp_lxc", site(63)),
+            ("full_info", "proxmoxwp_lxc_info", {"service_id": 63}),
+            ("removed", "proxmoxwp_lxc", {"service_id": 61, "state": "absent"}),
+            ("after_removal", "proxmoxwp_lxc", site(63)),
+            ("bad_range", "proxmoxwp_lxc", dict(site(64), addresses={"ranges": ["10.77.0.110-10.77.0.100"]})),
+        ],
+    )
+    # .100 is the resolver's, .101 excluded, .102 the VM's (cloud-init)
+    assert [ok(play[key])["ip"] for key in ("first", "second", "third")] == [
+        "10.77.0.103",
+        "10.77.0.104",
+        "10.77.0.105",
+    ]
+    assert failed(play["full"]) == (
+        "Cannot create the container of service 63: no free address is left in the pool (10.77.0.100-10.77.0.105): "
+        "5 addresses are configured on guests; add a range to proxmoxwp_ct_addresses or remove guests"
+    )
+    assert ok(play["full_info"])["containers"] == [], "a pool without room makes nothing"
+    assert ok(play["after_removal"])["ip"] == "10.77.0.104", "the removed site's address is free again"
+    assert "address range '10.77.0.110-10.77.0.100' ends before it starts" in failed(play["bad_range"])
+    net0 = model(pve, lambda m: m.ct(ok(play["after_removal"])["vmid"]).config["net0"])
+    assert "ip=10.77.0.104/16" in net0.split(","), net0
+
+
+@pytest.mark.db
+def test_creations_at_the_same_time_hold_different_addresses_until_they_end(
+    pve, pve_api, runtime, tmp_path, monkeypatch
+):
+    from api.jobs.lock_broker import SOCKET_VARIABLE, LockBroker
+    from api.pve import load_collections
+
+    load_collections(runtime.settings)
+    address = importlib.import_module(f"ansible_collections.{COLLECTION}.plugins.module_utils.proxmoxwp_address")
+    client = importlib.import_module(f"ansible_collections.{COLLECTION}.plugins.module_utils.proxmoxwp_pve")
+    pve_client = client.PveClient(pve_api, task_timeout=60)
+    pool = address.AddressPool("10.77.0.0/16", "10.77.0.1", ["10.77.0.100-10.77.0.101"])
+    private = tmp_path / "run"
+    private.mkdir(mode=0o700)
+    with LockBroker(runtime.db, private) as broker:
+        monkeypatch.setenv(SOCKET_VARIABLE, str(broker.path))
+        # Nothing is in any guest's config yet (PVE writes net0 when the create task ends): only the locks tell.
+        with address.taken_address(pve_client, pool, 0) as first, address.taken_address(pve_client, pool, 0) as second:
+            assert (first, second) == ("10.77.0.100", "10.77.0.101")
+            with pytest.raises(address.NoAddress), address.taken_address(pve_client, pool, 0):
+                pass
+        with address.taken_address(pve_client, pool, 0) as again:
+            assert again == "10.77.0.100", "an ended creation's lock is given back"

@@ -3,7 +3,6 @@ runs them. Every playbook is run twice: the second run must change nothing."""
 
 from __future__ import annotations
 
-import ipaddress
 import subprocess
 from datetime import UTC, datetime
 
@@ -59,7 +58,8 @@ def test_a_site_lives_and_dies_and_no_playbook_changes_anything_twice(site, pve,
     vmid, ct = live(pve)
     assert created.changed > 0
     assert created.stats["vmid"] == vmid
-    assert created.stats["ip"] == str(ipaddress.ip_network("10.77.0.0/16")[vmid])
+    assert created.stats["ip"] == "10.77.0.100", "the first address of the lab inventory's pool"
+    assert f"ip={created.stats['ip']}/16" in ct["config"]["net0"]
     assert created.stats["backups"] == []
     assert ct["status"] == "running" and ct["ha"] == "started"
     assert ct["tags"] == ["proxmoxwp", f"svc-{SERVICE}"]
@@ -159,7 +159,10 @@ def test_rollback_to_an_older_backup_on_drbd_keeps_every_backup(site, pve, edge_
         subdomain: (rolled.stats["ip"], False),
         domain: (rolled.stats["ip"], False),
     }, "the proxy hosts follow the site to its new container and stay switched off"
-    assert rolled.stats["vmid"] == vmid and rolled.stats["ip"] == str(ipaddress.ip_network("10.77.0.0/16")[vmid])
+    # The archive keeps its address while it exists: the new container has the pool's next one.
+    assert rolled.stats["vmid"] == vmid and rolled.stats["ip"] == "10.77.0.101"
+    assert f"ip={rolled.stats['ip']}/16" in ct["config"]["net0"]
+    assert "ip=10.77.0.100/16" in cluster(pve)[first_vmid]["config"]["net0"]
     assert ct["status"] == "running" and ct["ha"] == "started" and ct["snapshots"] == []
     firewall = pve.call(pve.pve.guest_firewall, vmid)  # the new container is isolated as the old one was
     assert "firewall=1" in ct["config"]["net0"] and firewall["options"]["enable"] == 1
@@ -244,6 +247,7 @@ def test_a_container_that_never_answers_ssh_fails_the_create_clearly_and_is_remo
         edge_peers.settings,
         proxmoxwp_ct_network="127.0.0.0/8",
         proxmoxwp_ct_gateway="127.0.0.1",
+        proxmoxwp_ct_addresses={"ranges": ["127.0.0.100-127.0.0.199"], "exclude": []},
         proxmoxwp_ct_ssh={"user": "root", "port": port, "private_key_file": str(key), "timeout": 3},
         proxmoxwp_wordpress_install=True,
     )

@@ -52,8 +52,16 @@ class LabAddresses:
         return f"{network[1]}/{network.prefixlen}"
 
     @property
+    def pool(self) -> str:
+        """The sites' addresses (PROXMOXWP_LAB_ADDRESSES): the network's upper part, from its 100th address (the
+        first vmid, as the addresses once were) up to below the build container's."""
+        network = ipaddress.ip_network(self.network)
+        first = min(100, network.num_addresses // 2)
+        return f"{network[first]}-{network[-3]}"
+
+    @property
     def build_address(self) -> str:
-        """The golden image's build container: the network's last usable address, far from the vmid-derived ones."""
+        """The golden image's build container: the network's last usable address, above the sites' pool."""
         network = ipaddress.ip_network(self.network)
         return f"{network[-2]}/{network.prefixlen}"
 
@@ -129,6 +137,7 @@ class Lab:
         env["PROXMOXWP_LAB_GATEWAY"] = self.addresses.gateway
         env["PROXMOXWP_LAB_BRIDGE"] = self.addresses.bridge
         env["PROXMOXWP_LAB_BUILD_ADDRESS"] = self.addresses.build_address
+        env["PROXMOXWP_LAB_ADDRESSES"] = self.addresses.pool
         # the golden image is built on the lab's own bridge and directory (role build_container)
         env.update(build_environment(self.directory, self.addresses.bridge, self.addresses.gateway))
         env.setdefault("PROXMOXWP_LAB_NAMESERVER", self.nameserver())

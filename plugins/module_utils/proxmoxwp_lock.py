@@ -24,6 +24,10 @@ class LockTimeout(Exception):
     """The lock was not held: another holder kept it for the whole wait, or the broker could not be asked."""
 
 
+class LockBusy(LockTimeout):
+    """The broker answered: another holder kept the lock for the whole wait."""
+
+
 def _answer(connection, timeout):
     """The broker's one-line JSON answer; LockTimeout when it does not come."""
     connection.settimeout(timeout + ANSWER_MARGIN)
@@ -77,7 +81,7 @@ def held(name, timeout):
         answer = _answer(connection, timeout)
         if not answer.get("held"):
             reason = answer.get("reason") or "no reason given"
-            raise LockTimeout(f"lock {name!r} not held within {timeout}s: {reason}")
+            raise LockBusy(f"lock {name!r} not held within {timeout}s: {reason}")
         yield True
     finally:
         # Closing the connection is the release: the broker sees EOF and gives the lease up.

@@ -47,7 +47,8 @@ CALLS = (
             need("Sys.Audit", "/nodes/{node}", "PVE shows a node's memory, CPU and disk only with it"),
             need("Datastore.Audit", STORAGE, "PVE lists a storage's size and use only with it"),
         ),
-        "find a site's containers by vmid, hostname and tags; the room on each node (the API's placement)",
+        "find a site's containers by vmid, hostname and tags; the room on each node (the API's placement); the "
+        "guests whose addresses a new container must not take",
     ),
     Call(
         "GET",
@@ -77,7 +78,18 @@ CALLS = (
         ),
         "create a site's container",
     ),
-    Call("GET", "/nodes/{node}/lxc/{vmid}/config", (need("VM.Audit", VM),), "read a container's config"),
+    Call(
+        "GET",
+        "/nodes/{node}/lxc/{vmid}/config",
+        (need("VM.Audit", VM),),
+        "read a container's config; the addresses taken by the cluster's containers",
+    ),
+    Call(
+        "GET",
+        "/nodes/{node}/qemu/{vmid}/config",
+        (need("VM.Audit", VM),),
+        "the addresses taken by the cluster's VMs (cloud-init ipconfig)",
+    ),
     Call(
         "PUT",
         "/nodes/{node}/lxc/{vmid}/config",

@@ -12,9 +12,8 @@ description:
   - O(state=present) creates the live container when the service has none, or brings the existing one in line
     with O(cores), O(memory), O(swap), O(onboot), the C(suspended) tag and a larger O(disk_gb). It never starts
     the container.
-  - The container address is derived from its vmid, C(ip = ip_network(network)[vmid]); creation fails before
-    anything is made if that address is outside the network, is its network or broadcast address, or is the
-    gateway.
+  - A new container's address is the lowest free one of the pool (O(addresses)); when the pool has none left,
+    or its settings are wrong, creation fails before anything is made. An existing container keeps its address.
   - On create without O(vmid), the module asks C(/cluster/nextid) and passes that id; when another client took
     it in the meantime (PVE answers "already exists"), it asks again (5 tries).
   - If the create task fails, the module makes sure no half-made container is left (PVE normally removes it;
@@ -28,6 +27,8 @@ version_added: "0.1.0"
 author: ProxmoxWP contributors (!UNKNOWN)
 extends_documentation_fragment:
   - proxmoxwp.hosting.proxmoxwp_api
+  - proxmoxwp.hosting.proxmoxwp_addresses
+  - proxmoxwp.hosting.proxmoxwp_relocation
   - proxmoxwp.hosting.attributes
 attributes:
   check_mode:
@@ -110,8 +111,8 @@ options:
     default: vmbr0
   network:
     description:
-      - Network of the containers in CIDR notation, for example C(10.77.0.0/16) (creation only). The container
-        gets the vmid-th address of it. Required to create.
+      - Network of the containers in CIDR notation, for example C(10.77.0.0/16) (creation only). The container's
+        address is taken from it as O(addresses) says. Required to create.
     type: str
   gateway:
     description: Default gateway of C(net0) (creation only). Required to create.
@@ -222,7 +223,13 @@ diff:
 """
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
-from ansible_collections.proxmoxwp.hosting.plugins.module_utils.proxmoxwp_address import container_address, net0  # noqa: E402
+from ansible_collections.proxmoxwp.hosting.plugins.module_utils.proxmoxwp_address import (  # noqa: E402
+    AddressPool,
+    NoAddress,
+    address_argument_spec,
+    net0,
+    taken_address,
+)
 from ansible_collections.proxmoxwp.hosting.plugins.module_utils.proxmoxwp_guests import (  # noqa: E402
     PROJECT_TAG,
     SUSPENDED_TAG,
@@ -243,6 +250,9 @@ from ansible_collections.proxmoxwp.hosting.plugins.module_utils.proxmoxwp_pve im
     PveApiError,
     api_argument_spec,
     connect,
+)
+from ansible_collections.proxmoxwp.hosting.plugins.module_utils.proxmoxwp_relocation import (  # noqa: E402
+    relocation_argument_spec,
 )
 
 NEXTID_TRIES = 5
@@ -277,6 +287,21 @@ def is_already_exists(exc):
 def create(module, client, result):
     p = module.params
     service_id = p["service_id"]
+    try:
+        pool = AddressPool(p["network"], p["gateway"], p["addresses"]["ranges"], p["addresses"]["exclude"])
+    except ValueError as exc:
+        raise ModuleFailure(f"Cannot create the container of service {service_id}: {exc}") from None
+    try:
+        with taken_address(client, pool, p["relocation_timeout"], module.warn) as ip:
+            create_at(module, client, result, ip)
+    except NoAddress as exc:
+        raise ModuleFailure(f"Cannot create the container of service {service_id}: {exc}") from None
+
+
+def create_at(module, client, result, ip):
+    """Create the container with address `ip` (held by the caller until the create task has ended)."""
+    p = module.params
+    service_id = p["service_id"]
     pinned = p["vmid"]
     tags = wanted_tags(service_id, [], p["suspended"])
     tries = 0
@@ -292,11 +317,6 @@ def create(module, client, result):
                 )
         else:
             vmid = as_int(client.get("/cluster/nextid"))
-        try:
-            ip = container_address(p["network"], p["gateway"], vmid)
-            net0_config = net0(p["bridge"], ip, p["network"], p["gateway"])
-        except ValueError as exc:
-            raise ModuleFailure(f"Cannot create the container of service {service_id}: {exc}") from None
         params = {
             "vmid": vmid,
             "ostemplate": p["ostemplate"],
@@ -309,13 +329,13 @@ def create(module, client, result):
             "unprivileged": p["unprivileged"],
             "features": "nesting=1" if p["nesting"] else None,
             "onboot": True if p["onboot"] is None else p["onboot"],
-            "net0": net0_config,
+            "net0": net0(p["bridge"], ip, p["network"], p["gateway"]),
             "nameserver": p["nameserver"],
             "ssh-public-keys": p["ssh_public_keys"],
             "description": p["description"],
             "tags": format_tags(tags),
         }
-        result.update(created=True, changed=True, vmid=vmid, node=p["node"], ip=str(ip), hostname=p["hostname"])
+        result.update(created=True, changed=True, vmid=vmid, node=p["node"], ip=ip, hostname=p["hostname"])
         after = {k: v for k, v in params.items() if v is not None and k not in ("ssh-public-keys",)}
         after["disk_gb"] = p["disk_gb"]
         result["diff"] = {"before": {}, "after": after}
@@ -469,6 +489,8 @@ def main():
             description={"type": "str"},
             suspended={"type": "bool"},
             job_id={"type": "int"},
+            **address_argument_spec(),
+            **relocation_argument_spec(),
         ),
         supports_check_mode=True,
     )

@@ -7,7 +7,8 @@ short_description: Restore a site's snapshot into a new container that takes ove
 description:
   - For storages that roll back only to their latest snapshot (DRBD/LINSTOR, ZFS), bring a site back to any
     snapshot without losing the others. The snapshot is cloned in full into a new container, which takes the
-    site's tags, hostname, its own address by the vmid rule, the HA resource and a start.
+    site's tags, hostname, an address of its own from the pool (O(addresses)), the HA resource and a start.
+  - The old container, kept as an archive, keeps its address until it is destroyed.
   - The container that was live is stopped and loses its HA resource. It is kept, tagged C(archive) and not
     started at boot, when it holds snapshots (the customer's other backups), and destroyed when it holds none.
   - Every step can be undone. When the clone fails it is destroyed; when the new container cannot take over,
@@ -17,6 +18,8 @@ version_added: "0.1.0"
 author: ProxmoxWP contributors (!UNKNOWN)
 extends_documentation_fragment:
   - proxmoxwp.hosting.proxmoxwp_api
+  - proxmoxwp.hosting.proxmoxwp_addresses
+  - proxmoxwp.hosting.proxmoxwp_relocation
   - proxmoxwp.hosting.attributes
 attributes:
   check_mode:
@@ -47,7 +50,7 @@ options:
     description: The vmid of the new container; the cluster's next free id when omitted.
     type: int
   network:
-    description: The network the container addresses are derived from (the vmid-th address).
+    description: The network of the containers' addresses, in CIDR notation.
     type: str
     required: true
   gateway:
@@ -108,7 +111,13 @@ destroyed:
 """
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
-from ansible_collections.proxmoxwp.hosting.plugins.module_utils.proxmoxwp_address import container_address, net0  # noqa: E402
+from ansible_collections.proxmoxwp.hosting.plugins.module_utils.proxmoxwp_address import (  # noqa: E402
+    AddressPool,
+    NoAddress,
+    address_argument_spec,
+    net0,
+    taken_address,
+)
 from ansible_collections.proxmoxwp.hosting.plugins.module_utils.proxmoxwp_guests import (  # noqa: E402
     ARCHIVE_TAG,
     PROJECT_TAG,
@@ -127,6 +136,9 @@ from ansible_collections.proxmoxwp.hosting.plugins.module_utils.proxmoxwp_pve im
     PveApiError,
     api_argument_spec,
     connect,
+)
+from ansible_collections.proxmoxwp.hosting.plugins.module_utils.proxmoxwp_relocation import (  # noqa: E402
+    relocation_argument_spec,
 )
 
 NEXTID_TRIES = 5
@@ -176,10 +188,19 @@ class Restore:
 
     def clone(self, source, live):
         """A full clone of the snapshot, configured as the site; destroyed again if any step fails."""
+        p = self.p
+        try:
+            pool = AddressPool(p["network"], p["gateway"], p["addresses"]["ranges"], p["addresses"]["exclude"])
+            # Held until the clone's net0 names it, so that no creation at the same time takes it too.
+            with taken_address(self.client, pool, p["relocation_timeout"], self.module.warn) as ip:
+                return self.clone_at(source, live, ip)
+        except (ValueError, NoAddress) as exc:
+            raise PveApiError(f"Cannot restore service {p['service_id']} into a new container: {exc}") from None
+
+    def clone_at(self, source, live, ip):
         live_config = self.client.get(self.ct_path(live["node"], live["vmid"], "/config"))
         for attempt in range(NEXTID_TRIES):
             newid = self.next_id()
-            ip = container_address(self.p["network"], self.p["gateway"], newid)
             try:
                 self.client.run(
                     "POST",
@@ -293,6 +314,8 @@ def main():
             ha=dict(type="bool", default=True),
             ha_max_restart=dict(type="int", default=1),
             ha_max_relocate=dict(type="int", default=1),
+            **address_argument_spec(),
+            **relocation_argument_spec(),
         ),
         supports_check_mode=True,
     )

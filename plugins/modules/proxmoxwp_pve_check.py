@@ -15,12 +15,15 @@ description:
     every node is online; the container storage exists on every node with the content type C(rootdir); the
     template is on the creating node's template storage; the container bridge exists on every node; the HA
     placement named, if any, exists (an HA group before Proxmox VE 9, a node-affinity rule from 9 on); with
-    O(firewall), the datacenter firewall is on (without it no container's rules apply).
+    O(firewall), the datacenter firewall is on (without it no container's rules apply); with O(network), the
+    address pool (O(addresses)) is valid, has free addresses, and no guest that is not one of ProxmoxWP's (tag
+    C(proxmoxwp)) has an address of it configured.
   - A finding never fails the task; the task fails only on wrong options.
 version_added: "0.1.0"
 author: ProxmoxWP contributors (!UNKNOWN)
 extends_documentation_fragment:
   - proxmoxwp.hosting.proxmoxwp_api
+  - proxmoxwp.hosting.proxmoxwp_addresses
   - proxmoxwp.hosting.attributes
   - proxmoxwp.hosting.attributes.info_module
 options:
@@ -55,6 +58,12 @@ options:
         datacenter firewall must then be on. Off, the finding C(pve.firewall) says the sites are not isolated.
     type: bool
     default: false
+  network:
+    description: The containers' network (CIDR); the address pool (finding C(pve.addresses)) is checked only when given.
+    type: str
+  gateway:
+    description: The containers' gateway, never handed out.
+    type: str
 """
 
 EXAMPLES = r"""
@@ -90,7 +99,18 @@ version:
 """
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+from ansible_collections.proxmoxwp.hosting.plugins.module_utils.proxmoxwp_address import (  # noqa: E402
+    AddressPool,
+    address_argument_spec,
+    describe,
+    guest_addresses,
+    guest_label,
+)
 from ansible_collections.proxmoxwp.hosting.plugins.module_utils.proxmoxwp_findings import finding  # noqa: E402
+from ansible_collections.proxmoxwp.hosting.plugins.module_utils.proxmoxwp_guests import (  # noqa: E402
+    PROJECT_TAG,
+    parse_tags,
+)
 from ansible_collections.proxmoxwp.hosting.plugins.module_utils.proxmoxwp_privileges import (  # noqa: E402
     needed_privileges,
 )
@@ -309,6 +329,51 @@ def check_firewall(client, wanted):
     return finding("pve.firewall", True, "The datacenter firewall is on: each site's rules apply.")
 
 
+def check_addresses(client, network, gateway, addresses):
+    """The pool is valid and has room, and no guest outside the project has configured one of its addresses."""
+    fix = "Set proxmoxwp_ct_addresses: ranges (FIRST-LAST or CIDR) inside proxmoxwp_ct_network, and exclude."
+    try:
+        pool = AddressPool(network, gateway, addresses.get("ranges"), addresses.get("exclude"))
+    except ValueError as exc:
+        return finding("pve.addresses", False, f"The address pool is not valid: {exc}.", fix)
+    strangers, unread, used = [], [], set()
+    for entry in client.get("/cluster/resources", type="vm") or []:
+        if entry.get("status") not in ("running", "stopped"):
+            unread.append(f"{guest_label(entry)} on {entry.get('node')}")
+            continue
+        ours = PROJECT_TAG in parse_tags(entry.get("tags"))
+        for address in sorted(guest_addresses(client, entry)):
+            if pool.usable(address):  # an excluded address is the operator's answer to such a guest already
+                used.add(address)
+                if not ours:
+                    strangers.append(f"{address} ({guest_label(entry)})")
+    total = free = 0
+    for address in pool.candidates():
+        total += 1
+        free += address not in used
+    where = describe(pool)
+    if strangers:
+        return finding(
+            "pve.addresses",
+            False,
+            f"Guests that are not ProxmoxWP sites use addresses of the pool {where}: {', '.join(strangers)}. New "
+            "sites skip them, but a guest's plan and the sites' overlap, and an address set inside a guest rather "
+            "than in its Proxmox VE config is not seen at all.",
+            "Move those guests out of the pool's ranges, or add their addresses to proxmoxwp_ct_addresses.exclude.",
+        )
+    if unread:
+        return finding(
+            "pve.addresses",
+            False,
+            f"The addresses of {', '.join(unread)} cannot be read: the node does not answer. New sites wait for the "
+            "HA manager to move such guests, and fail when one will not move.",
+            "Bring the node back.",
+        )
+    if not free:
+        return finding("pve.addresses", False, f"Every address of the pool {where} is taken ({total}).", fix)
+    return finding("pve.addresses", True, f"{free} of the {total} addresses of the pool {where} are free.")
+
+
 def check_placement(client, version, placement):
     if _major(version) >= 9:
         names = {r.get("rule") for r in client.get("/cluster/ha/rules") or []}
@@ -350,6 +415,9 @@ def run_checks(client, params):
     checks.append(_guarded("pve.template", lambda: check_template(client, params["node"], params["ostemplate"])))
     checks.append(_guarded("pve.bridge", lambda: check_bridge(client, nodes, params["bridge"])))
     checks.append(_guarded("pve.firewall", lambda: check_firewall(client, params["firewall"])))
+    if params["network"]:
+        addresses = (params["network"], params["gateway"], params["addresses"])
+        checks.append(_guarded("pve.addresses", lambda: check_addresses(client, *addresses)))
     if params["ha_placement"]:
         checks.append(_guarded("pve.ha_placement", lambda: check_placement(client, version, params["ha_placement"])))
     return version, checks
@@ -376,6 +444,9 @@ def main():
             ha_placement={"type": "str"},
             privileged={"type": "bool", "default": False},
             firewall={"type": "bool", "default": False},
+            network={"type": "str"},
+            gateway={"type": "str"},
+            **address_argument_spec(),
         ),
         supports_check_mode=True,
     )
