@@ -388,6 +388,13 @@ def test_the_service_writes_what_a_client_needs_and_stops_on_sigterm(lab_dir, la
             timeout=10,
         )
         assert response.status_code == 200 and response.json()["data"]["release"]
+        # three nodes by default, each with its own API endpoint trusted through the cluster's CA
+        assert info["nodes"] == ["pve1", "pve2", "pve3"] and [h["node"] for h in info["hosts"]] == info["nodes"]
+        assert info["hosts"][0]["port"] == info["port"] and len({h["port"] for h in info["hosts"]}) == 3
+        token = {"Authorization": f"PVEAPIToken={info['token_id']}={secret}"}
+        for host in info["hosts"]:
+            url = f"https://{host['host']}:{host['port']}/api2/json/version"
+            assert requests.get(url, headers=token, verify=info["ca_file"], timeout=10).status_code == 200, host
         assert not orphan.exists()
         server.send_signal(signal.SIGTERM)
         _, stderr = server.communicate(timeout=60)

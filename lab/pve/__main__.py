@@ -49,7 +49,9 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--templates", type=Path, help="directory of template archives (local:vztmpl/<file>)")
     run.add_argument("--name-prefix", type=_prefix, required=True, help="containers are <prefix><vmid>")
     run.add_argument("--reference", help="the PVE API reference (default: lab/reference/pve-api-full.json.gz)")
-    run.add_argument("--nodes", default="pve1", help="the cluster's nodes, comma-separated (default pve1)")
+    run.add_argument(
+        "--nodes", default="pve1,pve2,pve3", help="the cluster's nodes, comma-separated (default pve1,pve2,pve3)"
+    )
     run.add_argument(
         "--ha-delay", type=float, default=10.0, help="seconds until HA recovers a failed node's guests (default 10)"
     )

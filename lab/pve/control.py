@@ -7,6 +7,11 @@ per line:
     {"command": "fail", "node": "pve2"}     -> {"ok": true, "nodes": {...}}
     {"command": "restore", "node": "pve2"}  -> {"ok": true, "nodes": {...}}
     {"command": "nodes"}                    -> {"ok": true, "nodes": {"pve1": "online", "pve2": "failed"}}
+    {"command": "api-stop", "node": "pve1"} -> {"ok": true, "nodes": {...}, "api": {"pve1": "stopped", ...}}
+    {"command": "api-start", "node": "pve1"}
+
+A failed node's API endpoint goes down with it and comes back with it; `api-stop` takes only the node's API down
+(pveproxy stopped: the node and its guests run on), as a test of the modules' other API hosts needs.
 
 and {"ok": false, "error": "..."} for a request it cannot do. `proxmoxwp lab node fail|restore|list` is the client.
 What a failure does is lab.pve.failover's (the HA manager recovers the node's HA guests after its delay).
@@ -26,25 +31,40 @@ SOCKET = "control.sock"
 TIMEOUT = 30.0
 
 
+COMMANDS = ("fail", "restore", "api-stop", "api-start", "nodes")
+
+
 def node_states(pve) -> dict[str, str]:
     return {node: "failed" if node in pve.failed_nodes else "online" for node in sorted(pve.nodes)}
 
 
-async def handle(pve, request: dict) -> dict:
-    """One request against the model (on its event loop)."""
+async def handle(pve, request: dict, endpoints: dict | None = None) -> dict:
+    """One request against the model (on its event loop); `endpoints` are the nodes' API endpoints by node."""
+    endpoints = endpoints or {}
     command = request.get("command")
     node = request.get("node")
-    if command in ("fail", "restore"):
-        if node not in pve.nodes:
-            return {"ok": False, "error": f"no node {node!r}: the lab's nodes are {', '.join(sorted(pve.nodes))}"}
-        await (pve.fail_node(node) if command == "fail" else pve.restore_node(node))
-    elif command != "nodes":
-        return {"ok": False, "error": f"unknown command {command!r}: fail, restore or nodes"}
-    return {"ok": True, "nodes": node_states(pve), "ha_recovery_delay": pve.ha_recovery_delay}
+    if command not in COMMANDS:
+        return {"ok": False, "error": f"unknown command {command!r}: {', '.join(COMMANDS)}"}
+    if command != "nodes" and node not in pve.nodes:
+        return {"ok": False, "error": f"no node {node!r}: the lab's nodes are {', '.join(sorted(pve.nodes))}"}
+    endpoint = endpoints.get(node)
+    if command == "fail":
+        await pve.fail_node(node)
+    elif command == "restore":
+        await pve.restore_node(node)
+    if endpoint is not None and command in ("fail", "api-stop"):
+        await endpoint.stop()
+    elif endpoint is not None and command in ("restore", "api-start"):
+        await endpoint.start()
+    answer = {"ok": True, "nodes": node_states(pve), "ha_recovery_delay": pve.ha_recovery_delay}
+    if endpoints:
+        answer["api"] = {name: "listening" if e.listening else "stopped" for name, e in sorted(endpoints.items())}
+    return answer
 
 
-async def serve(pve, directory: Path) -> asyncio.AbstractServer:
-    """Listen on directory/control.sock for the model `pve`; the caller closes the server."""
+async def serve(pve, directory: Path, endpoints: dict | None = None) -> asyncio.AbstractServer:
+    """Listen on directory/control.sock for the model `pve` and its nodes' `endpoints`; the caller closes the
+    server."""
     path = directory / SOCKET
     path.unlink(missing_ok=True)
 
@@ -53,7 +73,7 @@ async def serve(pve, directory: Path) -> asyncio.AbstractServer:
             line = await reader.readline()
             try:
                 request = json.loads(line)
-                answer = await handle(pve, request if isinstance(request, dict) else {})
+                answer = await handle(pve, request if isinstance(request, dict) else {}, endpoints)
             except ValueError:
                 answer = {"ok": False, "error": "a request is one JSON object on one line"}
             except Exception as exc:  # a real container that would not die: say so rather than hang up

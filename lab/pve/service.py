@@ -1,14 +1,17 @@
 """The lab's Proxmox VE API as a service: LabPve over TLS until SIGTERM, and the files a client needs.
 
 Into its directory it writes, each readable by root only where it holds a secret:
-- `pve.crt` / `pve.key`: a self-signed certificate for the bind address (clients use the .crt as their CA);
+- `pki/`: the cluster's CA (`pve-root-ca.pem`, what clients trust) and each node's certificate signed by it;
 - `token`: the API token's secret (a new one each start), for `PVEAPIToken=<token_id>=<secret>`;
-- `pve.json` once the API answers (removed when it stops): url, host, port, node, token_id, token_file, ca_file,
-  fingerprint (SHA-256 of the certificate, as PVE shows it) and the LXC path and name prefix of its containers;
+- `pve.json` once the API answers (removed when it stops): url, host, port, node (the first node's endpoint),
+  hosts (every node's endpoint: node, host, port, fingerprint), nodes, token_id, token_file, ca_file, fingerprint
+  (SHA-256 of the first node's certificate, as PVE shows it) and the LXC path and name prefix of its containers;
 - `control.sock`: the lab's control of its nodes (lab.pve.control: fail a node, bring it back).
 
-The cluster has the nodes given (all on this machine; the first one's API is the one served); a failed node's HA
-guests are recovered on another one after the HA delay, their real containers started again there.
+The cluster has the nodes given, all on this machine, each with its own API endpoint (pveproxy on every node of a
+real cluster serves the whole API): the first on the bind address, the others on ports the system picks. A failed
+node's endpoint goes down with it, and its HA guests are recovered on another node after the HA delay, their real
+containers started again there. Each node has this machine's figures: its containers all run here.
 
 The cluster starts empty: containers of the same prefix left by an earlier run are orphans and are destroyed first.
 At SIGTERM the API stops answering, tasks under way finish their real work, and the containers stay (the lab's
@@ -19,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import json
 import logging
 import os
@@ -28,21 +30,21 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from fakepve.certs import make_cert
-
 from api.build_host.containers import Containers
 from api.build_host.errors import BuildHostError
 from api.build_host.network import bridge_exists
 from api.build_host.rootfs import ensure_rootfs
 from lab.errors import LabError
 from lab.pve import control as lab_control
+from lab.pve.cluster_pki import ClusterPki
+from lab.pve.endpoints import Endpoint
 from lab.pve.guests import Guests, destroy_all
 from lab.pve.images import Images
 from lab.pve.lxc import LabPve
 
 INFO_FILE = "pve.json"
 TOKEN_FILE = "token"  # noqa: S105 - the name of the file holding the secret
-CERT_NAME = "pve"
+PKI_DIR = "pki"
 # At SIGTERM, seconds that tasks under way get to finish their real work (the lab's `down` waits 60 s).
 DRAIN_TIMEOUT = 45.0
 log = logging.getLogger("lab.pve")
@@ -59,7 +61,7 @@ class Options:
     templates: Path | None
     prefix: str
     reference: str | None = None
-    nodes: tuple[str, ...] = ("pve1",)
+    nodes: tuple[str, ...] = ("pve1", "pve2", "pve3")
     # Real seconds from a node's failure until the HA manager recovers its guests (PVE: a minute or more).
     ha_delay: float = 10.0
 
@@ -105,22 +107,29 @@ async def _serve(options: Options) -> int:
     for node in options.nodes:
         if node not in pve.nodes:
             pve.add_node(node)
-    # The lab's containers run on this machine: its node is as big as the machine (placement counts on it).
-    pve.set_node_capacity(sorted(pve.nodes)[0], **this_machine())
-    certfile, keyfile, der = make_cert(str(directory), name=CERT_NAME, hosts=(options.host,))
+    # The lab's containers run on this machine, whichever node they are on: each node is as big as the machine
+    # (placement counts on it).
+    for node in pve.nodes:
+        pve.set_node_capacity(node, **this_machine())
+    pki = ClusterPki(directory / PKI_DIR, hosts=(options.host,))
+    nodes = sorted(pve.nodes)
+    first = pki.node(nodes[0])
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:
-        await pve.start(certfile, keyfile)
+        await pve.start(first.certfile, first.keyfile)
     except OSError as exc:
         log.error("cannot listen on %s:%s: %s", options.host, options.port, exc)
         return 1
+    endpoints = {nodes[0]: Endpoint(nodes[0], pve.runner, pve.host, pve.port, first, False)}
     control = None
     try:
-        control = await lab_control.serve(pve, directory)
+        for node in nodes[1:]:
+            endpoints[node] = await Endpoint.open(node, pve, pve.host, pki.node(node))
+        control = await lab_control.serve(pve, directory, endpoints)
         # The Debian template is the cached rootfs: build it now rather than in the first create (a daemon thread:
         # a stop does not wait for a build, which the next one starts over).
         threading.Thread(target=_prebuild, args=(options.rootfs_cache,), name="rootfs", daemon=True).start()
@@ -129,11 +138,16 @@ async def _serve(options: Options) -> int:
             "url": pve.url,
             "host": pve.host,
             "port": pve.port,
-            "node": sorted(pve.nodes)[0],
+            "node": nodes[0],
+            "nodes": nodes,
+            "hosts": [
+                {"node": node, "host": e.host, "port": e.port, "fingerprint": e.fingerprint}
+                for node, e in endpoints.items()
+            ],
             "token_id": pve.token_id,
             "token_file": str(directory / TOKEN_FILE),
-            "ca_file": certfile,
-            "fingerprint": _fingerprint(der),
+            "ca_file": pki.cafile,
+            "fingerprint": _colons(first.fingerprint),
             "lxcpath": str(guests.containers.lxcpath),
             "prefix": options.prefix,
             "bridge": options.bridge,
@@ -152,6 +166,8 @@ async def _serve(options: Options) -> int:
         (directory / INFO_FILE).unlink(missing_ok=True)
         if control is not None:
             control.close()
+        for endpoint in endpoints.values():
+            await endpoint.close()
         await pve.stop()
     log.info("stopped")
     return 0
@@ -164,8 +180,9 @@ def _prebuild(cache: Path) -> None:
         log.error("the Debian rootfs could not be built (a create from the Debian template tries again): %s", exc)
 
 
-def _fingerprint(der: bytes) -> str:
-    digest = hashlib.sha256(der).hexdigest().upper()
+def _colons(digest: str) -> str:
+    """A SHA-256 fingerprint as PVE shows it: upper-case pairs joined by colons."""
+    digest = digest.upper()
     return ":".join(digest[i : i + 2] for i in range(0, len(digest), 2))
 
 

@@ -1,4 +1,4 @@
-"""`proxmoxwp lab up | down | status | node fail|restore|list`."""
+"""`proxmoxwp lab up | down | status | node fail|restore|api-stop|api-start|list`."""
 
 from __future__ import annotations
 
@@ -150,8 +150,9 @@ def _control(request: dict) -> None:
         raise click.ClickException(message) from None
     if not answer.get("ok"):
         raise click.ClickException(answer.get("error") or "the lab's Proxmox VE refused the request")
+    api = answer.get("api", {})
     for name, state in answer["nodes"].items():
-        click.echo(f"{name:<8} {state}")
+        click.echo(f"{name:<8} {state:<8} api {api.get(name, 'listening')}")
     if request["command"] == "fail":
         delay = answer.get("ha_recovery_delay")
         click.echo(f"the HA manager recovers {request['node']}'s HA sites on another online node in {delay:g} s")
@@ -170,6 +171,21 @@ def node_fail(name: str) -> None:
 def node_restore(name: str) -> None:
     """Bring failed node NAME back (its containers that HA did not move stay stopped)."""
     _control({"command": "restore", "node": name})
+
+
+@node.command("api-stop")
+@click.argument("name")
+def node_api_stop(name: str) -> None:
+    """Stop node NAME's API endpoint only (pveproxy down; the node and its containers run on): clients go to
+    the other API hosts."""
+    _control({"command": "api-stop", "node": name})
+
+
+@node.command("api-start")
+@click.argument("name")
+def node_api_start(name: str) -> None:
+    """Start node NAME's API endpoint again."""
+    _control({"command": "api-start", "node": name})
 
 
 @node.command("list")

@@ -320,7 +320,7 @@ class PvePart(ServicePart):
             "--templates", str(lab.part_dir("images")),
             "--name-prefix", CONTAINER_PREFIX,
             # the cluster's nodes on this machine, and how long HA takes to recover a failed one's sites
-            "--nodes", os.environ.get("PROXMOXWP_LAB_NODES") or "pve1",
+            "--nodes", os.environ.get("PROXMOXWP_LAB_NODES") or "pve1,pve2,pve3",
             "--ha-delay", os.environ.get("PROXMOXWP_LAB_HA_DELAY") or "10",
         ]  # fmt: skip
 
@@ -473,6 +473,10 @@ def wiring(lab: Lab) -> dict[str, str]:
     if pve := PVE.info(lab):
         env["PROXMOXWP_PVE_PORT"] = str(pve["port"])
         env["PROXMOXWP_PVE_CA_FILE"] = pve["ca_file"]
+        # every node's API endpoint, and the nodes sites may be placed on (inventory/lab)
+        hosts = [{"host": entry["host"], "port": entry["port"]} for entry in pve.get("hosts", [])]
+        env["PROXMOXWP_LAB_PVE_HOSTS"] = json.dumps(hosts)
+        env["PROXMOXWP_LAB_NODES"] = ",".join(pve.get("nodes") or [pve["node"]])
         env["PROXMOXWP_PVE_TOKEN_SECRET"] = _read(pve.get("token_file"))
     if proxy := PROXY.info(lab):
         env["PROXMOXWP_NPM_URL"] = proxy["url"]
