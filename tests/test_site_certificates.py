@@ -48,7 +48,8 @@ def test_sites_created_at_once_all_get_certificates_and_a_failed_one_says_why_un
         for sid in SERVICES
     ]
     jobs = [wait_job(api, answer.get_json()["job_id"], timeout=300) for answer in answers]
-    assert [job["state"] for job in jobs] == ["succeeded"] * len(SERVICES), jobs
+    failures = [(job["service_id"], job["failed_task"], job["message"]) for job in jobs if job["state"] != "succeeded"]
+    assert failures == []
     # The creations ran side by side, and NPM never saw two certificate requests at once: the workers' lock.
     assert max(job["started_at"] for job in jobs) < min(job["finished_at"] for job in jobs)
     assert npm.certbot_refusals == 0
