@@ -832,5 +832,14 @@ def test_creations_at_the_same_time_hold_different_addresses_until_they_end(
             assert (first, second) == ("10.77.0.100", "10.77.0.101")
             with pytest.raises(address.NoAddress), address.taken_address(pve_client, pool, 0):
                 pass
+        # an ended creation's lock is given back (the broker releases it once it sees the connection close)
+        wait_until(lambda: not held_locks(runtime), what="the address locks to be released")
         with address.taken_address(pve_client, pool, 0) as again:
-            assert again == "10.77.0.100", "an ended creation's lock is given back"
+            assert again == "10.77.0.100"
+
+
+def held_locks(runtime) -> list[str]:
+    from api.models import Lock
+
+    with runtime.db.session() as session:
+        return [lock.name for lock in session.query(Lock)]

@@ -52,6 +52,7 @@ def inventory(tmp_path, pve_api, edge_peers) -> Path:
     return site_inventory(
         tmp_path, pve_api, edge_peers.settings,
         proxmoxwp_ct_network="127.0.0.0/8", proxmoxwp_ct_gateway="127.0.0.1",
+        proxmoxwp_ct_addresses={"ranges": ["127.0.0.100-127.0.0.199"], "exclude": []},
         proxmoxwp_ct_ssh={"user": "root", "port": free_port(), "private_key_file": str(key), "timeout": 3},
     )  # fmt: skip
 
