@@ -843,3 +843,17 @@ def held_locks(runtime) -> list[str]:
 
     with runtime.db.session() as session:
         return [lock.name for lock in session.query(Lock)]
+
+
+def test_a_guest_without_ha_on_a_failed_node_does_not_stop_a_creation(pve, pve_api, tmp_path):
+    def stranger(model):
+        model.add_node("pve2")
+        net0 = "name=eth0,bridge=vmbr0,ip=10.77.0.150/16,gw=10.77.0.1"
+        model.add_ct(210, name="monitor", node="pve2", status="running", config={"net0": net0})
+
+    pve.call(stranger, pve.pve)
+    pve.fail_node("pve2")
+    play = run_play(tmp_path, {"api": pve_api}, [("create", "proxmoxwp_lxc", dict(PLAN, service_id=65))])
+
+    assert ok(play["create"])["ip"] == "10.77.0.100"
+    assert any("the address of CT 210 (monitor) cannot be read" in w for w in play["create"]["warnings"])

@@ -14,9 +14,9 @@ options:
         other creation is taking at the same time (a lock through the workers' lock broker, when there is one).
       - An archive kept by a restore keeps its address until it is destroyed; an existing container is never
         given another address.
-      - To read which addresses are taken, the module reads every guest's config. A guest on a node that does not
-        answer is waited for as C(relocation_timeout) says, and one that will not move fails the creation before
-        anything is made.
+      - To read which addresses are taken, the module reads every guest's config. An HA guest on a node that does
+        not answer is waited for as C(relocation_timeout) says; a guest without HA there is passed over with a
+        warning, its address not avoided.
     type: dict
     default: {}
     suboptions:

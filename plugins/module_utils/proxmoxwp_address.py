@@ -17,7 +17,11 @@ import time
 
 from ansible_collections.proxmoxwp.hosting.plugins.module_utils.proxmoxwp_guests import as_int, parse_props
 from ansible_collections.proxmoxwp.hosting.plugins.module_utils.proxmoxwp_lock import LockBusy, held
-from ansible_collections.proxmoxwp.hosting.plugins.module_utils.proxmoxwp_relocation import settled
+from ansible_collections.proxmoxwp.hosting.plugins.module_utils.proxmoxwp_relocation import (
+    KNOWN,
+    settled,
+    waits_for_relocation,
+)
 
 # The config keys that carry a guest's static address: a container's net0..netN, a VM's cloud-init ipconfig0..N.
 ADDRESS_KEY = re.compile(r"^(net|ipconfig)\d+$")
@@ -136,12 +140,20 @@ def guest_addresses(client, entry):
 def addresses_in_use(client, timeout, warn=None):
     """{address: "CT 105 (name)"} for every static address a guest of the cluster has configured.
 
-    A guest on a node that does not answer has a config nobody can read: an HA guest is waited for until the HA
-    manager has moved it (at most `timeout` seconds in all), and any other one ends the search with NodeDown, since
-    its address may be any of the pool's."""
+    A guest on a node that does not answer has a config nobody can read. An HA guest is waited for until the HA
+    manager has moved it (at most `timeout` seconds in all; NodeDown past that): it is running again somewhere
+    soon, with its address. Any other one is passed over with a warning: nothing will move it, and waiting would
+    stop every creation until its node is back (docs/addresses.md says what that leaves open)."""
     deadline = time.monotonic() + timeout
     used = {}
     for entry in client.get("/cluster/resources", type="vm") or []:
+        if entry.get("status") not in KNOWN and not waits_for_relocation(entry):
+            if warn is not None:
+                warn(
+                    f"the address of {guest_label(entry)} cannot be read: its node {entry.get('node')} does not "
+                    "answer and it is not an HA resource; it is not avoided"
+                )
+            continue
         entry = settled(client, entry, max(0.0, deadline - time.monotonic()), warn)
         for address in guest_addresses(client, entry):
             used.setdefault(address, guest_label(entry))
