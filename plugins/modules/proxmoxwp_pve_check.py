@@ -120,6 +120,7 @@ from ansible_collections.proxmoxwp.hosting.plugins.module_utils.proxmoxwp_pve im
     PveClient,
     api_argument_spec,
 )
+from ansible_collections.proxmoxwp.hosting.plugins.module_utils.proxmoxwp_relocation import KNOWN  # noqa: E402
 
 
 def check_api(client, check_id="pve.api", listed=False):
@@ -338,7 +339,7 @@ def check_addresses(client, network, gateway, addresses):
         return finding("pve.addresses", False, f"The address pool is not valid: {exc}.", fix)
     strangers, unread, used = [], [], set()
     for entry in client.get("/cluster/resources", type="vm") or []:
-        if entry.get("status") not in ("running", "stopped"):
+        if entry.get("status") not in KNOWN:  # its node does not answer
             unread.append(f"{guest_label(entry)} on {entry.get('node')}")
             continue
         ours = PROJECT_TAG in parse_tags(entry.get("tags"))
