@@ -6,6 +6,8 @@ owners, modes, xattrs and the overlay's own marks (whiteouts for deleted files, 
 container is frozen while it is copied, so no file changes under the copy. Rollback puts a copy of the snapshot
 back while the container is stopped; a clone is a new container on the same lower dir whose layer starts as a
 copy of a snapshot (or of the stopped container's layer). Destroying the container removes its snapshots with it.
+A container whose root is a disk of its own (a mounted file system, api.build_host.disks) keeps its mount point:
+rollback empties it and copies the snapshot in, and its clone gets a disk of its own holding the copy.
 
 Copies cost what the layer holds (a site's upper dir: tens to hundreds of MB), shared blocks only on file systems
 with reflinks (`--reflink=auto`: XFS, btrfs). That is the lab's price for snapshots on plain directories.
@@ -118,6 +120,11 @@ def _replace_layer(directory: Path, rootfs: Rootfs, layer: Path) -> None:
     """Swap the stopped container's writable layer for a copy of `layer`: copied beside it first, then renamed in,
     so a failed copy leaves the container as it was."""
     current = rootfs.path
+    if os.path.ismount(current):
+        # a root on a disk of its own (api.build_host.disks): the mount point stays, its content is replaced
+        run(["find", str(current), "-xdev", "-mindepth", "1", "-delete"], timeout=COPY_TIMEOUT)
+        run(["cp", "-a", "--reflink=auto", "--", f"{layer}/.", str(current)], timeout=COPY_TIMEOUT)
+        return
     incoming = current.with_name(f".{current.name}.incoming")
     outgoing = current.with_name(f".{current.name}.outgoing")
     remove_tree(incoming)
@@ -131,7 +138,10 @@ def _replace_layer(directory: Path, rootfs: Rootfs, layer: Path) -> None:
     os.rename(incoming, current)
     remove_tree(outgoing)
     if rootfs.kind == "overlay":
-        # overlayfs keeps state about its upper dir in the work dir: a new upper dir gets a new, empty one.
+        # overlayfs keeps state about its upper dir in the work dir: a new upper dir gets a new, empty one, owned as
+        # the upper dir is (an unprivileged container's overlay, mounted by its root, must own it to be writable).
         work = directory / "work"
         remove_tree(work)
         work.mkdir()
+        owner = current.stat()
+        os.chown(work, owner.st_uid, owner.st_gid)

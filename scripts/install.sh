@@ -35,10 +35,11 @@ export DEBIAN_FRONTEND=noninteractive
 # The lab (docs/lab.md): LXC with debootstrap, nftables and zstd for the containers; nginx for the lab's proxy
 # and PowerDNS for its DNS, each run as a process of the lab's own on loopback ports. The install does not
 # start the system's nginx or pdns (with_services_held).
-# iputils-ping: `proxmoxwp doctor` pings the containers' gateway.
+# iputils-ping: `proxmoxwp doctor` pings the containers' gateway. acl lets an unprivileged container's root through
+# the lab's private directories (setfacl); e2fsprogs makes and grows the small plans' real disks (docs/lab-pve.md).
 DEBIAN_PACKAGES=(python3 python3-venv python3-dev python3-pip build-essential git curl ca-certificates sqlite3
   libffi-dev libssl-dev openssh-client rsync lxc debootstrap nftables iproute2 iputils-ping zstd nginx
-  pdns-server pdns-backend-sqlite3)
+  pdns-server pdns-backend-sqlite3 acl e2fsprogs)
 # The servers the test suite starts for itself, on loopback, in temporary directories; PHP, PHPUnit and the
 # Laravel components the Paymenter extension's tests run on (paymenter/README.md); systemd for systemd-analyze,
 # which checks the units of deploy/systemd (a controller that runs them has it already).

@@ -4,7 +4,8 @@ The run shares its caches: the Debian rootfs (about a minute to build) and the g
 half) are built once per run, by whichever worker (pytest-xdist) asks first, under a file lock, in a directory
 beside the workers' own (`lab_cache`), and removed when the run ends. Each worker (or a plain run) then has its
 own LXC path, SSH key and bridge on a subnet no route on the host uses; at the end of its session, passed or
-failed, every container there is destroyed, then the bridge and its nftables table are removed.
+failed, every container there is destroyed (a container's real root disk with it: no loop device is left
+attached), then the bridge and its nftables table are removed.
 
 Tests using these are skipped when not root or when the tools are missing (scripts/install.sh installs
 them; under CI=true such a skip fails the run, tests/skip_policy.py). Containers get addresses from
@@ -37,6 +38,7 @@ from api.build_host import (
     wait_ssh,
 )
 from api.build_host.containers import NAME
+from api.build_host.disks import attached_under
 from api.build_host.environment import build_environment
 from api.build_host.locks import exclusive
 from api.build_host.mounts import remove_tree
@@ -44,7 +46,20 @@ from lab.supervisor.parts import GoldenImagePart
 from tests import guide
 from tests.workers import RUN_CACHE, run_directory, worker_pool
 
-TOOLS = ("lxc-start", "debootstrap", "nft", "ip", "ssh", "ssh-keygen", "tar", "zstd")
+# setfacl: unprivileged containers in private directories; mkfs.ext4 and resize2fs: small real disks
+TOOLS = (
+    "lxc-start",
+    "debootstrap",
+    "nft",
+    "ip",
+    "ssh",
+    "ssh-keygen",
+    "tar",
+    "zstd",
+    "setfacl",
+    "mkfs.ext4",
+    "resize2fs",
+)
 ROOT = Path(__file__).resolve().parent.parent
 SUBNET_POOL = "10.231.0.0/16"  # apart from 10.77.0.0/16, the lab inventory's
 FIRST_HOST = 10  # .1 is the gateway; the addresses below .10 stay free for tests that want fixed ones
@@ -166,6 +181,8 @@ def lab_containers(lab_dir, lab_bridge) -> Iterator[Containers]:
         except BuildHostError as exc:
             failures.append(str(exc))
     assert not failures, f"could not destroy every test container: {failures}"
+    left = attached_under(containers.lxcpath)
+    assert not left, f"the test containers' root disks are still on loop devices: {left}"
 
 
 @pytest.fixture(scope="session")

@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 import requests
 from conftest import BIN, ROOT, TOKEN, HttpApi, Process, wait_job, wait_until
+from mount_namespace import in_private_mounts
 from systemd_run import SYSTEMD_PATH, environment_file
 
 from api.config import Settings
@@ -185,7 +186,7 @@ def test_install_services_makes_the_user_folders_settings_and_units_once_and_sta
     for name in ("etc", "etc-work", "lib", "lib-work"):
         (overlays / name).mkdir(parents=True)
     ran = subprocess.run(
-        ["unshare", "--mount", "--propagation", "private", "bash", "-c", INSTALL_TWICE],
+        in_private_mounts("bash", "-c", INSTALL_TWICE),
         env={**os.environ, "OVERLAYS": str(overlays), "SCRIPT": str(DEPLOY / "install-services.sh")},
         capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip

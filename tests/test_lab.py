@@ -17,6 +17,7 @@ from conftest import TOKEN, wait_until
 from labs import lab_command, lab_pve_get, lxc_containers
 from shared_lab import SERVICES, RunningLab, processes_of
 
+from api.build_host.disks import attached_under
 from api.build_host.network import IP_FORWARD, bridge_exists, our_tables, table_exists
 
 pytestmark = pytest.mark.containers
@@ -107,6 +108,7 @@ def test_down_stops_every_part_and_leaves_the_machine_as_it_was(shared_lab: Runn
     assert not processes_of(data_dir(shared_lab))
     assert not list(lab_files.glob("*.pid"))
     assert lxc_containers(lab_files / "lxc") == [], "lab down destroys the sites' containers"
+    assert attached_under(lab_files) == [], "and detaches the loop devices of their disks"
     assert not bridge_exists(bridge) and not table_exists(bridge)
     if not shared_lab.others_before and not our_tables():  # no other bridge of ours came or went meanwhile
         assert IP_FORWARD.read_text() == shared_lab.forwarding_before, "IPv4 forwarding is as it was before `up`"

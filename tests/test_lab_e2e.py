@@ -62,6 +62,7 @@ def test_a_site_lives_its_whole_life_beside_another_on_a_bigger_plan(shared_lab:
         assert lab.title(name) == TITLE
         code, _ = lab.visit(name, https=False)
         assert code == 301, "plain HTTP is sent to HTTPS"
+    assert_on_a_strict_cluster(lab, sites)
 
     # each site's administrator has a login of its own, from the inventory's prefix, as the API answered it
     admins = {service_id: wordpress_logins(lab, service_id) for service_id in sites}
@@ -304,10 +305,23 @@ def change_title(lab: RunningLab, service_id: int, title: str) -> None:
     attach(lab, service_id, "mysql", "wordpress", "-e", query)
 
 
+def assert_on_a_strict_cluster(lab: RunningLab, sites: dict[int, str]) -> None:
+    """The lab is as strict as Proxmox VE where the sites are concerned: three nodes, and each site placed on one of
+    them, in an unprivileged container (PVE's id map) whose net0 has the Proxmox firewall on."""
+    nodes = lab_pve_get(Path(lab.env["PROXMOXWP_DATA_DIR"]), "/nodes")
+    assert sorted(node["node"] for node in nodes.json()["data"]) == ["pve1", "pve2", "pve3"], nodes.text
+    for service_id in sites:
+        assert lab.site(service_id)["node"] in ("pve1", "pve2", "pve3")
+        config = pve_config(lab, service_id)
+        assert config["unprivileged"] == 1 and "firewall=1" in config["net0"], config
+        assert attach(lab, service_id, "cat", "/proc/self/uid_map").split() == ["0", "100000", "65536"]
+
+
 def pve_config(lab: RunningLab, service_id: int) -> dict:
-    """The site container's configuration as the lab's Proxmox VE API gives it."""
-    vmid = lab.site(service_id)["vmid"]
-    answer = lab_pve_get(Path(lab.env["PROXMOXWP_DATA_DIR"]), f"/nodes/{{node}}/lxc/{vmid}/config")
+    """The site container's configuration as the lab's Proxmox VE API gives it (from the node it is on)."""
+    site = lab.site(service_id)
+    data_dir = Path(lab.env["PROXMOXWP_DATA_DIR"])
+    answer = lab_pve_get(data_dir, f"/nodes/{site['node']}/lxc/{site['vmid']}/config")
     assert answer.status_code == 200, answer.text
     return answer.json()["data"]
 

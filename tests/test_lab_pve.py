@@ -23,6 +23,7 @@ import requests
 from conftest import wait_until
 from sites import ROOT
 
+from api.build_host.disks import attached_under
 from api.build_host.ssh import wait_ssh
 from lab.pve.fake import DRBD, TEMPLATE_VOLID
 from lab.pve.guests import Guests, destroy_all
@@ -174,7 +175,7 @@ def create(pve: Pve, vmid: int, bridge: LabBridge, key: SshKey, hostname: str | 
         ostemplate=TEMPLATE_VOLID,
         hostname=hostname or f"lab-pve-{vmid}",
         storage=DRBD,
-        rootfs=f"{DRBD}:8",
+        rootfs=extra.pop("rootfs", f"{DRBD}:8"),
         memory=256,
         swap=128,
         cores=1,
@@ -249,6 +250,7 @@ def test_rollback_returns_to_the_snapshot_and_drbd_refuses_an_older_one(pve, rea
     wait_ssh(ip, timeout=SSH_TIMEOUT)
     files = ssh(ip, lab_ssh_key, ["sh", "-c", "ls /root; test -e /etc/issue && echo issue"]).stdout.split()
     assert "kept" in files and "issue" in files and "lost" not in files
+    ssh(ip, lab_ssh_key, ["touch", "/root/written-after-rollback"])  # the root is writable again
 
     pve.done("POST", ct(103, "/snapshot"), snapname="second")
     status, _ = pve.run("POST", ct(103, "/snapshot/first/rollback"))
@@ -307,6 +309,65 @@ def test_a_golden_image_in_the_templates_directory_makes_containers(pve, real, l
     assert ssh(address.split("/")[0], lab_ssh_key, ["cat", "/root/golden"]).stdout == "golden\n"
     # unpacked once into the cache, and the container an overlay on it (so its snapshots hold only its changes)
     assert real.containers.rootfs(f"{PREFIX}112").kind == "overlay"
+
+
+# ----------------------------------------------------------------------------- unprivileged, real disks
+
+
+def test_a_container_is_unprivileged_with_the_id_map_pve_gives_it(pve, real, lab_bridge, lab_ssh_key):
+    ip = create(pve, 121, lab_bridge, lab_ssh_key)
+    assert pve.ok("GET", ct(121, "/config"))["unprivileged"] == 1, "PVE's default for a new container"
+    boot(pve, 121, ip)
+    assert ssh(ip, lab_ssh_key, ["cat", "/proc/self/uid_map"]).stdout.split() == ["0", "100000", "65536"]
+    # root inside is not the host's root: it may not make a device node of the host's disks
+    refused = ssh(ip, lab_ssh_key, ["mknod", "/root/disk", "b", "8", "0"], check=False)
+    assert refused.returncode != 0 and "Operation not permitted" in refused.stderr, refused
+    # seen from the host, its files (shifted from the template, written by the host, made inside) are 100000's
+    ssh(ip, lab_ssh_key, ["touch", "/root/made-inside"])
+    root = Path(f"/proc/{real.pid(121)}/root")
+    for path in ("etc/passwd", "etc/hostname", "root/.ssh/authorized_keys", "root/made-inside"):
+        assert (root / path).stat().st_uid == 100000, path
+    assert (root / "etc/shadow").stat().st_gid == 100042, "the shadow group (42) shifted too"
+
+
+def test_a_small_root_disk_is_real_grows_on_resize_and_never_shrinks(pve, real, lab_bridge, lab_ssh_key):
+    ip = create(pve, 122, lab_bridge, lab_ssh_key, rootfs=f"{DRBD}:1")
+    boot(pve, 122, ip)
+    assert df_root_gib(ip, lab_ssh_key) == pytest.approx(1, abs=0.1)
+    refused = ssh(ip, lab_ssh_key, ["fallocate", "-l", "1G", "/root/big"], check=False)
+    assert refused.returncode != 0 and "No space left on device" in refused.stderr, refused
+
+    pve.done("PUT", ct(122, "/resize"), disk="rootfs", size="2G")
+    # online as PVE grows a running CT's ext4, or (a host without CAP_SYS_RESOURCE) with a restart: docs/lab-pve.md
+    wait_ssh(ip, timeout=SSH_TIMEOUT)
+    assert df_root_gib(ip, lab_ssh_key) == pytest.approx(2, abs=0.1)
+    assert "size=2G" in pve.ok("GET", ct(122, "/config"))["rootfs"]
+    smaller = pve.request("PUT", ct(122, "/resize"), disk="rootfs", size="1G")
+    assert (smaller.status_code, smaller.reason) == (500, "unable to shrink disk size")
+    assert (
+        df_root_gib(ip, lab_ssh_key) == pytest.approx(2, abs=0.1)
+        and "size=2G" in pve.ok("GET", ct(122, "/config"))["rootfs"]
+    )
+
+    # a handful of real disks at once, no more; a bigger disk stays a directory whose size is the model's
+    for vmid in (123, 124, 125):
+        create(pve, vmid, lab_bridge, lab_ssh_key, rootfs=f"{DRBD}:1")
+    status, _ = pve.run("POST", f"/nodes/{NODE}/lxc", vmid=126, ostemplate=TEMPLATE_VOLID, rootfs=f"{DRBD}:1",
+                        net0=f"name=eth0,bridge=vmbr0,ip={lab_bridge.next_ip()},gw={lab_bridge.gateway}")  # fmt: skip
+    assert status.startswith("unable to create CT 126 - the lab gives real disks"), status
+    assert len(attached_under(real.containers.lxcpath)) == 4
+    create(pve, 127, lab_bridge, lab_ssh_key)  # 8 GiB: a directory
+    assert real.containers.disk_size(f"{PREFIX}127") is None
+
+    for vmid in (122, 123, 124, 125):
+        pve.done("DELETE", ct(vmid), purge=1, force=1)
+    assert attached_under(real.containers.lxcpath) == [], "a destroyed container's loop device is detached"
+
+
+def df_root_gib(ip: str, key: SshKey) -> float:
+    """The size of / inside the container, as `df` shows it, in GiB."""
+    size = ssh(ip, key, ["df", "--output=size", "-B1", "/"]).stdout.split()[-1]
+    return int(size) / 1024**3
 
 
 # ------------------------------------------------------------------------------------------------ failures

@@ -31,6 +31,7 @@ import guide
 import pytest
 import yaml
 from conftest import ROOT, TESTS
+from mount_namespace import in_private_mounts
 from sites import cluster, stored_templates
 from systemd_run import SYSTEMD_PATH
 
@@ -242,7 +243,7 @@ def test_an_operator_walks_the_guide_from_a_blank_controller_to_a_site(
     }
     accounts = Path("/etc/passwd").read_text()
     walked = subprocess.run(
-        ["unshare", "--mount", "--propagation", "private", "bash", str(tmp_path / "walk.sh")],
+        in_private_mounts("bash", str(tmp_path / "walk.sh")),
         env=environment, capture_output=True, text=True, timeout=1400, check=False, stdin=subprocess.DEVNULL,
     )  # fmt: skip
     ran = sorted(int(p.stem) for p in out.glob("*.status"))

@@ -25,8 +25,10 @@ from pathlib import Path
 
 from api.build_host.archive import create_archive, extract_archive, is_archive
 from api.build_host.commands import run, tail
+from api.build_host.disks import disk_size, grow_disk, make_disk, mount_disk, online_resize_possible, release_disk
 from api.build_host.errors import BuildHostError, ContainerExistsError, ContainerNotFoundError
 from api.build_host.files import write_file
+from api.build_host.idmap import IdMap, archive_shifted, copy_shifted, extract_shifted, grant_search, read_idmap
 from api.build_host.lxcconfig import ContainerConfig, Limits, Rootfs, read_config
 from api.build_host.mounts import check_mount_path, overlay_mounted, overlay_supported, remove_tree
 from api.build_host.network import check_bridge_name
@@ -41,6 +43,7 @@ AUTHORIZED_KEY = re.compile(r"^(ssh-[a-z0-9-]+|ecdsa-sha2-[a-z0-9-]+|sk-[a-z0-9@
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 30.0
 KILL_TIMEOUT = 15.0
+BOOT_TIMEOUT = 120.0
 ATTACH_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
@@ -79,13 +82,18 @@ class Containers:
         swap_mb: int | None = None,
         cores: int | None = None,
         autostart: bool = False,
+        idmap: IdMap | None = None,
+        disk_bytes: int | None = None,
     ) -> ContainerInfo:
         """Make the stopped container `name` at `ip_cidr` (ADDRESS/PREFIX) on `bridge`, routed by `gateway`.
 
         `source` is the cached rootfs directory (see `ensure_rootfs`) or a golden image (`.tar.zst` or
         `.tar.gz`, see `export`). `overlay` chooses how a rootfs directory is used: stacked (True), copied
         (False) or stacked when the kernel can (None). `authorized_key` is one or more OpenSSH public key lines
-        for root (None: none). The rest is what `configure` takes.
+        for root (None: none). `idmap` makes it unprivileged: its files are owned by the map's ids, shifted when
+        they are copied or unpacked (a rootfs directory to stack an overlay on must be shifted already: see
+        api.build_host.idmap). `disk_bytes` gives it a root of that size: a file system on a loop device
+        (api.build_host.disks) holding a copy of the source. The rest is what `configure` takes.
         """
         check_name(name)
         settings = _settings(
@@ -101,14 +109,21 @@ class Containers:
         except FileExistsError:
             raise ContainerExistsError(f"container {name} already exists in {self.lxcpath}: destroy it first") from None
         try:
-            rootfs = self._make_root(directory, source, overlay)
-            with self._mounted(directory, rootfs) as root:
-                _write_identity(root, settings)
-                write_file(root, "/etc/machine-id", "", mode=0o444)
+            if idmap is not None:
+                # LXC mounts the root as the map's root (lxc-create gives it the container's directory likewise)
+                os.chown(directory, idmap.host_id(), idmap.host_id())
+                grant_search((directory, source), idmap.host_id())
+            rootfs = self._make_root(directory, source, overlay, idmap, disk_bytes)
+            owner = idmap.host_id() if idmap is not None else 0
+            with self._mounted(directory, rootfs, idmap) as root:
+                _write_identity(root, settings, owner)
+                write_file(root, "/etc/machine-id", "", mode=0o444, owner=owner)
                 if keys is not None:
-                    write_file(root, "/root/.ssh/authorized_keys", keys, mode=0o600, dir_mode=0o700)
-            self._write_config(directory, settings, rootfs)  # the config appears last: then the container exists
+                    write_file(root, "/root/.ssh/authorized_keys", keys, mode=0o600, dir_mode=0o700, owner=owner)
+            # the config appears last: then the container exists
+            self._write_config(directory, settings, rootfs, idmap)
         except BaseException:
+            release_disk(directory, directory / "rootfs")
             remove_tree(directory)
             raise
         return ContainerInfo(name, "STOPPED", str(settings.address.ip))
@@ -141,11 +156,12 @@ class Containers:
             raise BuildHostError(f"container {name} is running: its configuration changes only while it is stopped")
         directory = self.directory(name)
         rootfs = self.rootfs(name)
-        with self._mounted(directory, rootfs) as root:
-            _write_identity(root, settings)
-        self._write_config(directory, settings, rootfs)
+        idmap = self.idmap(name)
+        with self._mounted(directory, rootfs, idmap) as root:
+            _write_identity(root, settings, idmap.host_id() if idmap is not None else 0)
+        self._write_config(directory, settings, rootfs, idmap)
 
-    def _write_config(self, directory: Path, settings: _Settings, rootfs: Rootfs) -> None:
+    def _write_config(self, directory: Path, settings: _Settings, rootfs: Rootfs, idmap: IdMap | None) -> None:
         config = ContainerConfig(
             directory.name,
             rootfs,
@@ -156,19 +172,32 @@ class Containers:
             directory / "console.log",
             settings.hostname,
             settings.autostart,
+            idmap,
         )
         partial = directory / "config.partial"
         partial.write_text(config.render())
         os.replace(partial, directory / "config")
 
-    def _make_root(self, directory: Path, source: Path, overlay: bool | None) -> Rootfs:
-        if is_archive(source):
-            root = directory / "rootfs"
-            root.mkdir(mode=0o755)
-            extract_archive(source, root)
-            return Rootfs("dir", root)
-        if not (source / "usr/bin").is_dir():
+    def _make_root(
+        self, directory: Path, source: Path, overlay: bool | None, idmap: IdMap | None, disk_bytes: int | None
+    ) -> Rootfs:
+        archive = is_archive(source)
+        if not archive and not (source / "usr/bin").is_dir():
             raise BuildHostError(f"{source} is neither a root filesystem directory nor a .tar.zst/.tar.gz archive")
+        if archive or disk_bytes is not None or overlay is False:
+            # a whole root of its own: unpacked, or copied, into a directory or onto the container's disk
+            root = directory / "rootfs"
+            if disk_bytes is not None:
+                make_disk(directory, root, disk_bytes, idmap.host_id() if idmap is not None else 0)
+            else:
+                root.mkdir(mode=0o755)
+            _fill(root, source, idmap)
+            return Rootfs("dir", root)
+        if idmap is not None and source.stat().st_uid != idmap.host_id():
+            raise BuildHostError(
+                f"{source} is not shifted into the id map (owned by {source.stat().st_uid}): an "
+                "unprivileged container stacks its overlay on a shifted tree only"
+            )
         if overlay is None:
             overlay = overlay_supported()
         if overlay:
@@ -179,22 +208,32 @@ class Containers:
             os.chown(upper, info.st_uid, info.st_gid)
             os.chmod(upper, info.st_mode & 0o7777)
             return Rootfs("overlay", upper, source)
-        root = directory / "rootfs"
-        run(["cp", "-a", "--reflink=auto", "--", str(source), str(root)], timeout=600)
-        return Rootfs("dir", root)
+        return self._make_root(directory, source, False, idmap, disk_bytes)
 
     @contextlib.contextmanager
-    def _mounted(self, directory: Path, rootfs: Rootfs, *, readonly: bool = False) -> Iterator[Path]:
-        """The container's whole root as one tree on the host, for as long as the block runs."""
+    def _mounted(
+        self, directory: Path, rootfs: Rootfs, idmap: IdMap | None, *, readonly: bool = False
+    ) -> Iterator[Path]:
+        """The container's whole root as one tree on the host, for as long as the block runs (an unprivileged
+        container's overlay mounted as the container mounts it: see overlay_mounted's `userxattr`)."""
         if rootfs.kind != "overlay":
+            if disk_size(directory) is not None:
+                mount_disk(directory, rootfs.path)
             yield rootfs.path
             return
         assert rootfs.lower is not None
         # LXC mounts the same layers with the work dir beside the upper one; while the container is
         # stopped we may use it.
         work = rootfs.path.parent / "work"
-        with overlay_mounted(rootfs.lower, rootfs.path, work, directory / "mnt", readonly=readonly) as root:
+        with overlay_mounted(
+            rootfs.lower, rootfs.path, work, directory / "mnt", readonly=readonly, userxattr=idmap is not None
+        ) as root:
             yield root
+        if idmap is not None and not readonly:
+            # the container's overlay, mounted by its root, must own the work dir, or it falls back to read-only
+            remove_tree(work)
+            work.mkdir()
+            os.chown(work, idmap.host_id(), idmap.host_id())
 
     # --- running ---
 
@@ -203,7 +242,15 @@ class Containers:
         self._require(name)
         if self.state(name) == "RUNNING":
             return
-        log = self.directory(name) / "lxc.log"
+        directory = self.directory(name)
+        rootfs = self.rootfs(name)
+        if disk_size(directory) is not None:
+            mount_disk(directory, rootfs.path)
+        idmap = self.idmap(name)
+        if idmap is not None:
+            # LXC mounts the root as the map's root, which must get through to it (see grant_search: again now)
+            grant_search((directory, *([rootfs.lower] if rootfs.lower is not None else [])), idmap.host_id())
+        log = directory / "lxc.log"
         try:
             run([*self._lxc("lxc-start", name), "--logfile", str(log), "--logpriority", "INFO"], timeout=START_TIMEOUT)
         except BuildHostError as exc:
@@ -265,7 +312,47 @@ class Containers:
             return
         if self.exists(name) and self.state(name) != "STOPPED":
             self.stop(name)
+        release_disk(directory, directory / "rootfs")
         remove_tree(directory)
+
+    # --- disks ---
+
+    def disk_size(self, name: str) -> int | None:
+        """The size in bytes of the container's disk, or None when its root is a directory (no size)."""
+        self._require(name)
+        return disk_size(self.directory(name))
+
+    def grow(self, name: str, size: int) -> bool:
+        """Grow the container's disk to `size` bytes, running or not; BuildHostError for a smaller size, or when
+        its root is a directory. Where the host cannot grow a mounted file system (online_resize_possible), a
+        running container is shut down for the offline resize and started again: True when it was restarted."""
+        self._require(name)
+        directory, root = self.directory(name), self.rootfs(name).path
+        if online_resize_possible():
+            grow_disk(directory, root, size)
+            return False
+        running = self.state(name) != "STOPPED"
+        if running:
+            self.stop(name)
+        grow_disk(directory, root, size, online=False)
+        if running:
+            self.start(name)
+            self._wait_booted(name)
+        return running
+
+    def _wait_booted(self, name: str) -> None:
+        """Wait until the container's systemd has finished booting (its services up; failed units allowed), so a
+        container restarted behind its user's back is back as it was (one without systemctl counts as booted)."""
+        seen = ""
+
+        def booted() -> bool:
+            nonlocal seen
+            done = self.attach(name, ["systemctl", "is-system-running"], timeout=30, check=False)
+            seen = (done.stdout or done.stderr).strip()
+            return done.returncode == 127 or seen in ("running", "degraded", "maintenance")
+
+        wait_for(booted, timeout=BOOT_TIMEOUT, what=f"container {name} to boot", last_seen=lambda: seen,
+                 error=BuildHostError)  # fmt: skip
 
     def attach(
         self, name: str, argv: Sequence[str], *, timeout: float = 60.0, check: bool = True
@@ -288,8 +375,12 @@ class Containers:
         self._require(name)
         self.stop(name)
         archive = Path(archive).absolute()
-        with self._mounted(self.directory(name), self.rootfs(name), readonly=True) as root:
-            create_archive(root, archive)
+        idmap = self.idmap(name)
+        with self._mounted(self.directory(name), self.rootfs(name), idmap, readonly=True) as root:
+            if idmap is not None:
+                archive_shifted(root, archive, idmap)  # with the container's ids, not the host's
+            else:
+                create_archive(root, archive)
         return archive
 
     # --- looking ---
@@ -322,6 +413,11 @@ class Containers:
         """Where the container's root is: a directory, or an overlay's upper dir on a lower one."""
         self._require(name)
         return Rootfs.parse(read_config(self.directory(name) / "config")["lxc.rootfs.path"])
+
+    def idmap(self, name: str) -> IdMap | None:
+        """The unprivileged container's id map, None for a privileged one (from its config)."""
+        self._require(name)
+        return read_idmap(self.directory(name) / "config")
 
     def ip(self, name: str) -> str:
         """The container's address (without prefix), from its config."""
@@ -403,11 +499,29 @@ def _settings(
     return _Settings(hostname or name, address, router, bridge, servers, limits, autostart)
 
 
-def _write_identity(root: Path, settings: _Settings) -> None:
+def _write_identity(root: Path, settings: _Settings, owner: int) -> None:
     short = settings.hostname.split(".", 1)[0]
-    write_file(root, "/etc/hostname", f"{short}\n")
-    write_file(root, "/etc/hosts", _hosts(settings.hostname, settings.address))
-    write_file(root, "/etc/resolv.conf", resolv_conf(settings.nameservers))
+    write_file(root, "/etc/hostname", f"{short}\n", owner=owner)
+    write_file(root, "/etc/hosts", _hosts(settings.hostname, settings.address), owner=owner)
+    write_file(root, "/etc/resolv.conf", resolv_conf(settings.nameservers), owner=owner)
+
+
+def _fill(root: Path, source: Path, idmap: IdMap | None) -> None:
+    """Put the root tree of `source` (an archive or a directory) into the empty directory `root`, its owners shifted
+    into `idmap` unless they are already (a shifted cache) or there is no map."""
+    if is_archive(source):
+        if idmap is not None:
+            extract_shifted(source, root, idmap)
+        else:
+            extract_archive(source, root)
+        return
+    if idmap is not None and source.stat().st_uid != idmap.host_id():
+        copy_shifted(source, root, idmap)
+        return
+    info = source.stat()
+    os.chown(root, info.st_uid, info.st_gid)
+    os.chmod(root, info.st_mode & 0o7777)
+    run(["cp", "-a", "--reflink=auto", "--", f"{source}/.", str(root)], timeout=600)
 
 
 def _hosts(hostname: str, address: ipaddress.IPv4Interface) -> str:

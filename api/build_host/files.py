@@ -20,19 +20,22 @@ from api.build_host.errors import BuildHostError
 from api.build_host.mounts import remove_tree
 
 
-def write_file(root: Path, path: str, content: str, *, mode: int = 0o644, dir_mode: int = 0o755) -> Path:
-    """Write `content` to `path` (absolute inside the container) under `root`, owned by root.
+def write_file(
+    root: Path, path: str, content: str, *, mode: int = 0o644, dir_mode: int = 0o755, owner: int = 0
+) -> Path:
+    """Write `content` to `path` (absolute inside the container) under `root`, owned by the container's root:
+    `owner` on the host (an unprivileged container's root is a shifted id, api.build_host.idmap).
 
     Missing directories are made with `dir_mode`; an existing file (or symlink) is replaced atomically.
     """
-    parent = ensure_directory(root, str(PurePosixPath(path).parent), mode=dir_mode)
+    parent = ensure_directory(root, str(PurePosixPath(path).parent), mode=dir_mode, owner=owner)
     name = PurePosixPath(path).name
     fd, temporary = tempfile.mkstemp(dir=parent, prefix=f".{name}.")
     try:
         with os.fdopen(fd, "w") as handle:
             handle.write(content)
         os.chmod(temporary, mode)
-        os.chown(temporary, 0, 0)
+        os.chown(temporary, owner, owner)
         os.replace(temporary, parent / name)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
@@ -40,8 +43,8 @@ def write_file(root: Path, path: str, content: str, *, mode: int = 0o644, dir_mo
     return parent / name
 
 
-def ensure_directory(root: Path, path: str, *, mode: int = 0o755) -> Path:
-    """The directory `path` (absolute inside the container) under `root`, made if missing.
+def ensure_directory(root: Path, path: str, *, mode: int = 0o755, owner: int = 0) -> Path:
+    """The directory `path` (absolute inside the container) under `root`, made if missing (owned by `owner`).
 
     BuildHostError when a component is a symlink or not a directory: we do not guess where it should lead.
     """
@@ -55,7 +58,7 @@ def ensure_directory(root: Path, path: str, *, mode: int = 0o755) -> Path:
         except FileNotFoundError:
             os.mkdir(current, mode)
             os.chmod(current, mode)  # mkdir's mode is filtered by the umask
-            os.chown(current, 0, 0)
+            os.chown(current, owner, owner)
             continue
         if not stat.S_ISDIR(info.st_mode):
             raise BuildHostError(f"{path} in the container is not a plain directory at {current.relative_to(root)}")

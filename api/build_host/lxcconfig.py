@@ -12,8 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from api.build_host.errors import BuildHostError
+from api.build_host.idmap import IdMap
 
 COMMON_CONFIG = "/usr/share/lxc/config/common.conf"
+# What LXC adds for a container in a user namespace (as PVE's config for an unprivileged container includes).
+USERNS_CONFIG = "/usr/share/lxc/config/userns.conf"
 CGROUP_V1_MEMORY = Path("/sys/fs/cgroup/memory")
 # cgroup v1 limits memory+swap only when the kernel accounts swap (swapaccount=1).
 CGROUP_V1_MEMSW = CGROUP_V1_MEMORY / "memory.memsw.limit_in_bytes"
@@ -101,6 +104,7 @@ class ContainerConfig:
     console_log: Path | None = None
     hostname: str | None = None  # the kernel's host name (lxc.uts.name); the name when None
     autostart: bool = False  # lxc.start.auto: started by lxc-autostart, PVE's `onboot`
+    idmap: IdMap | None = None  # an unprivileged container's id map (None: privileged)
 
     def render(self) -> str:
         """The config file's text.
@@ -112,9 +116,12 @@ class ContainerConfig:
         lines = [
             "# Written by ProxmoxWP's build host (api/build_host/containers.py).",
             f"lxc.include = {COMMON_CONFIG}",
+            *([f"lxc.include = {USERNS_CONFIG}", *self.idmap.lines()] if self.idmap is not None else []),
             "lxc.arch = linux64",
             f"lxc.uts.name = {self.hostname or self.name}",
             f"lxc.rootfs.path = {self.rootfs.spec}",
+            # overlayfs in a user namespace keeps its marks in user.* attributes (LXC 5.0 does not ask for it)
+            *(["lxc.rootfs.options = userxattr"] if self.idmap is not None and self.rootfs.kind == "overlay" else []),
             "lxc.net.0.type = veth",
             f"lxc.net.0.link = {self.bridge}",
             "lxc.net.0.flags = up",

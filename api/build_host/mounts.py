@@ -33,11 +33,15 @@ def check_mount_path(path: Path) -> None:
 
 
 @contextlib.contextmanager
-def overlay_mounted(lower: Path, upper: Path, work: Path, target: Path, *, readonly: bool = False) -> Iterator[Path]:
+def overlay_mounted(
+    lower: Path, upper: Path, work: Path, target: Path, *, readonly: bool = False, userxattr: bool = False
+) -> Iterator[Path]:
     """Mount lower+upper at `target` (created if missing) for the duration of the block, then unmount.
 
     Read-only mounts stack the upper dir as a second lower layer: no work dir is touched, and whiteouts
-    (files deleted in the container) still hide what they deleted.
+    (files deleted in the container) still hide what they deleted. `userxattr` keeps overlayfs' own marks in
+    `user.overlay.*` attributes, as an overlay mounted in a user namespace (an unprivileged container's) does:
+    it would not read the `trusted.overlay.*` ones a host mount writes by default.
     """
     for path in (lower, upper, work, target):
         check_mount_path(path)
@@ -47,6 +51,8 @@ def overlay_mounted(lower: Path, upper: Path, work: Path, target: Path, *, reado
     else:
         work.mkdir(exist_ok=True)
         options = f"lowerdir={lower},upperdir={upper},workdir={work}"
+    if userxattr:
+        options += ",userxattr"
     run(["mount", "-t", "overlay", "overlay", "-o", options, str(target)])
     try:
         yield target

@@ -4,6 +4,12 @@ Plain blocking calls on api.build_host.containers and lab.snapshots, each a whol
 raises LabError with the reason; LabPve runs them in worker threads. The prefix keeps the containers of one lab
 (or one test run) apart from any other's under the same LXC path, and lets `destroy_all` find them without any
 record.
+
+Containers are unprivileged unless the CT's config says `unprivileged: 0`, with PVE's id map (root is the host's
+100000), on a template tree shifted into it (lab.pve.images). A root disk of at most SMALL_DISK bytes (a test plan's
+1 or 2 GiB) is real: a file system of that size on a loop device (api.build_host.disks), grown by resize; at most
+MAX_DISKS of them exist under one LXC path at once, so a lab never holds more than a handful of loop devices.
+Bigger disks stay directories, whose size is the model's alone (docs/lab-pve.md).
 """
 
 from __future__ import annotations
@@ -12,13 +18,19 @@ import re
 from pathlib import Path
 
 from api.build_host.containers import NAME, Containers
+from api.build_host.disks import attached_under
 from api.build_host.errors import BuildHostError
+from api.build_host.idmap import PVE_IDMAP, IdMap
 from api.build_host.lxcconfig import Limits
 from api.build_host.mounts import remove_tree
 from lab.errors import LabError
 from lab.pve.images import Images
 from lab.pve.spec import GuestSpec
 from lab.snapshots import Snapshots
+
+GIB = 1024**3
+SMALL_DISK = 4 * GIB  # root disks up to this size are real file systems
+MAX_DISKS = 4  # real root disks under one LXC path at once (each holds a loop device)
 
 
 class Guests:
@@ -42,8 +54,13 @@ class Guests:
 
     def create(self, vmid: int, ostemplate: str, spec: GuestSpec, keys: str | None) -> Path:
         """Make the stopped container from the template; returns the image it was made from."""
-        source = self.images.source(ostemplate)
-        self.containers.create(self.name(vmid), source=source, authorized_key=keys, **spec.settings(self.bridge))
+        idmap = _idmap(spec)
+        source = self.images.source(ostemplate, idmap)
+        name = self.name(vmid)
+        disk = self._disk(spec)
+        self.containers.create(
+            name, source=source, authorized_key=keys, idmap=idmap, disk_bytes=disk, **spec.settings(self.bridge)
+        )
         return source
 
     def start(self, vmid: int, spec: GuestSpec) -> int | None:
@@ -68,6 +85,15 @@ class Guests:
         if self.containers.exists(name):
             self.containers.stop(name, 0)
         self.containers.destroy(name)
+
+    def resize(self, vmid: int, size: int) -> int | None:
+        """Grow the CT's root disk to `size` bytes where it is real (running or not); a directory root keeps no
+        size, and PVE's model alone records it. The new init pid when the container had to restart for it (a
+        host that cannot grow a mounted file system: Containers.grow), else None."""
+        name = self.name(vmid)
+        if self.containers.disk_size(name) is not None and self.containers.grow(name, size):
+            return self.containers.pid(name)
+        return None
 
     def set_limits(self, vmid: int, limits: Limits) -> None:
         """Memory, swap and cores on the running container now (PVE applies them to a running CT at once)."""
@@ -105,7 +131,25 @@ class Guests:
 
     def clone(self, vmid: int, newid: int, snapshot: str | None, spec: GuestSpec) -> None:
         """A full clone: the stopped container `newid` holding what `vmid` held at `snapshot` (None: now)."""
-        self.snapshots.clone(self.name(vmid), self.name(newid), snapshot, **spec.settings(self.bridge))
+        disk = self._disk(spec) if self.containers.disk_size(self.name(vmid)) is not None else None
+        settings = {**spec.settings(self.bridge), "idmap": self.containers.idmap(self.name(vmid)), "disk_bytes": disk}
+        self.snapshots.clone(self.name(vmid), self.name(newid), snapshot, **settings)
+
+    def _disk(self, spec: GuestSpec) -> int | None:
+        """The size of the real disk a new container of `spec` gets, or None for a directory root (a bigger disk, or
+        none asked for); LabError when the lab has MAX_DISKS already."""
+        if spec.disk_bytes is None or spec.disk_bytes > SMALL_DISK:
+            return None
+        if len(attached_under(self.containers.lxcpath)) >= MAX_DISKS:
+            raise LabError(
+                f"the lab gives real disks (up to {SMALL_DISK // GIB} GiB) to at most {MAX_DISKS} containers at once, "
+                "and has them all: destroy one first"
+            )
+        return spec.disk_bytes
+
+
+def _idmap(spec: GuestSpec) -> IdMap | None:
+    return PVE_IDMAP if spec.unprivileged else None
 
 
 def check_prefix(prefix: str) -> None:

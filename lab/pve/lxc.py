@@ -10,7 +10,8 @@ as the exit status and a task-log line, leaving the model as PVE would leave the
   does at every start, and the container boots; shutdown and stop (hard) likewise; reboot is both;
 - snapshot, rollback and snapshot delete: copies of the container's writable layer (lab.snapshots);
 - full clone (also from a snapshot): a new container with a copy of that layer; destroy: container and snapshots;
-- a config change of a running container's memory, swap or cores is applied to its cgroup at once.
+- a config change of a running container's memory, swap or cores is applied to its cgroup at once;
+- resize grows a real root disk (a small one: lab.pve.guests) after fakepve's checks (no shrinking, PVE's words);
 - a template uploaded to `local` (lab.pve.uploads) goes into the templates directory, so containers are made from it.
 
 Real work runs in a thread pool, never on the event loop. Containers are `<prefix><vmid>` (lab.pve.guests). A
@@ -40,7 +41,7 @@ from lab.pve.enforcing import EnforcedFirewall
 from lab.pve.fake import ProjectPve
 from lab.pve.guests import Guests
 from lab.pve.images import STORAGE
-from lab.pve.spec import DEFAULT_MEMORY_MB, DEFAULT_SWAP_MB, GuestSpec, guest_spec, limits_of
+from lab.pve.spec import DEFAULT_MEMORY_MB, DEFAULT_SWAP_MB, GuestSpec, guest_spec, limits_of, rootfs_bytes
 
 T = TypeVar("T")
 Body = Callable[[], Awaitable[Any]]
@@ -161,8 +162,19 @@ class LabPve(EnforcedFirewall, ProjectPve):
             "vzclone": self._cloning,
             "vzdestroy": self._destroying,
             "vzdelsnapshot": self._deleting_snapshot,
+            "resize": self._resizing,
         }
         return wrappers[ttype](v, body)
+
+    @staticmethod
+    async def _marked(ttype: str, v: dict, handling: Awaitable[Any]) -> Any:
+        """Await fakepve's handling of a request with the request marked, so that `task` wraps the real work of its
+        task (of type `ttype`) around the task's body."""
+        token = _REQUEST.set((ttype, v))
+        try:
+            return await handling
+        finally:
+            _REQUEST.reset(token)
 
     async def _discard(self, vmid: int) -> None:
         """Remove a real container the model does not keep (after a failed create or clone); a failure is logged."""
@@ -174,11 +186,7 @@ class LabPve(EnforcedFirewall, ProjectPve):
     async def _lxc_create(self, user, v):
         if v.get("restore"):
             raise PveError(500, f"unable to restore CT {v.get('vmid')} - the lab cannot restore backups")
-        token = _REQUEST.set(("vzcreate", v))
-        try:
-            return await super()._lxc_create(user, v)
-        finally:
-            _REQUEST.reset(token)
+        return await self._marked("vzcreate", v, super()._lxc_create(user, v))
 
     def _creating(self, v: dict, inner: Body) -> Body:
         vmid = int(v["vmid"])
@@ -187,6 +195,7 @@ class LabPve(EnforcedFirewall, ProjectPve):
         # The config fakepve's create will write (its defaults, then the request's settings).
         config = {"hostname": f"CT{vmid}", "memory": DEFAULT_MEMORY_MB, "swap": DEFAULT_SWAP_MB}
         config.update((k, x) for k, x in v.items() if k not in CREATE_ONLY)
+        config["unprivileged"] = v.get("unprivileged", 1)  # PVE's default for a new container
 
         async def body():
             ct = self.ct(vmid)
@@ -221,11 +230,7 @@ class LabPve(EnforcedFirewall, ProjectPve):
     # --------------------------------------------------------------------------------------------- clone
 
     async def _lxc_clone(self, user, v):
-        token = _REQUEST.set(("vzclone", v))
-        try:
-            return await super()._lxc_clone(user, v)
-        finally:
-            _REQUEST.reset(token)
+        return await self._marked("vzclone", v, super()._lxc_clone(user, v))
 
     def _cloning(self, v: dict, inner: Body) -> Body:
         vmid, newid, snapname = int(v["vmid"]), int(v["newid"]), v.get("snapname")
@@ -252,11 +257,7 @@ class LabPve(EnforcedFirewall, ProjectPve):
     # ------------------------------------------------------------------------------------------- destroy
 
     async def _lxc_destroy(self, user, v):
-        token = _REQUEST.set(("vzdestroy", v))
-        try:
-            return await super()._lxc_destroy(user, v)
-        finally:
-            _REQUEST.reset(token)
+        return await self._marked("vzdestroy", v, super()._lxc_destroy(user, v))
 
     def _destroying(self, v: dict, inner: Body) -> Body:
         vmid = int(v["vmid"])
@@ -281,11 +282,7 @@ class LabPve(EnforcedFirewall, ProjectPve):
         await self._real(f"rollback of CT {ct.vmid} to '{name}'", self.guests.rollback, ct.vmid, name)
 
     async def _lxc_snapshot_delete(self, user, v):
-        token = _REQUEST.set(("vzdelsnapshot", v))
-        try:
-            return await super()._lxc_snapshot_delete(user, v)
-        finally:
-            _REQUEST.reset(token)
+        return await self._marked("vzdelsnapshot", v, super()._lxc_snapshot_delete(user, v))
 
     def _deleting_snapshot(self, v: dict, inner: Body) -> Body:
         vmid, name = int(v["vmid"]), v["snapname"]
@@ -293,6 +290,32 @@ class LabPve(EnforcedFirewall, ProjectPve):
         async def body():
             note = await inner()  # fakepve's checks and the model first: a refused delete touches nothing
             await self._real(f"delete of snapshot '{name}' of CT {vmid}", self.guests.delete_snapshot, vmid, name)
+            return note
+
+        return body
+
+    # --------------------------------------------------------------------------------------------- resize
+
+    async def _lxc_resize(self, user, v):
+        return await self._marked("resize", v, super()._lxc_resize(user, v))
+
+    def _resizing(self, v: dict, inner: Body) -> Body:
+        vmid, disk = int(v["vmid"]), v["disk"]
+
+        async def body():
+            ct = self.ct(vmid)
+            before = ct.config.get(disk) if ct is not None else None
+            note = await inner()  # fakepve's checks (a smaller size: 'unable to shrink disk size') and the model
+            size = rootfs_bytes(ct.config.get(disk)) if ct is not None and disk == "rootfs" else None
+            if size is not None:
+                try:
+                    pid = await self._real(f"resize of CT {vmid}'s {disk}", self.guests.resize, vmid, size)
+                except TaskError:
+                    ct.config[disk] = before  # the disk did not grow: neither does its size in the config
+                    raise
+                if pid is not None:
+                    _note("lab: this host cannot grow a mounted file system: the CT was restarted to grow it offline")
+                    self._power(ct, "running", pid)
             return note
 
         return body

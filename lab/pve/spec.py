@@ -2,8 +2,9 @@
 
 PVE keeps a container's settings in its config (hostname, net0, nameserver, memory, swap, cores, onboot, rootfs,
 ...) and turns them into an LXC config at every start. The lab does the same with `GuestSpec`: the settings that
-change the real container, read from the model's config. The rest (rootfs size, unprivileged, features, tags,
-description) stays in the model only: docs/lab-pve.md says why.
+change the real container, read from the model's config, and two that shape it when it is made: `unprivileged`
+(PVE's default for a new container: its id map) and the root disk's size. The rest (features, tags, description)
+stays in the model only: docs/lab-pve.md says why.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from fakepve.lxc import split_props
+from fakepve.lxc import parse_mount, parse_size, split_props
 
 from api.build_host.lxcconfig import Limits
 from lab.errors import LabError
@@ -34,6 +35,8 @@ class GuestSpec:
     swap_mb: int
     cores: int | None  # None: every CPU of the host
     onboot: bool
+    unprivileged: bool = True  # PVE creates containers unprivileged unless told otherwise
+    disk_bytes: int | None = None  # the rootfs size (None: not given)
 
     def settings(self, bridge: str) -> dict[str, Any]:
         """Containers.create/configure's keyword arguments, plugged into `bridge` (the lab's, whatever net0 names:
@@ -75,8 +78,28 @@ def guest_spec(vmid: int, config: dict[str, Any]) -> GuestSpec:
         memory_mb=limits.memory_mb or DEFAULT_MEMORY_MB,
         swap_mb=limits.swap_mb if limits.swap_mb is not None else DEFAULT_SWAP_MB,
         cores=limits.cores,
-        onboot=str(config.get("onboot", 0)).lower() in ("1", "true", "yes", "on"),
+        onboot=_true(config.get("onboot", 0)),
+        unprivileged=_true(config.get("unprivileged", 1)),
+        disk_bytes=rootfs_bytes(config.get("rootfs")),
     )
+
+
+def rootfs_bytes(rootfs: Any) -> int | None:
+    """The size of a rootfs setting in bytes: `size=` of a volume (`drbd1:vm-101-disk-0,size=8G`), or the GiB of a
+    new one as a create asks for it (`drbd1:8`); None when it gives none."""
+    if not rootfs:
+        return None
+    mount = parse_mount(str(rootfs))
+    if "size" in mount:
+        return parse_size(mount["size"])
+    storage, _, gib = str(mount.get("volume", "")).partition(":")
+    if storage and re.fullmatch(r"\d+(\.\d+)?", gib):
+        return int(float(gib) * 1024**3)
+    return None
+
+
+def _true(value: Any) -> bool:
+    return str(value).lower() in ("1", "true", "yes", "on")
 
 
 def limits_of(config: dict[str, Any]) -> Limits:
