@@ -6,13 +6,17 @@ the smaller disk is refused before anything changes. Its container is unprivileg
 
 from __future__ import annotations
 
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
+from conftest import wait_until
 from shared_lab import RunningLab
 from test_lab_e2e import PUBLIC_IP, TITLE, assert_deleted, attach
 
-from api.build_host.disks import attached_under
+from api.build_host.disks import attached_under, disk_file, loop_devices, make_disk, release_disk
+from api.build_host.errors import BuildHostError
 
 pytestmark = pytest.mark.containers
 
@@ -43,6 +47,24 @@ def test_a_site_on_a_small_plan_has_its_disk_grows_on_upgrade_and_refuses_a_smal
     assert len(attached_under(lxcpath)) == 1, "the site's disk is on a loop device"
     assert_deleted(lab, SERVICE_ID, [name])
     assert attached_under(lxcpath) == [], "delete-site detached it"
+
+
+def test_a_disk_another_mount_namespace_holds_is_waited_for_and_the_holder_named(tmp_path):
+    directory = tmp_path / "ct"
+    directory.mkdir()
+    make_disk(directory, directory / "rootfs", 64 * 1024**2)
+    # a namespace made while the disk is mounted keeps a copy of the mount (this host's root mount may be private)
+    holder = subprocess.Popen(["unshare", "--mount", "--propagation", "private", "cat"], stdin=subprocess.PIPE)
+    try:
+        ours = os.readlink("/proc/self/ns/mnt")
+        wait_until(lambda: os.readlink(f"/proc/{holder.pid}/ns/mnt") != ours, timeout=10, what="the holder's namespace")
+        with pytest.raises(BuildHostError, match=rf"still mounted in the mount namespace of pid {holder.pid} \(cat\)"):
+            release_disk(directory, directory / "rootfs", timeout=0.5)
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=10)
+        release_disk(directory, directory / "rootfs")
+    assert loop_devices(disk_file(directory)) == [], "once the holder ended, the device was detached"
 
 
 def root_gib(lab: RunningLab) -> float:

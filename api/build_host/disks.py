@@ -83,7 +83,9 @@ def grow_disk(directory: Path, mountpoint: Path, size: int, *, online: bool = Tr
     if size == current:
         return
     if not online:
-        release_disk(directory, mountpoint)
+        # a short-lived mount namespace may still hold a copy of the mount (lxc-usernsexec makes one while it shifts
+        # a template): worth waiting for as long as the resize itself may take
+        release_disk(directory, mountpoint, timeout=RESIZE_TIMEOUT)
         with open(image, "r+b") as handle:
             handle.truncate(size)
         run(["e2fsck", "-f", "-p", str(image)], timeout=RESIZE_TIMEOUT)  # resize2fs wants a checked file system
@@ -100,8 +102,9 @@ def grow_disk(directory: Path, mountpoint: Path, size: int, *, online: bool = Tr
     run(["resize2fs", devices[0]], timeout=RESIZE_TIMEOUT)
 
 
-def release_disk(directory: Path, mountpoint: Path) -> None:
-    """Unmount the container's disk and detach every loop device on it; nothing to do for a directory root."""
+def release_disk(directory: Path, mountpoint: Path, *, timeout: float = DETACH_TIMEOUT) -> None:
+    """Unmount the container's disk and detach every loop device on it, waiting up to `timeout` seconds for the
+    devices to be let go of; nothing to do for a directory root."""
     image = disk_file(directory)
     if not image.exists():
         return
@@ -120,7 +123,7 @@ def release_disk(directory: Path, mountpoint: Path) -> None:
 
     wait_for(
         detached,
-        timeout=DETACH_TIMEOUT,
+        timeout=timeout,
         what=f"{image} to leave its loop device",
         last_seen=lambda: f"still on {', '.join(left)}: {holders(left)}",
         error=BuildHostError,
