@@ -20,10 +20,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT, wait_until
+from conftest import ROOT
 from labs import lab_pve_get, lxc_containers
 from readme import shell_block
 from shared_lab import RunningLab
+
+from api.waiting import wait_for
 
 pytestmark = pytest.mark.containers
 
@@ -129,12 +131,19 @@ def follow_the_readme_walkthrough(lab: RunningLab, service_id: int) -> tuple[str
     answer = json.loads(run_readme_step(lab, shell, create))
     assert answer["success"] is True and answer["job_id"], answer
 
+    last: dict = {}
+
     def created() -> dict | None:
         jobs = json.loads(run_readme_step(lab, shell, watch))["jobs"]
-        job = next(job for job in jobs if job["id"] == answer["job_id"])
-        return job if job["state"] not in ("queued", "running") else None
+        last.update(next(job for job in jobs if job["id"] == answer["job_id"]))
+        return dict(last) if last["state"] not in ("queued", "running") else None
 
-    job = wait_until(created, 900, 2.0, "the walkthrough's create-site job")
+    def seen() -> str:
+        progress = lab.call("GET", f"/jobs/{answer['job_id']}").json()["job"].get("progress")
+        return f"progress {progress}; {lab.explain(last)}"
+
+    job = wait_for(created, timeout=900, interval=2.0, what="the walkthrough's create-site job", last_seen=seen,
+                   error=pytest.fail.Exception)  # fmt: skip
     assert job["state"] == "succeeded", lab.explain(job)
     return run_readme_step(lab, shell, visit), answer
 

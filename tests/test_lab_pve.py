@@ -24,6 +24,7 @@ from conftest import wait_until
 from sites import ROOT
 
 from api.build_host.disks import attached_under
+from api.build_host.idmap import PVE_IDMAP, grant_search
 from api.build_host.ssh import wait_ssh
 from lab.pve.fake import DRBD, TEMPLATE_VOLID
 from lab.pve.guests import Guests, destroy_all
@@ -328,6 +329,27 @@ def test_a_container_is_unprivileged_with_the_id_map_pve_gives_it(pve, real, lab
     for path in ("etc/passwd", "etc/hostname", "root/.ssh/authorized_keys", "root/made-inside"):
         assert (root / path).stat().st_uid == 100000, path
     assert (root / "etc/shadow").stat().st_gid == 100042, "the shadow group (42) shifted too"
+
+
+def test_the_id_maps_root_is_let_through_links_that_lead_through_private_directories(tmp_path):
+    # the tests' lab reaches its image cache as lab/cache -> lab0/cache -> lab-cache/cache: LXC walks every hop
+    target, hop, lab = tmp_path / "lab-cache", tmp_path / "lab0", tmp_path / "lab"
+    (target / "cache" / "images" / "tree").mkdir(parents=True)
+    hop.mkdir()
+    (hop / "cache").symlink_to(target / "cache")
+    lab.mkdir()
+    (lab / "cache").symlink_to(hop / "cache")
+    for directory in (target, hop, lab):
+        directory.chmod(0o700)
+    tree = lab / "cache" / "images" / "tree"
+
+    def reached() -> bool:
+        return subprocess.run([*PVE_IDMAP.usernsexec(), "stat", "--", f"{tree}/."], capture_output=True).returncode == 0
+
+    assert not reached(), "private directories keep the container's root out"
+    grant_search([tree], PVE_IDMAP.host_id())
+    assert reached(), "every directory of every hop lets it through"
+    assert "user:100000:--x" not in subprocess.run(["getfacl", "-p", str(tree)], capture_output=True, text=True).stdout
 
 
 def test_a_small_root_disk_is_real_grows_on_resize_and_never_shrinks(pve, real, lab_bridge, lab_ssh_key):

@@ -29,6 +29,7 @@ from api.build_host.errors import BuildHostError
 IDMAP_LINE = re.compile(r"^\s*lxc\.idmap\s*=\s*([ug])\s+0\s+(\d+)\s+(\d+)\s*$")
 # What PVE's extraction leaves out: device nodes cannot be made inside a user namespace, and LXC fills /dev.
 EXTRACT_EXCLUDES = ("--anchored", "--exclude=./dev/*")
+MAX_LINKS = 40  # the kernel's limit on symbolic links followed in one lookup
 
 
 @dataclass(frozen=True)
@@ -132,8 +133,7 @@ def grant_search(paths: Iterable[Path], uid: int) -> None:
     and takes the entry's permission away again."""
     wanted: list[str] = []
     for path in paths:
-        current = Path(path).resolve()
-        for directory in (current, *current.parents):
+        for directory in passed_through(Path(path)):
             info = os.stat(directory)
             if info.st_uid != uid and not info.st_mode & stat.S_IXOTH and str(directory) not in wanted:
                 wanted.append(str(directory))
@@ -146,3 +146,23 @@ def grant_search(paths: Iterable[Path], uid: int) -> None:
             f"the directories above an unprivileged container's root do not let its root ({uid}) through, and "
             f"an ACL entry for it could not be set ({exc}): make them searchable by others (chmod o+x)"
         ) from exc
+
+
+def passed_through(path: Path, depth: int = 0) -> list[Path]:
+    """Every directory the kernel searches on its way to `path`, in order: each symbolic link on the way is followed
+    as the kernel follows it, so the directories of a link's own target count too (a link to a link: both chains),
+    not only those of the fully resolved path."""
+    if depth > MAX_LINKS:
+        raise BuildHostError(f"{path}: too many levels of symbolic links")
+    current = Path("/")
+    found = [current]
+    for part in Path(path).absolute().parts[1:]:
+        candidate = current / part
+        if candidate.is_symlink():
+            target = Path(os.readlink(candidate))
+            found += passed_through(target if target.is_absolute() else current / target, depth + 1)
+            current = Path(os.path.realpath(candidate))
+        else:
+            current = candidate
+        found.append(current)
+    return [directory for directory in found if directory.is_dir()]
