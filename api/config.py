@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, HttpUrl, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -99,6 +99,16 @@ class Settings(BaseSettings):
     # Where setdomain asks whether a customer's domain points to us; empty = the system's (/etc/resolv.conf).
     dns_resolvers: Annotated[list[tuple[str, int]], NoDecode] = Field(default_factory=list)
     dns_timeout: float = Field(default=5.0, gt=0, le=60)
+    # Where a failed job is reported (api/jobs/failure_webhook.py): billing's hooks stop following a job after a few
+    # seconds, so a failure after that reaches the operator here. Empty: nowhere but the job's record.
+    failure_webhook_url: HttpUrl | None = None
+    # Signs each report (X-ProxmoxWP-Signature: sha256=HMAC of the body), so the receiver knows it came from us.
+    failure_webhook_secret: SecretStr | None = None
+
+    @field_validator("failure_webhook_url", "failure_webhook_secret", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("data_dir", mode="before")
     @classmethod

@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import and_, exists, func, select, update
 from sqlalchemy.orm import Session, aliased
 
+from api.jobs.failure_webhook import report_failure
 from api.jobs.kinds import KINDS, SERVICE_STATS, queue_job, sync_backups
 from api.jobs.leftovers import terminate_run_processes
 from api.jobs.runner import PlaybookRun
@@ -318,7 +319,9 @@ def finish(
 ) -> None:
     """Record the job's end and let its outcome move the service. A run `cut_off` (worker killed, timeout,
     cancel, runner error) never reached its own undo: its kind's clean-up, if it has one, is queued. `changed` is
-    what a failed run reports it changed (RunResult.changed); None when that is unknown."""
+    what a failed run reports it changed (RunResult.changed); None when that is unknown. A job that ends failed is
+    then reported to the operator's failure webhook, if one is set (api/jobs/failure_webhook.py)."""
+    failure: dict = {}
 
     def work(session: Session) -> int | None:
         job = session.get(Job, job_id)
@@ -333,6 +336,9 @@ def finish(
         job.failed_host = failed_host
         job.message = scrub(message, secrets)
         forget_sealed(session, job)
+        if state == JobState.FAILED:
+            failure.update(service_id=job.service_id, job_id=job.id, kind=job.kind, step=failed_task,
+                           reason=job.message, finished_at=job.finished_at.isoformat())  # fmt: skip
         if tasks_done is not None:
             job.progress_done = tasks_done
             job.progress_total = max(job.progress_total or 0, tasks_done)
@@ -358,6 +364,8 @@ def finish(
     if undo_id is not None:
         log.warning("job %s: cut off; job %s removes what it may have left", job_id, undo_id)
         runtime.queue.enqueue(undo_id)
+    if failure:
+        report_failure(runtime.settings, failure)
 
 
 def _succeeded(session: Session, service: Service, job: Job) -> None:

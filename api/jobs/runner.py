@@ -47,7 +47,14 @@ VAR_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
 # credentials), ansible-runner's command file must not hold them.
 SECRET_NAME = re.compile(r"SECRET|TOKEN|PASSW|API_KEY|PRIVATE|CREDENTIAL", re.IGNORECASE)
 # The API's own secrets, which no playbook needs: not handed over at all.
-API_ONLY = ("PROXMOXWP_SECRET_KEY", "PROXMOXWP_DATABASE_URL", "PROXMOXWP_QUEUE_URL", "PROXMOXWP_API_TOKENS")
+API_ONLY = (
+    "PROXMOXWP_SECRET_KEY",
+    "PROXMOXWP_DATABASE_URL",
+    "PROXMOXWP_QUEUE_URL",
+    "PROXMOXWP_API_TOKENS",
+    "PROXMOXWP_FAILURE_WEBHOOK_URL",
+    "PROXMOXWP_FAILURE_WEBHOOK_SECRET",
+)
 
 
 class _UnsafeDumper(yaml.SafeDumper):
