@@ -17,7 +17,7 @@ require __DIR__ . '/../paymenter/tests/bootstrap.php';
 
 [, $url, $token, $serviceId, $rounds] = $argv + [null, null, null, null, '50'];
 $runtime = PaymenterRuntime::start();
-$extension = new ProxmoxWP(['api_url' => $url, 'api_key' => $token, 'public_ip' => '127.0.0.1']);
+$extension = new ProxmoxWP(['api_base' => $url, 'api_key' => $token, 'public_ip' => '127.0.0.1']);
 $extension->boot();
 $runtime->router->getRoutes()->refreshNameLookups();
 $service = new Service((int) $serviceId);

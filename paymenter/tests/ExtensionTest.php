@@ -4,11 +4,13 @@ namespace ProxmoxWP\Tests;
 
 use App\Attributes\ExtensionMeta;
 use App\Models\Service;
+use Illuminate\Http\Request;
 use Illuminate\Support\Facades\View;
 use LogicException;
 use Paymenter\Extensions\Servers\ProxmoxWP\ApiError;
 use Paymenter\Extensions\Servers\ProxmoxWP\ClientArea;
 use Paymenter\Extensions\Servers\ProxmoxWP\Notice;
+use Paymenter\Extensions\Servers\ProxmoxWP\PanelForm;
 use Paymenter\Extensions\Servers\ProxmoxWP\ProxmoxWP;
 use ReflectionClass;
 
@@ -20,11 +22,13 @@ final class ExtensionTest extends PanelTestCase
         $meta = (new ReflectionClass(ProxmoxWP::class))->getAttributes(ExtensionMeta::class);
         $this->assertCount(1, $meta);
         $this->assertSame('ProxmoxWP', $meta[0]->newInstance()->name);
+        $this->assertTrue(version_compare($meta[0]->newInstance()->version, '1.4.0', '>'), 'the successor of 1.4.0');
 
         $fields = array_column($this->extension()->getConfig(), null, 'name');
-        $this->assertSame(['api_url', 'api_key', 'public_ip', 'job_wait'], array_keys($fields));
+        $this->assertSame(['api_base', 'api_key', 'public_ip', 'job_wait'], array_keys($fields), "1.4.0's three first");
+        $this->assertSame('Backend API Base URL', $fields['api_base']['label']);
         $this->assertTrue($fields['api_key']['encrypted']);
-        $this->assertTrue($fields['api_url']['required'] && $fields['public_ip']['required']);
+        $this->assertTrue($fields['api_base']['required'] && $fields['public_ip']['required']);
         $this->assertSame(['plan'], array_column($this->extension()->getProductConfig(), 'name'));
     }
 
@@ -36,7 +40,46 @@ final class ExtensionTest extends PanelTestCase
         $route = $this->router->getRoutes()->getByName('extensions.servers.proxmoxwp.panel');
         $this->assertNotNull($route);
         $this->assertSame(['POST'], $route->methods());
-        $this->assertSame(['web', 'auth', 'can:view,service'], $route->middleware());
+        $this->assertSame(['web', 'auth', 'App\\Http\\Middleware\\MustVerfiyEmail', 'can:view,service'], $route->middleware(), "the service page's own");
+        $this->assertStringStartsWith(PanelForm::class, $route->getActionName(), 'the invokable controller (@__invoke from Laravel 9 on)');
+    }
+
+    public function testASettingSavedBy140OrBy100IsUsedWithoutSavingTheServerAgain(): void
+    {
+        $api = ['api_key' => self::env('PROXMOXWP_TEST_API_TOKEN'), 'public_ip' => self::env('PROXMOXWP_TEST_PUBLIC_IP')];
+        $of140 = new ProxmoxWP(['api_base' => self::env('PROXMOXWP_TEST_API_URL')] + $api);  // no job_wait either
+        $this->assertTrue($of140->testConfig());
+        $service = self::newService();
+        $data = $of140->createServer($service, [], []);
+        $this->assertTrue($data['success']);
+        $this->assertSame('active', self::client()->status($service->id)['state']);
+
+        $of100 = new ProxmoxWP(['api_url' => self::env('PROXMOXWP_TEST_API_URL')] + $api);
+        $this->assertTrue($of100->testConfig(), "the name this extension's 1.0.0 gave the URL");
+    }
+
+    public function testAFormPostedForAProductWithoutAServerSaysSoInsteadOfFailing(): void
+    {
+        $this->extension();
+        $service = self::newService(withServer: false);
+
+        $response = (new PanelForm())(Request::create('/', 'POST', ['action' => 'create_backup']), $service);
+
+        $this->assertSame(ProxmoxWP::overviewUrl($service), $response->getTargetUrl());
+        $this->assertSame(Notice::error('This service is not connected to a hosting server. Please contact support.'), Notice::current());
+    }
+
+    public function testAFormReachesTheExtensionThroughPaymentersCallWithTheProductsSettings(): void
+    {
+        $extension = $this->extension();
+        $service = self::newService();
+        $extension->createServer($service, [], []);
+
+        $response = (new PanelForm())(Request::create('/', 'POST', ['action' => 'create_backup', 'other' => 'ignored']), $service);
+
+        $this->assertSame(ProxmoxWP::overviewUrl($service), $response->getTargetUrl());
+        $this->assertSame('success', Notice::current()['type'], json_encode(Notice::current()));
+        $this->assertSame('mkbak', self::client()->jobs($service->id)[0]['kind']);
     }
 
     public function testTestConfigAcceptsTheRightKeyAndExplainsTheRest(): void
@@ -47,10 +90,10 @@ final class ExtensionTest extends PanelTestCase
         $this->assertIsString($wrongKey);
         $this->assertStringNotContainsString('not-the-key', $wrongKey);
 
-        $down = $this->extension(['api_url' => 'http://127.0.0.1:' . self::closedPort()])->testConfig();
+        $down = $this->extension(['api_base' => 'http://127.0.0.1:' . self::closedPort()])->testConfig();
         $this->assertSame('The hosting API could not be reached. Please try again in a few minutes.', $down);
 
-        $notOurs = $this->extension(['api_url' => self::env('PROXMOXWP_TEST_API_URL') . '/jobs'])->testConfig();
+        $notOurs = $this->extension(['api_base' => self::env('PROXMOXWP_TEST_API_URL') . '/jobs'])->testConfig();
         $this->assertIsString($notOurs);
     }
 
@@ -59,8 +102,10 @@ final class ExtensionTest extends PanelTestCase
         $service = self::newService('Basic');
         $data = $this->extension()->createServer($service, ['plan' => ''], []);
 
-        $this->assertSame(['site_url', 'admin_url', 'admin_user', 'admin_password', 'subdomain'], array_keys($data));
+        $this->assertSame(['site_url', 'admin_url', 'admin_user', 'admin_password', 'subdomain', 'success', 'data'], array_keys($data));
         $this->assertSame($data['site_url'] . 'wp-admin/', $data['admin_url']);
+        $this->assertTrue($data['success'], "1.4.0's keys too: success, and data, the API's answer");
+        $this->assertSame([$data['subdomain'], $data['admin_password']], [$data['data']['subdomain'], $data['data']['admin_password']]);
         $status = self::client()->status($service->id);
         $this->assertSame('active', $status['state'], 'the job was followed to its end');
         $this->assertSame('basic', $status['plan'], "the product's name, in lower case");
@@ -92,13 +137,16 @@ final class ExtensionTest extends PanelTestCase
         }
     }
 
-    public function testASlowSiteIsLeftToFinishAndTheEmailStillGetsItsPassword(): void
+    public function testASlowSiteIsLeftToFinishAtTheHooksBoundAndTheEmailStillGetsItsPassword(): void
     {
         $control = self::env('PROXMOXWP_TEST_CONTROL_DIR');
         touch("{$control}/block-site_create");
         try {
             $service = self::newService();
-            $data = $this->extension(['job_wait' => 1])->createServer($service, [], []);
+            $started = microtime(true);
+            $data = $this->extension(['job_wait' => 2])->createServer($service, [], []);
+            $took = microtime(true) - $started;
+            $this->assertLessThan(3.5, $took, 'the hook returns at its bound (2 s), not at the end of the job');
             $this->assertNotEmpty($data['admin_password']);
             $this->assertSame('provisioning', self::client()->status($service->id)['state']);
         } finally {
@@ -139,7 +187,7 @@ final class ExtensionTest extends PanelTestCase
     public function testTerminateDoesNotBlockOnABackendErrorButLogsIt(): void
     {
         $service = self::newService();
-        $extension = $this->extension(['api_url' => 'http://127.0.0.1:' . self::closedPort(), 'api_key' => 'secret-key-that-must-not-be-logged']);
+        $extension = $this->extension(['api_base' => 'http://127.0.0.1:' . self::closedPort(), 'api_key' => 'secret-key-that-must-not-be-logged']);
 
         $this->assertFalse($extension->terminateServer($service, [], []));
         $records = $this->log->getRecords();
@@ -200,7 +248,7 @@ final class ExtensionTest extends PanelTestCase
     public function testAButtonCatchesItsOwnError(): void
     {
         $service = self::newService();
-        $extension = $this->extension(['api_url' => 'http://127.0.0.1:' . self::closedPort()]);
+        $extension = $this->extension(['api_base' => 'http://127.0.0.1:' . self::closedPort()]);
 
         $this->assertSame("https://panel.example.test/services/{$service->id}?tab=overview", $extension->startSite($service, [], []));
         $this->assertSame(Notice::error('The hosting API could not be reached. Please try again in a few minutes.'), $this->session->get(Notice::SESSION_KEY));
@@ -209,7 +257,7 @@ final class ExtensionTest extends PanelTestCase
     public function testAnUnexpectedFailureIsLoggedAndTheCustomerReadsAPlainSentence(): void
     {
         $service = self::newService();
-        $extension = new class(['api_url' => 'http://127.0.0.1:1', 'api_key' => 'k']) extends ProxmoxWP {
+        $extension = new class(['api_base' => 'http://127.0.0.1:1', 'api_key' => 'k']) extends ProxmoxWP {
             public function clientArea(Service $service): ClientArea
             {
                 throw new LogicException('internal detail: connection string postgres://wp:hunter2@db');

@@ -60,7 +60,7 @@ final class OverviewTest extends PanelTestCase
     public function testABackendThatIsDownLeavesThePageRenderingWithAnErrorNotice(): void
     {
         $service = self::newService();
-        $page = $this->extension(['api_url' => 'http://127.0.0.1:' . self::closedPort()])->getView($service, [], [], ProxmoxWP::VIEW);
+        $page = $this->extension(['api_base' => 'http://127.0.0.1:' . self::closedPort()])->getView($service, [], [], ProxmoxWP::VIEW);
 
         $this->assertSame(3, substr_count($page, '<p class="proxmoxwp-error text-error" role="alert">The hosting API could not be reached. Please try again in a few minutes.</p>'));
         foreach (['Your site', 'Your domains', 'Your backups'] as $heading) {

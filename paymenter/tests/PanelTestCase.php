@@ -36,6 +36,7 @@ abstract class PanelTestCase extends TestCase
     protected function tearDown(): void
     {
         ExtensionHelper::$extension = null;
+        ExtensionHelper::$reported = [];
         $this->runtime->stop();
     }
 
@@ -43,7 +44,7 @@ abstract class PanelTestCase extends TestCase
     protected function extension(array $config = []): ProxmoxWP
     {
         $extension = new ProxmoxWP($config + [
-            'api_url' => self::env('PROXMOXWP_TEST_API_URL'),
+            'api_base' => self::env('PROXMOXWP_TEST_API_URL'),
             'api_key' => self::env('PROXMOXWP_TEST_API_TOKEN'),
             'public_ip' => self::env('PROXMOXWP_TEST_PUBLIC_IP'),
             'job_wait' => 60,
@@ -88,11 +89,11 @@ abstract class PanelTestCase extends TestCase
     }
 
     /** A service id no other test of this run uses (each test starts from a site of its own). */
-    protected static function newService(string $productName = 'Basic', string $status = Service::STATUS_ACTIVE): Service
+    protected static function newService(string $productName = 'Basic', string $status = Service::STATUS_ACTIVE, bool $withServer = true): Service
     {
         static $next = 0;
 
-        return new Service(((int) self::env('PROXMOXWP_TEST_SERVICE_BASE')) + (++$next), 'owner@example.com', $productName, $status);
+        return new Service(((int) self::env('PROXMOXWP_TEST_SERVICE_BASE')) + (++$next), 'owner@example.com', $productName, $status, withServer: $withServer);
     }
 
     protected static function env(string $name): string

@@ -7,6 +7,7 @@ use Illuminate\Contracts\View\Factory as ViewFactoryContract;
 use Illuminate\Events\Dispatcher;
 use Illuminate\Filesystem\Filesystem;
 use Illuminate\Http\Request;
+use Illuminate\Routing\Redirector;
 use Illuminate\Routing\Router;
 use Illuminate\Routing\UrlGenerator;
 use Illuminate\Session\ArraySessionHandler;
@@ -24,7 +25,7 @@ use Monolog\Logger;
 /**
  * What Paymenter gives an extension at run time, built from Laravel's own components: a container behind the
  * facades, Blade views (compiled into a directory of their own), a session, a router with Paymenter's
- * `services.show` route, URLs on https://panel.example.test and a log. Used by the tests and bench/.
+ * `services.show` route, URLs and redirects on https://panel.example.test and a log. Used by the tests and bench/.
  */
 final class PaymenterRuntime
 {
@@ -68,7 +69,11 @@ final class PaymenterRuntime
         $router->get('/services/{service}', fn () => '')->name('services.show');
         $router->getRoutes()->refreshNameLookups();  // as Laravel does once the route files are loaded
         $app->instance('router', $router);
-        $app->instance('url', new UrlGenerator($router->getRoutes(), Request::create(self::PANEL_URL)));
+        $url = new UrlGenerator($router->getRoutes(), Request::create(self::PANEL_URL));
+        $app->instance('url', $url);
+        $redirector = new Redirector($url);
+        $redirector->setSession($session);
+        $app->instance('redirect', $redirector);
 
         $log = new TestHandler();
         $app->instance('log', new Logger('paymenter', [$log]));

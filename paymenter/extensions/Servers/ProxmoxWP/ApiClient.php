@@ -120,9 +120,10 @@ class ApiClient
         return $this->post('/action/toggle', ['service_id' => $serviceId]);
     }
 
-    public function job(int $jobId): array
+    /** The job; `$timeout` shortens the call's own limit (TIMEOUT), for a caller that must be done by a deadline. */
+    public function job(int $jobId, ?int $timeout = null): array
     {
-        return $this->get("/jobs/{$jobId}")['job'] ?? [];
+        return $this->get("/jobs/{$jobId}", [], $timeout)['job'] ?? [];
     }
 
     /** The service's jobs, newest first. */
@@ -186,9 +187,9 @@ class ApiClient
 
     // --- transport ---
 
-    private function get(string $path, array $query = []): array
+    private function get(string $path, array $query = [], ?int $timeout = null): array
     {
-        return $this->send('get', $path, $query);
+        return $this->send('get', $path, $query, $timeout);
     }
 
     private function post(string $path, array $body): array
@@ -196,13 +197,13 @@ class ApiClient
         return $this->send('post', $path, $body);
     }
 
-    private function send(string $method, string $path, array $data): array
+    private function send(string $method, string $path, array $data, ?int $timeout = null): array
     {
         if ($this->baseUrl === '') {
             throw new ApiError('The ProxmoxWP API URL is not configured.');
         }
         try {
-            $answer = $this->configure($this->http->asJson())->{$method}($this->baseUrl . $path, $data);
+            $answer = $this->configure($this->http->asJson(), $timeout)->{$method}($this->baseUrl . $path, $data);
         } catch (Throwable $error) {
             $answer = $error;
         }
@@ -210,12 +211,14 @@ class ApiClient
         return $this->decode($answer);
     }
 
-    private function configure(PendingRequest $request): PendingRequest
+    private function configure(PendingRequest $request, ?int $timeout = null): PendingRequest
     {
+        $timeout = max(1, min(self::TIMEOUT, $timeout ?? self::TIMEOUT));
+
         return $request->withToken($this->token)
             ->acceptJson()
-            ->timeout(self::TIMEOUT)
-            ->withOptions(['connect_timeout' => self::CONNECT_TIMEOUT]);
+            ->timeout($timeout)
+            ->withOptions(['connect_timeout' => min(self::CONNECT_TIMEOUT, $timeout)]);
     }
 
     /** The answer's JSON on success; an ApiError with the cleaned reason otherwise (never the URL or the token). */

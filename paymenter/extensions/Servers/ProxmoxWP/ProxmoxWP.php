@@ -13,7 +13,7 @@ use Throwable;
 #[ExtensionMeta(
     name: 'ProxmoxWP',
     description: 'Managed WordPress sites in LXC containers on Proxmox VE: created on payment, with SSL, custom domains and backups.',
-    version: '1.0.0',
+    version: '1.5.0',
     author: 'ProxmoxWP',
 )]
 class ProxmoxWP extends Server
@@ -22,12 +22,14 @@ class ProxmoxWP extends Server
     public const VIEW = 'overview';
 
     /**
-     * Seconds the create, suspend, unsuspend and upgrade hooks spend on their job, counted from the hook's start.
-     * Paymenter's queue gives each hook 120 s: the last poll may take up to ApiClient::TIMEOUT more, so at most 90.
+     * Seconds the create, suspend, unsuspend and upgrade hooks spend following their job, counted from the hook's
+     * start, the last poll included. Paymenter's queue hands a job that has run for `retry_after` (90 s) to another
+     * worker, and its one worker also sends every e-mail: a hook stays well under that, and a job still running then
+     * is left to finish (its result shows in the Overview; a failure reaches the API's failure webhook).
      */
-    public const DEFAULT_JOB_WAIT = 75;
+    public const DEFAULT_JOB_WAIT = 20;
 
-    public const MAX_JOB_WAIT = 90;
+    public const MAX_JOB_WAIT = 45;
 
     private ?ApiClient $client = null;
 
@@ -41,9 +43,10 @@ class ProxmoxWP extends Server
     {
         return [
             [
-                'name' => 'api_url',
+                // 1.4.0's name and label, so that a server saved by 1.4.0 works as it is
+                'name' => 'api_base',
                 'type' => 'text',
-                'label' => 'API URL',
+                'label' => 'Backend API Base URL',
                 'description' => 'Base URL of the ProxmoxWP API, for example https://wp-api.example.net',
                 'required' => true,
                 'validation' => 'url',
@@ -107,6 +110,9 @@ class ProxmoxWP extends Server
      * Creates the site and follows its job. Throws when the API refuses or the job fails (Paymenter marks the service
      * failed; a retry is safe: the API makes one site per service); otherwise returns what the "service created"
      * e-mail shows. The password is only in the first answer: the API forgets it once the site is installed.
+     *
+     * The answer keeps 1.4.0's keys, `success` and `data` (the API's whole answer), beside the named ones, so that
+     * an e-mail template written for 1.4.0 still finds what it prints.
      */
     public function createServer(Service $service, $settings, $properties)
     {
@@ -120,7 +126,7 @@ class ProxmoxWP extends Server
             'admin_user' => $answer['admin_user'] ?? null,
             'admin_password' => $answer['admin_password'] ?? null,
             'subdomain' => $answer['subdomain'] ?? null,
-        ], fn ($value) => $value !== null && $value !== '');
+        ], fn ($value) => $value !== null && $value !== '') + ['success' => true, 'data' => $answer];
     }
 
     public function suspendServer(Service $service, $settings, $properties)
@@ -207,7 +213,15 @@ class ProxmoxWP extends Server
 
     public function client(): ApiClient
     {
-        return $this->client ??= new ApiClient((string) $this->config('api_url'), (string) $this->config('api_key'));
+        return $this->client ??= new ApiClient($this->apiBase(), (string) $this->config('api_key'));
+    }
+
+    /** The API's URL: `api_base` (1.4.0's setting and this one's), else `api_url`, the name 1.0.0 gave it. */
+    private function apiBase(): string
+    {
+        $base = trim((string) $this->config('api_base'));
+
+        return $base !== '' ? $base : trim((string) $this->config('api_url'));
     }
 
     public function clientArea(Service $service): ClientArea
@@ -260,8 +274,9 @@ class ProxmoxWP extends Server
     }
 
     /**
-     * Follows the job an answer started until it ends or `job_wait` seconds after `$started` (Paymenter marks a hook
-     * failed only by an exception, so a job that fails must throw here); a job still running then is left to finish.
+     * Follows the job an answer started until it ends or `job_wait` seconds after `$started`, each poll's own limit cut
+     * to the time left (Paymenter records a hook as failed only by an exception, so a job that fails must throw
+     * here). A job still running then, or one the API cannot tell about in time, is left to finish.
      */
     private function followJob(array $answer, float $started, string $failure): void
     {
@@ -269,8 +284,15 @@ class ProxmoxWP extends Server
             return;
         }
         $deadline = $started + $this->jobWait();
-        while (microtime(true) < $deadline) {
-            $job = $this->client()->job((int) $answer['job_id']);
+        while (($left = $deadline - microtime(true)) > 0) {
+            try {
+                $job = $this->client()->job((int) $answer['job_id'], (int) ceil($left));
+            } catch (ApiError $error) {
+                if ($error->unreachable()) {
+                    return;  // not reached, or not in the time left: the job goes on without us
+                }
+                throw $error;
+            }
             $state = $job['state'] ?? '';
             if ($state === 'succeeded') {
                 return;
