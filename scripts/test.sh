@@ -131,7 +131,8 @@ lint_all() {
       "ruff check") ruff check "${LINT_PATHS[@]}" || rc=$? ;;
       "ruff format --check") ruff format --check "${LINT_PATHS[@]}" || rc=$? ;;
       yamllint) yamllint --strict . || rc=$? ;;
-      ansible-lint*) ansible-lint --nocolor || rc=$? ;;
+      # offline, ansible-lint installs this collection into ANSIBLE_HOME (default ~/.ansible): the run's own one
+      ansible-lint*) mkdir -p "$SCRATCH/ansible-home" && ANSIBLE_HOME="$SCRATCH/ansible-home" ansible-lint --nocolor || rc=$? ;;
     esac
     printf '%s\t%s\t%s\n' "$name" "$rc" "$((SECONDS - started))" >>"$SCRATCH/lint.results"
   done
