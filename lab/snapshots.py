@@ -24,7 +24,7 @@ from api.build_host.commands import run
 from api.build_host.containers import Containers
 from api.build_host.errors import BuildHostError
 from api.build_host.lxcconfig import Rootfs
-from api.build_host.mounts import remove_tree
+from api.build_host.mounts import fresh_work_dir, remove_tree
 from lab.errors import LabError
 
 COPY_TIMEOUT = 900.0
@@ -138,10 +138,4 @@ def _replace_layer(directory: Path, rootfs: Rootfs, layer: Path) -> None:
     os.rename(incoming, current)
     remove_tree(outgoing)
     if rootfs.kind == "overlay":
-        # overlayfs keeps state about its upper dir in the work dir: a new upper dir gets a new, empty one, owned as
-        # the upper dir is (an unprivileged container's overlay, mounted by its root, must own it to be writable).
-        work = directory / "work"
-        remove_tree(work)
-        work.mkdir()
-        owner = current.stat()
-        os.chown(work, owner.st_uid, owner.st_gid)
+        fresh_work_dir(directory / "work", current)

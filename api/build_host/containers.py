@@ -28,9 +28,17 @@ from api.build_host.commands import run, tail
 from api.build_host.disks import disk_size, grow_disk, make_disk, mount_disk, online_resize_possible, release_disk
 from api.build_host.errors import BuildHostError, ContainerExistsError, ContainerNotFoundError
 from api.build_host.files import write_file
-from api.build_host.idmap import IdMap, archive_shifted, copy_shifted, extract_shifted, grant_search, read_idmap
+from api.build_host.idmap import (
+    IdMap,
+    archive_shifted,
+    copy_shifted,
+    extract_shifted,
+    grant_search,
+    read_idmap,
+    root_owner,
+)
 from api.build_host.lxcconfig import ContainerConfig, Limits, Rootfs, read_config
-from api.build_host.mounts import check_mount_path, overlay_mounted, overlay_supported, remove_tree
+from api.build_host.mounts import check_mount_path, fresh_work_dir, overlay_mounted, overlay_supported, remove_tree
 from api.build_host.network import check_bridge_name
 from api.build_host.resolv import check_nameservers, host_nameservers, resolv_conf
 from api.waiting import wait_for
@@ -114,7 +122,7 @@ class Containers:
                 os.chown(directory, idmap.host_id(), idmap.host_id())
                 grant_search((directory, source), idmap.host_id())
             rootfs = self._make_root(directory, source, overlay, idmap, disk_bytes)
-            owner = idmap.host_id() if idmap is not None else 0
+            owner = root_owner(idmap)
             with self._mounted(directory, rootfs, idmap) as root:
                 _write_identity(root, settings, owner)
                 write_file(root, "/etc/machine-id", "", mode=0o444, owner=owner)
@@ -158,7 +166,7 @@ class Containers:
         rootfs = self.rootfs(name)
         idmap = self.idmap(name)
         with self._mounted(directory, rootfs, idmap) as root:
-            _write_identity(root, settings, idmap.host_id() if idmap is not None else 0)
+            _write_identity(root, settings, root_owner(idmap))
         self._write_config(directory, settings, rootfs, idmap)
 
     def _write_config(self, directory: Path, settings: _Settings, rootfs: Rootfs, idmap: IdMap | None) -> None:
@@ -188,7 +196,7 @@ class Containers:
             # a whole root of its own: unpacked, or copied, into a directory or onto the container's disk
             root = directory / "rootfs"
             if disk_bytes is not None:
-                make_disk(directory, root, disk_bytes, idmap.host_id() if idmap is not None else 0)
+                make_disk(directory, root, disk_bytes, root_owner(idmap))
             else:
                 root.mkdir(mode=0o755)
             _fill(root, source, idmap)
@@ -217,8 +225,7 @@ class Containers:
         """The container's whole root as one tree on the host, for as long as the block runs (an unprivileged
         container's overlay mounted as the container mounts it: see overlay_mounted's `userxattr`)."""
         if rootfs.kind != "overlay":
-            if disk_size(directory) is not None:
-                mount_disk(directory, rootfs.path)
+            mount_disk(directory, rootfs.path)
             yield rootfs.path
             return
         assert rootfs.lower is not None
@@ -230,10 +237,7 @@ class Containers:
         ) as root:
             yield root
         if idmap is not None and not readonly:
-            # the container's overlay, mounted by its root, must own the work dir, or it falls back to read-only
-            remove_tree(work)
-            work.mkdir()
-            os.chown(work, idmap.host_id(), idmap.host_id())
+            fresh_work_dir(work, rootfs.path)  # the host's mount left its marks in it, as the host's root
 
     # --- running ---
 
@@ -244,8 +248,7 @@ class Containers:
             return
         directory = self.directory(name)
         rootfs = self.rootfs(name)
-        if disk_size(directory) is not None:
-            mount_disk(directory, rootfs.path)
+        mount_disk(directory, rootfs.path)
         idmap = self.idmap(name)
         if idmap is not None:
             # LXC mounts the root as the map's root, which must get through to it (see grant_search: again now)

@@ -51,8 +51,9 @@ def make_disk(directory: Path, mountpoint: Path, size: int, owner: int = 0) -> N
 
 
 def mount_disk(directory: Path, mountpoint: Path) -> None:
-    """Mount the container's disk at `mountpoint` unless it is mounted there already (after a reboot it is not)."""
-    if os.path.ismount(mountpoint):
+    """Mount the container's disk at `mountpoint` unless it is mounted there already (after a reboot it is not);
+    nothing to do for a directory root."""
+    if disk_size(directory) is None or os.path.ismount(mountpoint):
         return
     run(["mount", "-o", "loop", str(disk_file(directory)), str(mountpoint)])
 

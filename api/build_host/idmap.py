@@ -59,6 +59,11 @@ class IdMap:
 PVE_IDMAP = IdMap()
 
 
+def root_owner(idmap: IdMap | None) -> int:
+    """The host's id of the container's root: the map's first id, or 0 for a privileged container."""
+    return idmap.host_id() if idmap is not None else 0
+
+
 def read_idmap(config: Path) -> IdMap | None:
     """The id map of an LXC config (None: a privileged container)."""
     found = {}

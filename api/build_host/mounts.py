@@ -61,6 +61,16 @@ def overlay_mounted(
         target.rmdir()
 
 
+def fresh_work_dir(work: Path, upper: Path) -> None:
+    """An empty overlay work dir in place of `work`, owned as `upper` is. overlayfs keeps state about its upper dir in
+    the work dir, so a replaced upper dir needs a new one; and an unprivileged container's overlay, mounted by its
+    root, must own its work dir, or it falls back to read-only."""
+    remove_tree(work)
+    work.mkdir()
+    owner = upper.stat()
+    os.chown(work, owner.st_uid, owner.st_gid)
+
+
 def mounts_under(path: Path) -> list[Path]:
     """Mount points at or below `path`, deepest first (the order to unmount them in)."""
     root = os.path.realpath(path)
