@@ -22,20 +22,22 @@ def load_module_util(name: str):
     dotted = f"ansible_collections.proxmoxwp.hosting.plugins.module_utils.{name}"
     spec = importlib.util.spec_from_file_location(dotted, ROOT / "plugins" / "module_utils" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[dotted] = module  # a dataclass looks its module up there while the module runs
     spec.loader.exec_module(module)
     return module
 
 
-def load_client_module(**http_settings):
-    """proxmoxwp_pve, whose imports from the collection (proxmoxwp_env, proxmoxwp_http, proxmoxwp_pve_hosts) are lent
-    to it while it loads; `http_settings` replace proxmoxwp_http's (BACKOFF=0: retries without waiting)."""
-    lent = [load_module_util(name) for name in ("proxmoxwp_env", "proxmoxwp_http", "proxmoxwp_pve_hosts")]
+def load_client_module(name: str = "proxmoxwp_pve", **http_settings):
+    """A client of module_utils (proxmoxwp_pve by default, or proxmoxwp_dns), whose imports from the collection
+    (proxmoxwp_env, proxmoxwp_http, proxmoxwp_pve_hosts) are lent to it while it loads; `http_settings` replace
+    proxmoxwp_http's (BACKOFF=0: retries without waiting)."""
+    lent = [load_module_util(util) for util in ("proxmoxwp_env", "proxmoxwp_http", "proxmoxwp_pve_hosts")]
     for key, value in http_settings.items():
         assert hasattr(lent[1], key), key
         setattr(lent[1], key, value)
     sys.modules.update({module.__name__: module for module in lent})
     try:
-        return load_module_util("proxmoxwp_pve")
+        return load_module_util(name)
     finally:
         for module in lent:
             del sys.modules[module.__name__]

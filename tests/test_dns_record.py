@@ -5,12 +5,14 @@ dnspython resolves what the role wrote."""
 from __future__ import annotations
 
 import secrets
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import dns.resolver
 import pytest
 import requests
 from role_runs import run_role
+from sites import load_client_module
 
 pytestmark = pytest.mark.cluster
 
@@ -68,6 +70,23 @@ def test_check_mode_changes_nothing(powerdns, pdns_site, tmp_path):
     run, changed = play(tmp_path, "present", check=True, dns_record_addresses=["203.0.113.10"], **pdns_site)
     assert run.returncode == 0 and changed > 0
     assert answers(powerdns, pdns_site["dns_record_name"], "A") == []
+
+
+def test_records_written_at_once_by_several_sites_all_land(powerdns, pdns_site):
+    """Real PowerDNS on gsqlite3 answers 500 "database is locked" to one of two writes that meet: the client sends
+    the PATCH again (REPLACE is idempotent), so sites created side by side all get their records."""
+    dns = load_client_module("proxmoxwp_dns")
+    zone = pdns_site["proxmoxwp_base_zone"]
+    writers, sites = 8, 64
+
+    def publish(n: int) -> str:
+        client = dns.PowerDns(powerdns.api_url.split("/api/")[0], powerdns.api_key)
+        client.replace(client.zone(zone), dns.record_set(f"w{n}.{zone}", "A", 60, [f"203.0.113.{n}"]))
+        return f"w{n}.{zone}"
+
+    with ThreadPoolExecutor(writers) as pool:
+        names = list(pool.map(publish, range(1, sites + 1)))
+    assert [answers(powerdns, name, "A") for name in names] == [[f"203.0.113.{n}"] for n in range(1, sites + 1)]
 
 
 def test_a_wrong_api_key_fails_with_the_servers_reason_and_no_secret(powerdns, pdns_site, tmp_path):

@@ -20,7 +20,11 @@ import re
 from dataclasses import dataclass, field
 
 from ansible_collections.proxmoxwp.hosting.plugins.module_utils.proxmoxwp_env import from_environment, missing_settings
-from ansible_collections.proxmoxwp.hosting.plugins.module_utils.proxmoxwp_http import requests, retrying_session
+from ansible_collections.proxmoxwp.hosting.plugins.module_utils.proxmoxwp_http import (
+    IDEMPOTENT_METHODS,
+    requests,
+    retrying_session,
+)
 
 RECORD_TYPES = ("A", "AAAA", "CNAME")
 
@@ -106,11 +110,16 @@ def _reason(response: requests.Response) -> str:
 class PowerDns:
     """PowerDNS Authoritative: `/api/v1/servers/<server>/zones/<zone>.` with X-API-Key."""
 
+    # Our PATCHes only REPLACE or DELETE a set, so sending one again does what sending it once does; and they must
+    # be sent again: when two writes to a zone meet, the gsqlite3 backend answers 500 "GSQLBackend unable to ...:
+    # database is locked" and rolls the loser back (seen with several sites created at once).
+    RETRIED_METHODS = IDEMPOTENT_METHODS | {"PATCH"}
+
     def __init__(self, api_url: str, api_key: str, server_id: str = "localhost", timeout: float = 30,
                  validate_certs: bool = True) -> None:  # fmt: skip
         self.api_url = api_url.rstrip("/")
         self.base = f"{self.api_url}/api/v1/servers/{server_id}/zones"
-        self.session = retrying_session()
+        self.session = retrying_session(methods=self.RETRIED_METHODS)
         self.session.headers.update({"X-API-Key": api_key, "Accept": "application/json"})
         self.session.verify = validate_certs
         self.timeout = timeout

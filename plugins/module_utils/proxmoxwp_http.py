@@ -36,10 +36,10 @@ def require_requests(module):
         module.fail_json(msg=missing_required_lib("requests"), exception=str(REQUESTS_IMPORT_ERROR))
 
 
-def retry_policy(connect=RETRIES):
+def retry_policy(connect=RETRIES, methods=IDEMPOTENT_METHODS):
     """urllib3's Retry for the modules' sessions: connection errors of any method (`connect` times: a client with
     other hosts to ask gives 0 and goes round them itself); read errors and the statuses of RETRY_STATUSES for
-    idempotent methods only. When the tries run out, the last answer is given back as it came
+    idempotent methods only (`methods`: an API whose PATCH is idempotent adds it). When the tries run out, the last answer is given back as it came
     (raise_on_status=False), so the caller reports the API's own error."""
     return Retry(
         total=RETRIES,
@@ -47,7 +47,7 @@ def retry_policy(connect=RETRIES):
         read=RETRIES,
         status=RETRIES,
         other=0,
-        allowed_methods=IDEMPOTENT_METHODS,
+        allowed_methods=methods,
         status_forcelist=RETRY_STATUSES,
         backoff_factor=BACKOFF,
         raise_on_status=False,
@@ -56,15 +56,16 @@ def retry_policy(connect=RETRIES):
     )
 
 
-def retrying_adapter(adapter_class=None, connect=RETRIES, **kwargs):
-    """An HTTPAdapter (or adapter_class) that retries by retry_policy(connect)."""
-    return (adapter_class or HTTPAdapter)(max_retries=retry_policy(connect), **kwargs)
+def retrying_adapter(adapter_class=None, connect=RETRIES, methods=IDEMPOTENT_METHODS, **kwargs):
+    """An HTTPAdapter (or adapter_class) that retries by retry_policy(connect, methods)."""
+    return (adapter_class or HTTPAdapter)(max_retries=retry_policy(connect, methods), **kwargs)
 
 
-def retrying_session(session=None):
-    """session (a new requests.Session by default) with a retrying adapter for http:// and https://."""
+def retrying_session(session=None, methods=IDEMPOTENT_METHODS):
+    """session (a new requests.Session by default) with a retrying adapter for http:// and https:// that sends
+    `methods` again after a read error or a status of RETRY_STATUSES."""
     session = session if session is not None else requests.Session()
-    adapter = retrying_adapter()
+    adapter = retrying_adapter(methods=methods)
     session.mount("https://", adapter)
     session.mount("http://", adapter)
     return session
