@@ -16,6 +16,18 @@ def aware(moment: datetime | None) -> datetime | None:
     return moment
 
 
+def job_progress(job: Job) -> dict:
+    """Tasks done and expected (docs/jobs.md, Progress). The worker stores them so (api/jobs/engine.py); rows stored
+    before it did (a total from `--list-tasks`, or a success short of its total) are shown by the same rule: a
+    success expected what it did, and a total the run has gone past is unknown."""
+    done, total = job.progress_done, job.progress_total
+    if job.state == JobState.SUCCEEDED:
+        total = done
+    elif total is not None and done > total:
+        total = None
+    return {"done": done, "total": total}
+
+
 def job_view(job: Job) -> dict:
     started, finished = aware(job.started_at), aware(job.finished_at)
     return {
@@ -31,7 +43,7 @@ def job_view(job: Job) -> dict:
         "started_at": started.isoformat() if started else None,
         "finished_at": finished.isoformat() if finished else None,
         "duration_seconds": round((finished - started).total_seconds(), 3) if started and finished else None,
-        "progress": {"done": job.progress_done, "total": job.progress_total},
+        "progress": job_progress(job),
         "rc": job.rc,
         "stats": job.stats,
         "failed_task": job.failed_task,

@@ -149,7 +149,11 @@ class JobView(BaseModel):
     started_at: datetime | None
     finished_at: datetime | None
     duration_seconds: float | None
-    progress: dict = Field(description="{'done': tasks done, 'total': tasks expected or null}")
+    progress: dict = Field(
+        description="{'done': tasks that have run (a looped task once, an included file's tasks each time it is "
+        "included), 'total': tasks expected: while the job runs, the number the last successful job of its kind "
+        "ran, null when none has or this run has done more; never below done; once succeeded, equal to done}"
+    )
     rc: int | None
     stats: dict | None
     failed_task: str | None

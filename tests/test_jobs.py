@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 
 import pytest
-from conftest import BIN, runs, wait_job, wait_until
+from conftest import BIN, TESTS, runs, wait_job, wait_until
 
-from api.models import Job, JobEvent
+from api.models import Job, JobEvent, JobState
 
 pytestmark = pytest.mark.db
 
@@ -166,18 +167,70 @@ def test_a_job_that_runs_too_long_is_stopped_at_its_kind_timeout(app, api, runti
     assert api.get("/status", service_id=31).get_json()["state"] == "failed"
 
 
-def test_progress_is_readable_while_the_job_runs(api, worker, control_dir):
+def progress(api, job_id: int) -> dict:
+    """The job's progress as the API shows it, which is never more done than its total."""
+    shown = job(api, job_id)["progress"]
+    assert shown["total"] is None or shown["done"] <= shown["total"], shown
+    return shown
+
+
+def test_progress_counts_included_and_looped_tasks_and_gives_no_total_it_does_not_know(
+    api, start_worker, control_dir, tmp_path
+):
+    """`power` runs tests/playbooks/include_loop.yml: a file included `steps` times in a loop (2 tasks each), a
+    looped task, a wait while `block` exists, a last task; 2 × steps + 4 tasks in all."""
+    playbooks = tmp_path / "playbooks"
+    shutil.copytree(TESTS / "playbooks" / "ops", playbooks)
+    shutil.copy(TESTS / "playbooks" / "include_loop.yml", playbooks / "site_power.yml")
+    shutil.copytree(TESTS / "playbooks" / "tasks", playbooks / "tasks")
+    start_worker(PROXMOXWP_PLAYBOOK_DIR=str(playbooks))
     create_active(api, 41)
-    (control_dir / "block-site_power").touch()
-    job_id = power(api, 41)["job_id"]
-    wait_until(lambda: job(api, job_id)["progress"]["done"] >= 1, what="progress to be reported")
-    during = wait_until(lambda: (p := job(api, job_id)["progress"])["total"] and p, what="the expected task count")
-    assert during["total"] == 4
-    assert 1 <= during["done"] < during["total"]
-    (control_dir / "release-site_power").touch()
-    finished = wait_job(api, job_id)
-    assert finished["progress"]["done"] <= finished["progress"]["total"]
-    assert finished["progress"]["done"] >= 3
+    (control_dir / "block").touch()
+
+    def held_run(steps: int) -> int:
+        """A power job with `steps` includes, held at its wait, after 2 × steps + 2 tasks."""
+        (control_dir / "release").unlink(missing_ok=True)
+        (control_dir / "steps").write_text(str(steps))
+        job_id = power(api, 41)["job_id"]
+        wait_until(lambda: progress(api, job_id)["done"] == 2 * steps + 2, what="the run to reach its wait")
+        return job_id
+
+    def released(job_id: int) -> dict:
+        (control_dir / "release").touch()
+        assert wait_job(api, job_id)["state"] == "succeeded"
+        return progress(api, job_id)
+
+    # the kind's first run: no run has measured it, so no total is made up
+    first = held_run(steps=2)
+    assert progress(api, first) == {"done": 6, "total": None}
+    assert released(first) == {"done": 8, "total": 8}
+
+    # a run that includes the file more often goes past what the last one ran: the total is unknown again
+    second = held_run(steps=4)
+    assert progress(api, second) == {"done": 10, "total": None}
+    assert released(second) == {"done": 12, "total": 12}
+
+    # the same run again: the last one's 12 tasks are its total
+    third = held_run(steps=4)
+    assert progress(api, third) == {"done": 10, "total": 12}
+    assert released(third) == {"done": 12, "total": 12}
+
+
+def test_progress_stored_before_it_was_kept_honest_is_shown_honestly(api, runtime):
+    """Rows written when the total came from `--list-tasks` (which misses includes and loops) or from a run
+    that was not this one: the API still never shows more done than expected, nor a success short of its total."""
+    assert api.post("/create-site", {"service_id": 42, **CREATE}).status_code == 202  # no worker: it stays queued
+    rows = {JobState.RUNNING: (58, 13), JobState.SUCCEEDED: (69, 71), JobState.FAILED: (30, 69)}
+    ids = {}
+    with runtime.db.session(write=True) as session:
+        for state, (done, total) in rows.items():
+            row = Job(service_id=42, kind="create", params={}, state=state, progress_done=done, progress_total=total)
+            session.add(row)
+            session.flush()
+            ids[state] = row.id
+    assert progress(api, ids[JobState.RUNNING]) == {"done": 58, "total": None}
+    assert progress(api, ids[JobState.SUCCEEDED]) == {"done": 69, "total": 69}
+    assert progress(api, ids[JobState.FAILED]) == {"done": 30, "total": 69}
 
 
 def test_failed_task_name_host_and_message_reach_job_and_api(api, worker, control_dir):

@@ -12,7 +12,6 @@ import pytest
 from conftest import ROOT, TESTS, wait_until
 
 from api.jobs.runner import PlaybookRun, unsafe_yaml
-from api.jobs.task_count import count_tasks
 
 INJECTION = "{{ lookup('pipe','touch /tmp/pwned') }}"
 
@@ -168,27 +167,21 @@ def test_timeout_ends_the_run(tmp_path):
     assert no_process_mentions(tmp_path / "runs")
 
 
-def test_count_tasks_lists_the_playbook_keeps_the_answer_and_asks_again_when_it_changes(tmp_path):
-    folder, cache = tmp_path / "playbooks", tmp_path / "cache"
-    folder.mkdir()
-    playbook = folder / "fail_at_task.yml"
-    playbook.write_text((TESTS / "playbooks" / "fail_at_task.yml").read_text())
-    inventory = TESTS / "inventory"
+def test_tasks_done_counts_each_included_task_each_time_and_a_looped_task_once(tmp_path):
+    """What a job's progress counts (docs/jobs.md, Progress): a task that ran, on any number of hosts. A looped
+    task is one, however many items; a file included in a loop counts its tasks once per item."""
+    done: list[int] = []
 
-    assert count_tasks(ROOT, playbook, inventory, {}, cache) == 3
-    kept = list(cache.iterdir())
-    assert [path.name.startswith("tasks-") for path in kept] == [True], "one answer, no scratch folder left"
-    assert kept[0].read_text() == "3"
+    def counted(record: dict) -> None:
+        if "tasks_done" in record:
+            done.append(record["tasks_done"])
 
-    playbook.write_text(playbook.read_text() + "\n    - name: Added later\n      ansible.builtin.debug:\n")
-    assert count_tasks(ROOT, playbook, inventory, {}, cache) == 4
-
-
-def test_count_tasks_says_none_for_a_playbook_ansible_cannot_read(tmp_path):
-    broken = tmp_path / "broken.yml"
-    broken.write_text("- hosts: localhost\n  tasks: [{name: x, no_such_module: {}}]\n")
-    assert count_tasks(ROOT, broken, TESTS / "inventory", {}, tmp_path / "cache") is None
-    assert list((tmp_path / "cache").iterdir()) == [], "no answer is kept, and no scratch folder"
+    (tmp_path / "steps").write_text("3")
+    result = make_run(tmp_path, "include_loop.yml", {"test_control_dir": str(tmp_path)}, on_event=counted).run()
+    assert result.status == "successful", result.message
+    # the include, 3 × the step's 2 tasks, the loop, the skipped wait, the last task
+    assert result.tasks_done == 10
+    assert done == list(range(1, 11)), "one more with each task that ends, never two results for one task"
 
 
 def test_secrets_of_the_environment_reach_the_playbook_but_no_file_of_the_run(tmp_path, monkeypatch):

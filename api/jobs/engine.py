@@ -24,7 +24,6 @@ from api.jobs.kinds import KINDS, SERVICE_STATS, queue_job, sync_backups
 from api.jobs.leftovers import terminate_run_processes
 from api.jobs.runner import PlaybookRun
 from api.jobs.secrets import forget_sealed, scrub
-from api.jobs.task_count import count_tasks
 from api.models import UNFINISHED, Job, JobEvent, JobState, Service, ServiceState
 from api.runtime import Runtime
 
@@ -103,8 +102,9 @@ def _run_claimed(runtime: Runtime, job_id: int) -> None:
         kind = KINDS[job.kind]
         params, attempt, timeout = dict(job.params), job.attempts, job.timeout_seconds
         secrets = runtime.secret_box.open(job.sealed_secrets)
-        expected = job.progress_total or _tasks_last_time(session, job.kind)
-        job.progress_total = expected
+        # a new attempt starts counting again, against what the last successful run of the kind ran
+        expected = _tasks_last_time(session, job.kind)
+        job.progress_done, job.progress_total = 0, expected
         behind = None if kind.shown else _queued_behind(session, job)
     if behind is not None:  # a background job never works on a site that another job is about to change
         message = f"Skipped: job {behind} of this site is queued; the site is checked again after it."
@@ -115,26 +115,12 @@ def _run_claimed(runtime: Runtime, job_id: int) -> None:
         finish(runtime, job_id, JobState.FAILED, message=f"The playbook {kind.playbook} is not installed.", changed=0)
         return
 
-    events = EventSink(runtime, job_id, attempt)
+    events = EventSink(runtime, job_id, attempt, expected)
     stop_heartbeat = threading.Event()
     heartbeat = threading.Thread(
         target=_heartbeat, args=(events, runtime.settings.heartbeat_seconds, stop_heartbeat), daemon=True
     )
     heartbeat.start()
-    if expected is None:  # never ran successfully: ask ansible-playbook, beside the run
-        threading.Thread(
-            target=events.set_total,
-            args=(
-                count_tasks,
-                runtime.settings.project_dir,
-                playbook,
-                runtime.settings.inventory,
-                params,
-                runtime.settings.cache_dir,
-                runtime.settings.vault_password_file,
-            ),
-            daemon=True,
-        ).start()
     run = PlaybookRun(
         project_dir=runtime.settings.project_dir,
         playbook=playbook,
@@ -197,12 +183,19 @@ def _queued_behind(session: Session, job: Job) -> int | None:
 
 
 def _tasks_last_time(session: Session, kind: str) -> int | None:
-    """Tasks run by the last successful job of this kind: the expected total for the next one."""
-    return session.scalar(
-        select(Job.progress_total)
-        .where(Job.kind == kind, Job.state == JobState.SUCCEEDED)
-        .order_by(Job.id.desc())
-        .limit(1)
+    """Tasks run by the last successful job of this kind, counted as this run counts its own (its `done`, includes
+    and loops with it): the expected total of the next one. None when no job of the kind has succeeded.
+
+    `ansible-playbook --list-tasks` is not asked the first time: it lists a dynamic include (include_tasks,
+    include_role) as one task and none of the tasks it brings, however often a loop includes them."""
+    return (
+        session.scalar(
+            select(Job.progress_done)
+            .where(Job.kind == kind, Job.state == JobState.SUCCEEDED)
+            .order_by(Job.id.desc())
+            .limit(1)
+        )
+        or None
     )
 
 
@@ -232,12 +225,13 @@ class CancelCheck:
 
 
 class EventSink:
-    """Stores a bounded number of events per job and keeps the progress counters current."""
+    """Stores a bounded number of events per job and keeps the progress counters current: the tasks done and the
+    `expected` total, which becomes unknown (None) once this run has done more than that."""
 
     FLUSH_EVERY = 1.0
 
-    def __init__(self, runtime: Runtime, job_id: int, attempt: int) -> None:
-        self.runtime, self.job_id, self.attempt = runtime, job_id, attempt
+    def __init__(self, runtime: Runtime, job_id: int, attempt: int, expected: int | None = None) -> None:
+        self.runtime, self.job_id, self.attempt, self.expected = runtime, job_id, attempt, expected
         self.limit = runtime.settings.max_events_per_job
         self._pending: list[dict] = []
         self._lock = threading.Lock()
@@ -265,12 +259,6 @@ class EventSink:
         if due:
             self.flush()
 
-    def set_total(self, counter, *args) -> None:
-        total = counter(*args)
-        if total is not None:
-            with self.runtime.db.session(write=True) as session:
-                session.execute(update(Job).where(Job.id == self.job_id).values(progress_total=total))
-
     def flush(self, beat: bool = False) -> None:
         with self._flush_lock:
             self._flush(beat)
@@ -284,7 +272,8 @@ class EventSink:
             # see them, or the bound is exceeded.
             self._stored += len(pending)
             stored = self._stored
-        values = {"progress_done": done, "events_stored": stored}
+        total = self.expected if self.expected is not None and done <= self.expected else None
+        values = {"progress_done": done, "progress_total": total, "events_stored": stored}
         if beat:
             values["heartbeat_at"] = now()
         with self.runtime.db.session(write=True) as session:
@@ -339,9 +328,8 @@ def finish(
         if state == JobState.FAILED:
             failure.update(service_id=job.service_id, job_id=job.id, kind=job.kind, step=failed_task,
                            reason=job.message, finished_at=job.finished_at.isoformat())  # fmt: skip
-        if tasks_done is not None:
-            job.progress_done = tasks_done
-            job.progress_total = max(job.progress_total or 0, tasks_done)
+        if tasks_done is not None:  # it succeeded: what it did is all it had to do
+            job.progress_done = job.progress_total = tasks_done
         service = session.get(Service, job.service_id)
         if KINDS[job.kind].shown:
             service.last_job_id = job.id
