@@ -39,8 +39,8 @@ def require_requests(module):
 def retry_policy(connect=RETRIES, methods=IDEMPOTENT_METHODS):
     """urllib3's Retry for the modules' sessions: connection errors of any method (`connect` times: a client with
     other hosts to ask gives 0 and goes round them itself); read errors and the statuses of RETRY_STATUSES for
-    idempotent methods only (`methods`: an API whose PATCH is idempotent adds it). When the tries run out, the last answer is given back as it came
-    (raise_on_status=False), so the caller reports the API's own error."""
+    idempotent methods only (`methods`: an API whose PATCH is idempotent adds it). When the tries run out, the last
+    answer is given back as it came (raise_on_status=False), so the caller reports the API's own error."""
     return Retry(
         total=RETRIES,
         connect=connect,
