@@ -99,6 +99,9 @@ class Settings(BaseSettings):
     # Where setdomain asks whether a customer's domain points to us; empty = the system's (/etc/resolv.conf).
     dns_resolvers: Annotated[list[tuple[str, int]], NoDecode] = Field(default_factory=list)
     dns_timeout: float = Field(default=5.0, gt=0, le=60)
+    # How long a one-click login link to a site's WordPress is good for (POST /action/login-link): the customer's
+    # browser follows it at once, so a short life leaves little to a link seen in a log or a browser's history.
+    login_link_seconds: int = Field(default=60, ge=10, le=900)
     # Where a failed job is reported (api/jobs/failure_webhook.py): billing's hooks stop following a job after a few
     # seconds, so a failure after that reaches the operator here. Empty: nowhere but the job's record.
     failure_webhook_url: HttpUrl | None = None

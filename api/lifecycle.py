@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from api import domain_dns, presenters, ssl_retry, validation
+from api import domain_dns, login_links, presenters, ssl_retry, validation
 from api.certificates import site_names
 from api.errors import ApiError, bad_request, conflict, not_found, unprocessable
 from api.jobs.kinds import KINDS, queue_job
@@ -191,6 +191,7 @@ class Lifecycle:
             service.settled_state, service.failure_reason, service.deleted_at = None, None, None
             service.proxy_enabled = True
             password = secrets.token_urlsafe(18)
+            key = login_links.site_key(self.runtime.secret_box, service)
             job = self._job(
                 session,
                 service,
@@ -201,10 +202,11 @@ class Lifecycle:
                     "public_ip": data.public_ip,
                     "subdomain": service.subdomain,
                     "admin_user": service.admin_user,
+                    "login_key_id": login_links.key_id(key),
                     **({"node": node} if node else {}),
                 },
                 heading_to=ServiceState.ACTIVE,
-                sealed=self.runtime.secret_box.seal({"admin_password": password}),
+                sealed=self.runtime.secret_box.seal({"admin_password": password, "login_key": key.hex()}),
             )
             return self._site_answer(session, service, job, password)
 
@@ -343,6 +345,77 @@ class Lifecycle:
             return self._accepted(session, service, job, action=data.action)
 
         return self.runtime.db.write(work)
+
+    # ---- WordPress login ----------------------------------------------------------------------------
+
+    def login_link(self, data: ChangeRequest) -> Answer:
+        """A single-use link that logs the customer in as the site's administrator, answered at once; or, for a
+        site that does not hold its login key yet, the job that gives it one (the link comes after it)."""
+
+        def work(session: Session) -> Answer:
+            service = self._running(session, data.service_id, "log in to WordPress")
+            key = login_links.site_key(self.runtime.secret_box, service)
+            if service.login_key_id != login_links.key_id(key):
+                return self._accepted(session, service, self._login_setup(session, service, key), login_url=None)
+            signed, expires = login_links.token(key, service.admin_user, self.runtime.settings.login_link_seconds)
+            return self._accepted(
+                session,
+                service,
+                None,
+                login_url=login_links.link(presenters.site_url(service), signed),
+                expires_at=expires.isoformat(),
+                admin_user=service.admin_user,
+            )
+
+        return self.runtime.db.write(work)
+
+    def _login_setup(self, session: Session, service: Service, key: bytes) -> Job:
+        for job in self._unfinished(session, service.service_id):
+            if job.kind in ("login_setup", "admin_password"):
+                return job
+        return self._job(
+            session,
+            service,
+            "login_setup",
+            self._login_params(service, key),
+            sealed=self.runtime.secret_box.seal({"login_key": key.hex()}),
+        )
+
+    @staticmethod
+    def _login_params(service: Service, key: bytes) -> dict:
+        return {
+            "subdomain": service.subdomain,
+            "admin_user": service.admin_user,
+            "login_key_id": login_links.key_id(key),
+        }
+
+    def admin_password(self, data: ChangeRequest) -> Answer:
+        """A new password for the site's administrator, made here and answered once; the job sets it (and the
+        login key) in the site, ending the sessions logged in with the old one."""
+
+        def work(session: Session) -> Answer:
+            service = self._running(session, data.service_id, "set a new password")
+            key = login_links.site_key(self.runtime.secret_box, service)
+            password = secrets.token_urlsafe(18)
+            job = self._job(
+                session,
+                service,
+                "admin_password",
+                self._login_params(service, key),
+                sealed=self.runtime.secret_box.seal({"admin_password": password, "login_key": key.hex()}),
+            )
+            return self._accepted(session, service, job, admin_user=service.admin_user, admin_password=password)
+
+        return self.runtime.db.write(work)
+
+    def _running(self, session: Session, service_id: int, what: str) -> Service:
+        """A service the customer may act on whose site runs (or will, once its queued jobs end): WordPress must
+        answer to log in or to take a password."""
+        service = self._for_customer(session, service_id)
+        projected = self._projected(session, service)
+        if projected != ServiceState.ACTIVE:
+            raise conflict("not_active", f"This site is not running (it is {projected}); start it first to {what}.")
+        return service
 
     # ---- backups -------------------------------------------------------------------------------------
 

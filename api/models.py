@@ -67,6 +67,8 @@ class Service(Base):
     node: Mapped[str | None] = mapped_column(String(64))
     ip: Mapped[str | None] = mapped_column(String(45))
     proxy_enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    # The id of the one-click login key the site holds (api/login_links.py), or None when it holds none we know of.
+    login_key_id: Mapped[str | None] = mapped_column(String(16))
     last_job_id: Mapped[int | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

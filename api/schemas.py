@@ -180,6 +180,23 @@ class SiteCreated(Accepted):
     )
 
 
+class LoginLink(Accepted):
+    login_url: str | None = Field(
+        description="Opens wp-admin logged in as the site's administrator: once, within expires_at. Null while the "
+        "site is being given its login key (job_id); ask again when that job has ended."
+    )
+    expires_at: datetime | None = Field(default=None, description="When the link stops working.")
+    admin_user: str | None = Field(default=None, description="The administrator the link logs in as.")
+
+
+class PasswordAccepted(Accepted):
+    admin_user: str
+    admin_password: str = Field(
+        description="The administrator's new password, answered this once and never stored in the clear; it logs "
+        "in once the job has ended, and the old one no longer does."
+    )
+
+
 class BackupAccepted(Accepted):
     bak: str
 

@@ -49,6 +49,8 @@ EVERY = SEED | {
     ("post", "/unsuspend-site"),
     ("post", "/action/power"),
     ("post", "/action/ssl-retry"),
+    ("post", "/action/login-link"),
+    ("post", "/action/admin-password"),
     ("get", "/status"),
     ("get", "/jobs/{job_id}"),
     ("get", "/jobs"),

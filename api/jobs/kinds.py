@@ -64,9 +64,24 @@ class Kind:
     shown: bool = True
 
 
+def _login_set_up(_session: Session, service: Service, job: Job) -> None:
+    """The site holds the login key the job gave it, when the run says it set the key up (a run that installs no
+    WordPress, as on a cluster without containers to reach, does not)."""
+    if (job.stats or {}).get("login_ready") is True and job.params.get("login_key_id"):
+        service.login_key_id = job.params["login_key_id"]
+
+
+def _login_maybe_lost(_session: Session, service: Service, job: Job) -> None:
+    """A restored disk (a backup, or the installed state of a reset) may be older than the site's login key: the
+    next login link sets it up again."""
+    if job.kind == "rollback" or job.params.get("power_action") == "reset":
+        service.login_key_id = None
+
+
 def _created(session: Session, service: Service, job: Job) -> None:
     service.proxy_enabled = service.proxy_enabled if service.proxy_enabled is not None else True
     certificates.record(session, service, job)
+    _login_set_up(session, service, job)
 
 
 def _deleted(session: Session, service: Service, _job: Job) -> None:
@@ -169,13 +184,18 @@ KINDS: dict[str, Kind] = {
         Kind("suspend", "site_suspend.yml", 600),
         Kind("unsuspend", "site_unsuspend.yml", 600),
         Kind("upgrade", "site_upgrade.yml", 1200, on_success=_upgraded),
-        Kind("power", "site_power.yml", 900),
+        Kind("power", "site_power.yml", 900, on_success=_login_maybe_lost),
         Kind("mkbak", "backup_create.yml", 900, on_success=_backup_made, on_failure=_backup_not_made),
         Kind("delbak", "backup_delete.yml", 900, on_success=_backup_deleted, on_failure=_backup_kept),
-        Kind("rollback", "backup_rollback.yml", 1800),
+        Kind("rollback", "backup_rollback.yml", 1800, on_success=_login_maybe_lost),
         Kind("domain_add", "domain_add.yml", 900, on_success=_domain_added, on_failure=_domain_failed),
         Kind("domain_remove", "domain_remove.yml", 600, on_success=_domain_removed, on_failure=_domain_failed),
         Kind("toggle", "proxy_toggle.yml", 300, on_success=_toggled),
+        # One-click login set up on a site that does not hold its key (POST /action/login-link), and a new password
+        # for the site's administrator (POST /action/admin-password), which sets the key up too. Neither changes
+        # the site's state; the password is the customer's own doing and shows as the site's last job.
+        Kind("login_setup", "site_login.yml", 600, on_success=_login_set_up, settles=False, shown=False),
+        Kind("admin_password", "site_login.yml", 600, on_success=_login_set_up, settles=False),
         # Compares the site with Proxmox VE, NPM and DNS, repairs what is safe and reports the rest as drift
         # (docs/operations.md, "Reconcile"). It never changes the service's state.
         Kind("reconcile", "site_reconcile.yml", 600, on_success=record_drift, settles=False, shown=False),

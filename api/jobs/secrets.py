@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cryptography.fernet import Fernet, InvalidToken
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from api.db import erase_after_commit
 
@@ -31,12 +33,20 @@ class SecretBox:
         self._key_file = folder / "secret.key"
         self._fernet: Fernet | None = None
 
+    def _material(self) -> str:
+        return self._secret_key or self._load_or_create_key_file()
+
     def _cipher(self) -> Fernet:
         if self._fernet is None:
-            material = self._secret_key or self._load_or_create_key_file()
-            key = base64.urlsafe_b64encode(hashlib.sha256(material.encode()).digest())
+            key = base64.urlsafe_b64encode(hashlib.sha256(self._material().encode()).digest())
             self._fernet = Fernet(key)
         return self._fernet
+
+    def derive(self, purpose: str) -> bytes:
+        """A 32-byte key of its own for `purpose` (HKDF-SHA256 from the same material): what one site holds tells
+        nothing of another's key nor of the sealing key, and nothing per site needs storing here."""
+        hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=b"proxmoxwp derived keys", info=purpose.encode())
+        return hkdf.derive(self._material().encode())
 
     def _load_or_create_key_file(self) -> str:
         if not self._key_file.exists():

@@ -1,4 +1,5 @@
-"""What the customer does from the client area: power, backups, custom domains, the proxy toggle, certificates."""
+"""What the customer does from the client area: power, backups, custom domains, the proxy toggle, certificates, and
+the login to WordPress."""
 
 from flask import Blueprint, jsonify
 
@@ -9,6 +10,8 @@ from api.routes import lifecycle, reply
 bp = Blueprint("actions", __name__, url_prefix="/action")
 
 CHANGE_ERRORS = (400, 404, 409)
+# WordPress must answer: to log in, or to take a new password.
+NOT_RUNNING = {409: "State conflict, or the site is not running (not_active)"}
 
 
 @route(
@@ -22,6 +25,39 @@ CHANGE_ERRORS = (400, 404, 409)
 )
 def power(data: schemas.Power):
     return reply(lifecycle().power(data), data)
+
+
+@route(
+    bp,
+    "/login-link",
+    "POST",
+    "A single-use link that logs in to the site's WordPress",
+    {200: schemas.LoginLink, 202: schemas.LoginLink},
+    body=schemas.ChangeRequest,
+    errors=CHANGE_ERRORS,
+    error_notes=NOT_RUNNING,
+)
+def login_link(data: schemas.ChangeRequest):
+    # 200 with the link. A site that does not hold its login key is given it by a job first: 202 with the job, or
+    # with `wait`, the link once the job has ended within it.
+    body, status = lifecycle().dispatch(lifecycle().login_link(data), data.wait)
+    if status == 200 and body.get("login_url") is None:
+        body, status = lifecycle().dispatch(lifecycle().login_link(data), 0)
+    return jsonify(body), status
+
+
+@route(
+    bp,
+    "/admin-password",
+    "POST",
+    "Set a new password for the site's WordPress administrator",
+    {202: schemas.PasswordAccepted},
+    body=schemas.ChangeRequest,
+    errors=CHANGE_ERRORS,
+    error_notes=NOT_RUNNING,
+)
+def admin_password(data: schemas.ChangeRequest):
+    return reply(lifecycle().admin_password(data), data)
 
 
 @route(bp, "/getbak", "GET", "List the site's backups", {200: schemas.BackupList}, query=schemas.ServiceRef)

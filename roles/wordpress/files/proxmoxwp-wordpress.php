@@ -2,9 +2,11 @@
 /**
  * Installs WordPress and reports its state, the way wp-cli's `core install` does: load WordPress with
  * WP_INSTALLING set and call its own installer. There is no wp-cli in the container. On a site already
- * installed, `install` sets the administrator's password to the request's (wp-cli's `user update --user_pass`).
+ * installed, `install` sets the administrator's password to the request's (wp-cli's `user update --user_pass`);
+ * with "only_password" it does only that, and refuses a site that is not installed.
  *
  *   php proxmoxwp-wordpress.php install   < {"root", "host", "title", "admin_user", "admin_email", "admin_password"}
+ *   php proxmoxwp-wordpress.php install   < {"root", "host", "admin_user", "admin_password", "only_password": true}
  *   php proxmoxwp-wordpress.php status    < {"root", "host"}
  *
  * The request comes on stdin, so the password is never on a command line. The answer is one JSON object
@@ -83,6 +85,10 @@ if ( 'status' === $command ) {
 			'display_title' => $installed ? get_bloginfo( 'name', 'display' ) : null,
 		)
 	);
+}
+
+if ( ! $installed && ! empty( $request['only_password'] ) ) {
+	proxmoxwp_answer( array( 'error' => 'WordPress is not installed, so it has no administrator whose password to set.' ), 1 );
 }
 
 if ( $installed ) {
