@@ -42,9 +42,11 @@ DEBIAN_PACKAGES=(python3 python3-venv python3-dev python3-pip build-essential gi
   pdns-server pdns-backend-sqlite3 acl e2fsprogs)
 # The servers the test suite starts for itself, on loopback, in temporary directories; PHP, PHPUnit and the
 # Laravel components the Paymenter extension's tests run on (paymenter/README.md); systemd for systemd-analyze,
-# which checks the units of deploy/systemd (a controller that runs them has it already).
+# which checks the units of deploy/systemd (a controller that runs them has it already); Chromium and its driver,
+# in which the extension's Overview is watched following a job (tests/test_paymenter_overview.py).
 DEV_DEBIAN_PACKAGES=(postgresql redis-server systemd
-  php-cli php-curl php-mbstring php-xml phpunit php-laravel-framework php-guzzlehttp-guzzle php-monolog)
+  php-cli php-curl php-mbstring php-xml phpunit php-laravel-framework php-guzzlehttp-guzzle php-monolog
+  chromium chromium-driver)
 
 say() { printf '==> %s\n' "$*"; }
 

@@ -7,6 +7,7 @@ use App\Models\Service;
 use Illuminate\Http\Request;
 use Illuminate\Support\Facades\View;
 use LogicException;
+use Paymenter\Extensions\Servers\ProxmoxWP\ActivityFeed;
 use Paymenter\Extensions\Servers\ProxmoxWP\ApiError;
 use Paymenter\Extensions\Servers\ProxmoxWP\ClientArea;
 use Paymenter\Extensions\Servers\ProxmoxWP\Notice;
@@ -42,6 +43,34 @@ final class ExtensionTest extends PanelTestCase
         $this->assertSame(['POST'], $route->methods());
         $this->assertSame(['web', 'auth', 'App\\Http\\Middleware\\MustVerfiyEmail', 'can:view,service'], $route->middleware(), "the service page's own");
         $this->assertStringStartsWith(PanelForm::class, $route->getActionName(), 'the invokable controller (@__invoke from Laravel 9 on)');
+
+        $feed = $this->router->getRoutes()->getByName('extensions.servers.proxmoxwp.activity');
+        $this->assertSame(['GET', 'HEAD'], $feed->methods());
+        $this->assertSame($route->middleware(), $feed->middleware());
+        $this->assertStringStartsWith(ActivityFeed::class, $feed->getActionName());
+    }
+
+    public function testTheActivityFeedOfAProductWithoutAServerSaysSoInsteadOfFailing(): void
+    {
+        $this->extension();
+
+        $answer = (new ActivityFeed())(self::newService(withServer: false));
+
+        $this->assertSame(409, $answer->getStatusCode());
+        $this->assertSame(['error' => 'This service is not connected to a hosting server.'], $answer->getData(true));
+    }
+
+    public function testTheActivityFeedAnswersTheSitesLastJobThroughPaymentersCall(): void
+    {
+        $extension = $this->extension();
+        $service = self::newService();
+        $extension->createServer($service, [], []);
+
+        $answer = (new ActivityFeed())($service);
+
+        $this->assertSame(200, $answer->getStatusCode());
+        $this->assertFalse($answer->getData(true)['busy']);
+        $this->assertSame(['Creating your site', 'succeeded', 'Done.'], [$answer->getData(true)['job']['label'], $answer->getData(true)['job']['state'], $answer->getData(true)['job']['text']]);
     }
 
     public function testASettingSavedBy140OrBy100IsUsedWithoutSavingTheServerAgain(): void
@@ -204,7 +233,7 @@ final class ExtensionTest extends PanelTestCase
 
         $this->assertSame([['type' => 'view', 'name' => 'overview', 'label' => 'Overview', 'function' => 'getView']], array_values(array_filter($actions, fn ($a) => $a['type'] === 'view')));
         $buttons = array_values(array_filter($actions, fn ($a) => $a['type'] === 'button'));
-        $this->assertSame(['Start', 'Stop', 'Restart', 'Reset'], array_column($buttons, 'label'));
+        $this->assertSame(['Log in to WordPress', 'Start', 'Stop', 'Restart', 'Reset'], array_column($buttons, 'label'));
         foreach ($buttons as $button) {
             $this->assertTrue(method_exists($extension, $button['function']), $button['function']);
         }
@@ -225,6 +254,56 @@ final class ExtensionTest extends PanelTestCase
         $this->awaitState($service->id, 'active');
         $this->assertSame($overview, $extension->restartSite($service, [], []));
         $this->assertSame(Notice::success('Your site is restarting.'), $this->session->get(Notice::SESSION_KEY));
+    }
+
+    public function testLogInToWordPressSendsTheBrowserToTheApisSingleUseLink(): void
+    {
+        $service = self::newService();
+        $extension = $this->extension();
+        $created = $extension->createServer($service, [], []);
+        $jobs = self::client()->jobs($service->id);
+
+        $link = $extension->loginToWordPress($service, [], []);
+        $again = $extension->loginToWordPress($service, [], []);
+        $this->assertStringStartsWith("https://{$created['subdomain']}/wp-login.php?action=proxmoxwp-login&token=", $link);
+        $this->assertNotSame($link, $again, 'each click gets a link of its own');
+        parse_str((string) parse_url($link, PHP_URL_QUERY), $query);
+        [$claims] = explode('.', $query['token']);
+        $claims = json_decode(base64_decode(strtr($claims, '-_', '+/')), true);
+        $this->assertSame($created['admin_user'], $claims['u']);
+        $this->assertEqualsWithDelta(time() + 60, $claims['e'], 5, 'good for the API\'s lifetime, a minute');
+        $this->assertNull($this->session->get(Notice::SESSION_KEY));
+        $this->assertSame($jobs, self::client()->jobs($service->id), 'a link is answered at once, by no job');
+    }
+
+    public function testLogInToAStoppedSiteComesBackToTheOverviewWithTheReason(): void
+    {
+        $service = self::newService();
+        $extension = $this->extension();
+        $extension->createServer($service, [], []);
+        $extension->stopSite($service, [], []);
+        $this->awaitState($service->id, 'stopped');
+
+        $this->assertSame("https://panel.example.test/services/{$service->id}?tab=overview", $extension->loginToWordPress($service, [], []));
+        $this->assertSame(Notice::error('This site is not running (it is stopped); start it first to log in to WordPress.'), $this->session->get(Notice::SESSION_KEY));
+    }
+
+    public function testANewAdminPasswordIsShownOnceAndSetByTheSitesJob(): void
+    {
+        $service = self::newService();
+        $extension = $this->extension();
+        $created = $extension->createServer($service, [], []);
+
+        $notice = $extension->handlePanelForm($service, [], [], ['action' => 'new_password']);
+        $this->assertSame('success', $notice['type']);
+        $this->assertMatchesRegularExpression('/^The new WordPress password of ' . preg_quote($created['admin_user'], '/') . ' is (\S{20,}) — it works within a minute/', $notice['message']);
+        preg_match('/ is (\S+) — /', $notice['message'], $found);
+        $this->assertNotSame($created['admin_password'], $found[1]);
+        $job = self::client()->jobs($service->id)[0];
+        $this->assertSame('admin_password', $job['kind']);
+        $this->assertStringNotContainsString($found[1], json_encode($job), 'the job record holds no password');
+        $this->awaitIdle($service->id);
+        $this->assertSame('succeeded', self::client()->jobs($service->id)[0]['state']);
     }
 
     public function testResetAsksForAConfirmationBeforeItErasesTheSite(): void

@@ -35,9 +35,10 @@ final class OverviewTest extends PanelTestCase
         $this->assertStringContainsString("data-backup=\"{$backup['bak']}\"", $page);
         $this->assertMatchesRegularExpression('/1 of \d+ used/', $page);
         $this->assertStringNotContainsString('role="alert"', $page);
+        $this->assertMatchesRegularExpression('/Last change<\/h3>\s*<p><span data-activity-label>Making a backup<\/span>: <span data-activity-text data-job-state="succeeded">Done\.<\/span>/', $page);
         $action = "action=\"https://panel.example.test/extensions/proxmoxwp/services/{$service->id}\"";
         $room = fn (array $list) => $list['quota']['available'] > 0 ? 1 : 0;  // the add and make forms show while there is room
-        $forms = 1 + 1 + 2 + $room($api->domains($service->id)) + $room($api->backups($service->id));  // toggle, remove, restore and delete
+        $forms = 1 + 1 + 1 + 2 + $room($api->domains($service->id)) + $room($api->backups($service->id));  // new password, toggle, remove, restore and delete
         $this->assertSame($forms, substr_count($page, $action));
         $this->assertSame($forms, substr_count($page, 'name="_token" value="' . $this->session->token() . '"'), 'every form carries the CSRF token');
     }
@@ -72,7 +73,8 @@ final class OverviewTest extends PanelTestCase
     {
         $http = new Factory();
         $http->fake([
-            '*/status*' => $http->response($this->status(['subdomain' => self::HOSTILE, 'site_url' => 'javascript:alert(1)//"onmouseover="x', 'plan' => self::HOSTILE, 'failure_reason' => self::HOSTILE, 'state' => 'failed'])),
+            '*/status*' => $http->response($this->status(['subdomain' => self::HOSTILE, 'site_url' => 'javascript:alert(1)//"onmouseover="x', 'plan' => self::HOSTILE, 'failure_reason' => self::HOSTILE, 'state' => 'failed',
+                'last_job' => ['id' => 3, 'kind' => self::HOSTILE, 'state' => 'failed', 'params' => ['power_action' => self::HOSTILE], 'progress' => ['done' => 1, 'total' => null], 'message' => self::HOSTILE]])),
             '*/action/getdomain*' => $http->response(['success' => true, 'service_id' => 1, 'quota' => ['limit' => 3, 'used' => 1, 'available' => 2], 'domains' => [
                 ['domain' => '"><img src=x onerror=alert(1)>', 'domain_unicode' => self::HOSTILE, 'state' => 'ssl_error', 'message' => self::HOSTILE, 'created_at' => '2026-11-27T08:00:00Z'],
             ]]),
@@ -83,7 +85,7 @@ final class OverviewTest extends PanelTestCase
 
         $page = (new ClientArea(new ApiClient('http://api.test', 'key', $http), self::newService()))->render();
 
-        $this->assertStringNotContainsString('<script', $page);
+        $this->assertSame(1, substr_count($page, '<script'), "the Overview's own script, which follows the activity, and no other");
         $this->assertStringNotContainsString('<img', $page);
         $this->assertStringNotContainsString('"onmouseover=', $page);
         $this->assertStringNotContainsString('javascript:', $page, 'an address that is not http(s) is no link');

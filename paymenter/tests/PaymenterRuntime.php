@@ -39,7 +39,8 @@ final class PaymenterRuntime
         private readonly string $compiledViews,
     ) {}
 
-    public static function start(): self
+    /** `$panelUrl`: where the panel answers (serve.php gives the address the browser uses). */
+    public static function start(string $panelUrl = self::PANEL_URL): self
     {
         $app = new Container();
         Container::setInstance($app);
@@ -69,7 +70,7 @@ final class PaymenterRuntime
         $router->get('/services/{service}', fn () => '')->name('services.show');
         $router->getRoutes()->refreshNameLookups();  // as Laravel does once the route files are loaded
         $app->instance('router', $router);
-        $url = new UrlGenerator($router->getRoutes(), Request::create(self::PANEL_URL));
+        $url = new UrlGenerator($router->getRoutes(), Request::create($panelUrl));
         $app->instance('url', $url);
         $redirector = new Redirector($url);
         $redirector->setSession($session);

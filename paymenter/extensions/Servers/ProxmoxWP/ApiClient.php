@@ -20,6 +20,9 @@ class ApiClient
 
     public const CONNECT_TIMEOUT = 5;
 
+    /** Seconds a login link may wait for its site's key to be set up: the customer is looking at the button. */
+    public const LOGIN_WAIT = 15;
+
     /** The largest service id Paymenter can have: check() asks for it to see that the key is accepted. */
     private const NO_SUCH_SERVICE = 999999999999999999;
 
@@ -118,6 +121,21 @@ class ApiClient
     public function toggleProxy(int $serviceId): array
     {
         return $this->post('/action/toggle', ['service_id' => $serviceId]);
+    }
+
+    /**
+     * A single-use link into wp-admin (`login_url`). A site that does not hold its login key yet is given it by a job
+     * first, waited for up to LOGIN_WAIT seconds; after that the answer has no link, only the job.
+     */
+    public function loginLink(int $serviceId): array
+    {
+        return $this->post('/action/login-link', ['service_id' => $serviceId, 'wait' => self::LOGIN_WAIT]);
+    }
+
+    /** A new password for the site's administrator (`admin_password`), answered this once; the job sets it. */
+    public function newAdminPassword(int $serviceId): array
+    {
+        return $this->post('/action/admin-password', ['service_id' => $serviceId]);
     }
 
     /** The job; `$timeout` shortens the call's own limit (TIMEOUT), for a caller that must be done by a deadline. */

@@ -38,11 +38,23 @@ class ClientArea
             'site' => $site,
             'siteLink' => self::webLink($site['site_url'] ?? null),
             'siteError' => self::error($parts['status']),
+            'activity' => $site !== null ? Activity::of($site) : null,
+            'activityUrl' => URL::route('extensions.servers.proxmoxwp.activity', ['service' => $this->service->id]),
             'domains' => self::value($parts['domains']),
             'domainsError' => self::error($parts['domains']),
             'backups' => self::value($parts['backups']),
             'backupsError' => self::error($parts['backups']),
         ])->render();
+    }
+
+    /** What the Overview's activity part shows (Activity); an API that cannot be asked gives `error` instead. */
+    public function activity(): array
+    {
+        try {
+            return Activity::of($this->client->status($this->serviceId()));
+        } catch (ApiError $error) {
+            return ['error' => $error->getMessage()];
+        }
     }
 
     /** A form of the Overview: `action` and its field (`domain` or `bak`). */
@@ -60,6 +72,7 @@ class ClientArea
                 'delete_backup' => $this->deleteBackup(self::field($input, 'bak')),
                 'restore_backup' => $this->restoreBackup(self::field($input, 'bak')),
                 'toggle_proxy' => $this->toggleProxy(),
+                'new_password' => $this->newPassword(),
                 'reset' => $this->power('reset'),
                 default => Notice::error('That action is not available.'),
             };
@@ -83,6 +96,29 @@ class ClientArea
         }
 
         return Notice::success(self::POWER_NOTICES[$action]);
+    }
+
+    /**
+     * The address that logs the customer in to WordPress (a single-use link, good for a minute), or the notice that
+     * says why there is none now: the site does not run, or it is being given its login key (a site made before
+     * one-click login, or restored from an older backup) and the link comes in a minute.
+     */
+    public function login(): string|array
+    {
+        if (!$this->serviceIsActive()) {
+            return Notice::error('This service is not active, so its site cannot be logged in to.');
+        }
+        try {
+            $answer = $this->client->loginLink($this->serviceId());
+        } catch (ApiError $error) {
+            return Notice::error($error->getMessage());
+        }
+        $link = self::webLink($answer['login_url'] ?? null);
+        if ($link !== null) {
+            return $link;
+        }
+
+        return Notice::success('One-click login is being set up on your site. Try "Log in to WordPress" again in a minute.');
     }
 
     /** Reset erases every change since the site was installed: the Overview asks first. */
@@ -144,6 +180,22 @@ class ClientArea
         $this->client->restoreBackup($this->serviceId(), $backup);
 
         return Notice::success("Your site is being restored to backup {$backup}.");
+    }
+
+    /**
+     * A new administrator password, shown in this notice once: it travels in the session's flash data to the next
+     * page and is gone after it. The API keeps none of it.
+     */
+    private function newPassword(): array
+    {
+        $answer = $this->client->newAdminPassword($this->serviceId());
+        $password = (string) ($answer['admin_password'] ?? '');
+        if ($password === '') {
+            return Notice::error('No new password was made. Please try again in a few minutes.');
+        }
+
+        return Notice::success('The new WordPress password of ' . ($answer['admin_user'] ?? 'your administrator') . ' is '
+            . $password . ' — it works within a minute, and the old one no longer does. Keep it somewhere safe: it is shown only this once.');
     }
 
     private function toggleProxy(): array

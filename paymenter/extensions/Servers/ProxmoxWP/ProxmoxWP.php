@@ -170,6 +170,7 @@ class ProxmoxWP extends Server
     {
         return [
             ['type' => 'view', 'name' => self::VIEW, 'label' => 'Overview', 'function' => 'getView'],
+            ['type' => 'button', 'label' => 'Log in to WordPress', 'function' => 'loginToWordPress'],
             ['type' => 'button', 'label' => 'Start', 'function' => 'startSite'],
             ['type' => 'button', 'label' => 'Stop', 'function' => 'stopSite'],
             ['type' => 'button', 'label' => 'Restart', 'function' => 'restartSite'],
@@ -180,6 +181,34 @@ class ProxmoxWP extends Server
     public function getView(Service $service, $settings, $properties, $view)
     {
         return $this->clientArea($service)->render();
+    }
+
+    /**
+     * Paymenter sends the browser to the address a button answers: the API's single-use link into wp-admin (as the
+     * bundled cPanel and Virtualizor extensions do for their single sign-on), or the Overview with the reason there
+     * is none now.
+     */
+    public function loginToWordPress(Service $service, $settings = [], $properties = []): string
+    {
+        $answer = $this->safely($service, fn (ClientArea $area) => $area->login());
+        if (is_string($answer)) {
+            return $answer;
+        }
+        Notice::flash($answer);
+
+        return self::overviewUrl($service);
+    }
+
+    /** The Overview's activity, for its JSON feed (ActivityFeed, through Paymenter's callService). */
+    public function activity(Service $service, $settings = [], $properties = []): array
+    {
+        try {
+            return $this->clientArea($service)->activity();
+        } catch (Throwable $error) {
+            Log::error('ProxmoxWP: the activity of service ' . $service->id . ' could not be read: ' . $error::class . ': ' . $error->getMessage());
+
+            return ['error' => 'Something went wrong on our side.'];
+        }
     }
 
     public function startSite(Service $service, $settings = [], $properties = []): string
@@ -243,10 +272,11 @@ class ProxmoxWP extends Server
     }
 
     /**
-     * The notice of an action on the client area. An API refusal is already a notice; anything else unexpected is
-     * logged for the operator and the customer reads a plain sentence, never an exception's text.
+     * What an action on the client area answers (a notice, or the address of a link). An API refusal becomes a
+     * notice; anything else unexpected is logged for the operator and the customer reads a plain sentence, never an
+     * exception's text.
      */
-    private function safely(Service $service, callable $action): array
+    private function safely(Service $service, callable $action): array|string
     {
         try {
             return $action($this->clientArea($service));

@@ -40,6 +40,11 @@
                 @endif
                 <dt>Plan</dt>
                 <dd>{{ $site['plan'] }}</dd>
+                <dt>WordPress</dt>
+                <dd>
+                    Log in with the “Log in to WordPress” button: no password needed.
+                    @include('proxmoxwp::action-button', ['action' => 'new_password', 'label' => 'Set a new admin password', 'class' => 'ml-2 underline'])
+                </dd>
                 <dt>Visitors</dt>
                 <dd>
                     {{ $site['proxy_enabled'] ? 'Let through' : 'Kept out (site offline)' }}
@@ -48,6 +53,53 @@
             </dl>
         @endif
     </section>
+
+    @if ($activity && $activity['job'])
+        @php($job = $activity['job'])
+        {{-- While a job runs the page asks the activity feed every few seconds and updates this part (and the state above). --}}
+        <section class="proxmoxwp-activity" data-part="activity" data-proxmoxwp-activity data-url="{{ $activityUrl }}" data-busy="{{ $activity['busy'] ? '1' : '0' }}">
+            <h3 class="text-lg font-semibold">{{ $activity['busy'] ? 'Happening now' : 'Last change' }}</h3>
+            <p><span data-activity-label>{{ $job['label'] }}</span>: <span data-activity-text data-job-state="{{ $job['state'] }}">{{ $job['text'] }}</span></p>
+            <progress data-activity-bar max="{{ $job['total'] ?? 1 }}" value="{{ $job['done'] }}" @if ($job['total'] === null || !$activity['busy']) hidden @endif></progress>
+        </section>
+        <script>
+            (function () {
+                var part = document.currentScript.previousElementSibling;
+                if (!part || part.dataset.following) { return; }
+                part.dataset.following = '1';
+                var show = function (activity) {
+                    var job = activity.job;
+                    if (!job) { return; }
+                    part.querySelector('h3').textContent = activity.busy ? 'Happening now' : 'Last change';
+                    part.querySelector('[data-activity-label]').textContent = job.label;
+                    var text = part.querySelector('[data-activity-text]');
+                    text.textContent = job.text;
+                    text.dataset.jobState = job.state;
+                    var bar = part.querySelector('[data-activity-bar]');
+                    bar.hidden = !activity.busy || job.total === null;
+                    bar.max = job.total || 1;
+                    bar.value = job.done;
+                    var state = document.querySelector('[data-proxmoxwp-overview] [data-state]');
+                    if (state && activity.state) {
+                        state.dataset.state = activity.state;
+                        state.textContent = activity.state.charAt(0).toUpperCase() + activity.state.slice(1)
+                            + (activity.heading_to ? ' (changing to ' + activity.heading_to + '…)' : '');
+                    }
+                    part.dataset.busy = activity.busy ? '1' : '0';
+                };
+                var ask = function () {
+                    fetch(part.dataset.url, {credentials: 'same-origin', headers: {Accept: 'application/json'}})
+                        .then(function (answer) { return answer.ok ? answer.json() : null; })
+                        .then(function (activity) {
+                            if (activity && !activity.error) { show(activity); }
+                            if (!activity || activity.busy) { setTimeout(ask, 3000); }
+                        })
+                        .catch(function () { setTimeout(ask, 6000); });
+                };
+                if (part.dataset.busy === '1') { setTimeout(ask, 3000); }
+            })();
+        </script>
+    @endif
 
     <section class="proxmoxwp-domains" data-part="domains">
         <h3 class="text-lg font-semibold">Your domains</h3>
