@@ -112,14 +112,17 @@ class PowerDns:
 
     # Our PATCHes only REPLACE or DELETE a set, so sending one again does what sending it once does; and they must
     # be sent again: when two writes to a zone meet, the gsqlite3 backend answers 500 "GSQLBackend unable to ...:
-    # database is locked" and rolls the loser back (seen with several sites created at once).
+    # database is locked" and rolls the loser back (seen with several sites created at once). Writers that met
+    # once meet again when the host is busy: they get more tries than a blip needs (waits of about 0, 1, 2, 4 and
+    # 8 s, each with up to JITTER more), about 15 s in all.
     RETRIED_METHODS = IDEMPOTENT_METHODS | {"PATCH"}
+    RETRIES = 5
 
     def __init__(self, api_url: str, api_key: str, server_id: str = "localhost", timeout: float = 30,
                  validate_certs: bool = True) -> None:  # fmt: skip
         self.api_url = api_url.rstrip("/")
         self.base = f"{self.api_url}/api/v1/servers/{server_id}/zones"
-        self.session = retrying_session(methods=self.RETRIED_METHODS)
+        self.session = retrying_session(methods=self.RETRIED_METHODS, retries=self.RETRIES)
         self.session.headers.update({"X-API-Key": api_key, "Accept": "application/json"})
         self.session.verify = validate_certs
         self.timeout = timeout

@@ -22,6 +22,9 @@ except ImportError as exc:  # pragma: no cover - reported by the module through 
 RETRIES = 3
 TRIES = RETRIES + 1
 BACKOFF = 0.5
+# Up to this many seconds are added at random to each wait (urllib3 2's backoff_jitter; 1.26 has none): clients
+# that failed together, as writers that met on one database lock, do not all come back at the same moment.
+JITTER = 0.5
 # The answers of an API that is there but cannot serve now. PVE's 595 (node offline) is not one: it lasts.
 RETRY_STATUSES = (500, 502, 503, 504)
 # Only these are sent again after the request may have reached the server (a read timeout, a 5xx): sending them
@@ -36,16 +39,17 @@ def require_requests(module):
         module.fail_json(msg=missing_required_lib("requests"), exception=str(REQUESTS_IMPORT_ERROR))
 
 
-def retry_policy(connect=RETRIES, methods=IDEMPOTENT_METHODS):
+def retry_policy(connect=RETRIES, methods=IDEMPOTENT_METHODS, retries=RETRIES):
     """urllib3's Retry for the modules' sessions: connection errors of any method (`connect` times: a client with
     other hosts to ask gives 0 and goes round them itself); read errors and the statuses of RETRY_STATUSES for
-    idempotent methods only (`methods`: an API whose PATCH is idempotent adds it). When the tries run out, the last
-    answer is given back as it came (raise_on_status=False), so the caller reports the API's own error."""
-    return Retry(
-        total=RETRIES,
+    idempotent methods only (`methods`: an API whose PATCH is idempotent adds it), `retries` times. When the tries
+    run out, the last answer is given back as it came (raise_on_status=False), so the caller reports the API's own
+    error."""
+    options = dict(
+        total=retries,
         connect=connect,
-        read=RETRIES,
-        status=RETRIES,
+        read=retries,
+        status=retries,
         other=0,
         allowed_methods=methods,
         status_forcelist=RETRY_STATUSES,
@@ -54,18 +58,22 @@ def retry_policy(connect=RETRIES, methods=IDEMPOTENT_METHODS):
         # a Retry-After could hold a module far beyond its own timeouts
         respect_retry_after_header=False,
     )
+    try:
+        return Retry(backoff_jitter=JITTER if BACKOFF else 0, **options)
+    except TypeError:  # urllib3 1.26
+        return Retry(**options)
 
 
-def retrying_adapter(adapter_class=None, connect=RETRIES, methods=IDEMPOTENT_METHODS, **kwargs):
-    """An HTTPAdapter (or adapter_class) that retries by retry_policy(connect, methods)."""
-    return (adapter_class or HTTPAdapter)(max_retries=retry_policy(connect, methods), **kwargs)
+def retrying_adapter(adapter_class=None, connect=RETRIES, methods=IDEMPOTENT_METHODS, retries=RETRIES, **kwargs):
+    """An HTTPAdapter (or adapter_class) that retries by retry_policy(connect, methods, retries)."""
+    return (adapter_class or HTTPAdapter)(max_retries=retry_policy(connect, methods, retries), **kwargs)
 
 
-def retrying_session(session=None, methods=IDEMPOTENT_METHODS):
+def retrying_session(session=None, methods=IDEMPOTENT_METHODS, retries=RETRIES):
     """session (a new requests.Session by default) with a retrying adapter for http:// and https:// that sends
-    `methods` again after a read error or a status of RETRY_STATUSES."""
+    `methods` again after a read error or a status of RETRY_STATUSES, `retries` times."""
     session = session if session is not None else requests.Session()
-    adapter = retrying_adapter(methods=methods)
+    adapter = retrying_adapter(methods=methods, retries=retries)
     session.mount("https://", adapter)
     session.mount("http://", adapter)
     return session
