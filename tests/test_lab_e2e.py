@@ -14,9 +14,13 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import tempfile
+import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
+from types import SimpleNamespace
+from urllib.parse import urlencode
 
 import pytest
 import yaml
@@ -25,6 +29,8 @@ from labs import lab_pve_get, lxc_containers
 from readme import shell_block
 from shared_lab import RunningLab
 
+from api import login_links
+from api.jobs.secrets import SecretBox
 from api.waiting import wait_for
 
 pytestmark = pytest.mark.containers
@@ -150,7 +156,46 @@ def follow_the_readme_walkthrough(lab: RunningLab, service_id: int) -> tuple[str
 
 def life_on_the_bigger_plan(lab: RunningLab, service_id: int, name: str) -> None:
     assert_premium(lab, service_id, name)
+    assert_logins(lab, service_id, name)
     assert_deleted(lab, service_id, [name])
+
+
+def assert_logins(lab: RunningLab, service_id: int, name: str) -> None:
+    """One-click login as the customer's browser follows it through the lab proxy: the link opens wp-admin once; the
+    same link again, and one past its lifetime, are refused. Then a new administrator password logs in, set by a
+    real run of site_login.yml (which also gives the site its key again)."""
+    sid = {"service_id": service_id}
+    answer = lab.call("POST", "/action/login-link", json=sid)
+    assert answer.status_code == 200, answer.text  # the creation gave the site its key
+    link = answer.json()
+    assert link["login_url"].startswith(f"https://{name}/wp-login.php?")
+    path = link["login_url"].removeprefix(f"https://{name}")
+    assert logged_in_by(lab, name, path), "the link opens wp-admin"
+    status, _, page = fetch(lab, name, path)
+    assert status == 403 and "already used" in page, (status, page[:500])
+
+    key = login_links.site_key(lab_secret_box(lab), SimpleNamespace(service_id=service_id, subdomain=name))
+    expired, _ = login_links.token(key, link["admin_user"], 60, now=time.time() - 120)
+    status, _, page = fetch(lab, name, login_links.link("", expired))
+    assert status == 403 and "expired" in page, (status, page[:500])
+
+    changed = lab.call("POST", "/action/admin-password", json=sid)
+    assert changed.status_code == 202, changed.text
+    lab.job(changed)
+    form = urlencode({"log": changed.json()["admin_user"], "pwd": changed.json()["admin_password"]})
+    assert logged_in_by(lab, name, "/wp-login.php", form), "the new password logs in"
+
+
+def logged_in_by(lab: RunningLab, name: str, path: str, form: str | None = None) -> bool:
+    """Whether a fresh browser that requests `path` (posting `form` when given) and follows WordPress's redirect with
+    the cookies it got sees the dashboard."""
+    with tempfile.TemporaryDirectory() as jar_dir:
+        jar = ["--cookie-jar", f"{jar_dir}/jar", "--cookie", f"{jar_dir}/jar"]
+        status, headers, _ = fetch(lab, name, path, form, extra=jar, content_type="application/x-www-form-urlencoded")
+        if status != 302 or not headers.get("location", "").endswith("/wp-admin/"):
+            return False
+        status, _, page = fetch(lab, name, "/wp-admin/", extra=jar)
+        return status == 200 and "Dashboard" in page
 
 
 def life_of_a_site(lab: RunningLab, service_id: int, name: str) -> None:
@@ -244,13 +289,20 @@ def assert_deleted(lab: RunningLab, service_id: int, names: list[str]) -> None:
     assert again.status_code in (200, 202) and again.json()["success"] is True
 
 
-def fetch(lab: RunningLab, name: str, path: str, data: str | None = None) -> tuple[int, dict[str, str], str]:
-    """A visitor's request through the lab proxy over HTTPS (a POST of `data` when given): the status, the headers
-    (names in lower case) and the body."""
+def fetch(
+    lab: RunningLab,
+    name: str,
+    path: str,
+    data: str | None = None,
+    extra: list[str] | None = None,
+    content_type: str = "text/xml",
+) -> tuple[int, dict[str, str], str]:
+    """A visitor's request through the lab proxy over HTTPS (a POST of `data` when given, curl's `extra` options):
+    the status, the headers (names in lower case) and the body."""
     (address,) = lab.resolve(name)
-    argv = ["curl", "-sk", "-i", "--max-time", "30", "--resolve", f"{name}:{lab.https_port}:{address}"]
+    argv = ["curl", "-sk", "-i", "--max-time", "30", "--resolve", f"{name}:{lab.https_port}:{address}", *(extra or [])]
     if data is not None:
-        argv += ["-H", "Content-Type: text/xml", "--data-binary", "@-"]
+        argv += ["-H", f"Content-Type: {content_type}", "--data-binary", "@-"]
     done = subprocess.run([*argv, f"https://{name}:{lab.https_port}{path}"], input=data or "", capture_output=True,
                           text=True, timeout=60, check=True)  # fmt: skip
     head, _, body = done.stdout.partition("\n\n")  # text mode reads curl's CRLFs as newlines
@@ -305,6 +357,11 @@ def attach(lab: RunningLab, service_id: int, *command: str) -> str:
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     return done.stdout
+
+
+def lab_secret_box(lab: RunningLab) -> SecretBox:
+    """The lab API's secret material, from which it derives each site's login key."""
+    return SecretBox(lab.env.get("PROXMOXWP_SECRET_KEY") or None, Path(lab.env["PROXMOXWP_DATA_DIR"]) / "private")
 
 
 def change_title(lab: RunningLab, service_id: int, title: str) -> None:
