@@ -66,8 +66,6 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="PROXMOXWP_", extra="ignore")
 
     data_dir: Path = Field(default_factory=_default_data_dir)
-    # What may be thrown away and found again (how many tasks a playbook has); empty = DATA_DIR/cache.
-    cache_dir: Path | None = None
     api_tokens: Annotated[list[str], NoDecode] = Field(default_factory=list)
     api_tokens_file: Path | None = None
     database_url: str = ""
@@ -173,8 +171,6 @@ class Settings(BaseSettings):
         elif self.vault_password_file is not None:
             # runs start in another directory
             self.vault_password_file = self.vault_password_file.expanduser().absolute()
-        if self.cache_dir is None or str(self.cache_dir).strip() in ("", "."):
-            self.cache_dir = self.data_dir / "cache"
         if self.database_url.startswith(("postgresql://", "postgres://")):
             self.database_url = "postgresql+psycopg://" + self.database_url.split("://", 1)[1]
         if not self.database_url.startswith(("sqlite:///", "postgresql+psycopg://")):

@@ -29,7 +29,7 @@ from api.migrate import upgrade
 from api.models import Base
 from api.waiting import wait_for
 from lab.ports import free_port
-from tests.workers import remove_run_cache, run_directory, worker_database_url, worker_queue_url
+from tests.workers import remove_run_cache, worker_database_url, worker_queue_url
 
 pytest_plugins = [
     "tests.skip_policy",
@@ -123,15 +123,8 @@ def control_dir(tmp_path) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def job_cache_dir(tmp_path_factory) -> Path:
-    """One PROXMOXWP_CACHE_DIR for the whole run: a playbook's task count is asked of ansible-playbook once,
-    not once per test (each test has a new data dir)."""
-    return run_directory(tmp_path_factory) / "job-cache"
-
-
 @pytest.fixture
-def env(tmp_path, control_dir, database_url, dns_resolvers, job_cache_dir) -> dict[str, str]:
+def env(tmp_path, control_dir, database_url, dns_resolvers) -> dict[str, str]:
     """The PROXMOXWP_* environment of one test: its own data dir, inventory copy, database and queue; custom
     domains are checked against the session's PowerDNS (tests/published_dns.py), never the system's resolver."""
     inventory = tmp_path / "inventory"
@@ -141,7 +134,6 @@ def env(tmp_path, control_dir, database_url, dns_resolvers, job_cache_dir) -> di
     queue_url = worker_queue_url(given_queue) if given_queue else f"sqlite:///{tmp_path / 'queue.sqlite3'}"
     values = {
         "PROXMOXWP_DATA_DIR": str(tmp_path / "data"),
-        "PROXMOXWP_CACHE_DIR": str(job_cache_dir),
         "PROXMOXWP_API_TOKENS": f"{TOKEN},{OTHER_TOKEN}",
         "PROXMOXWP_DATABASE_URL": database_url,
         "PROXMOXWP_QUEUE_URL": queue_url,
