@@ -486,15 +486,30 @@ class Lifecycle:
         return None
 
     def backups(self, data: ServiceRef) -> dict:
+        plan_name, rows = self._listed(data.service_id, Backup, (Backup.name, Backup.state, Backup.created_at))
+        plan = self.runtime.inventory.plans.get(plan_name)
+        return {
+            "success": True,
+            "service_id": data.service_id,
+            "backups": [presenters.backup_view(row) for row in rows],
+            "quota": presenters.quota(plan.backups if plan else 0, len(rows)),
+        }
+
+    def _listed(self, service_id: int, table, columns: tuple) -> tuple[str, list]:
+        """The service's plan and its rows of `table` (backups or domains, oldest first) as plain rows, in one
+        statement without ORM objects: the two reads Paymenter's Overview makes on every view. 404 for a service
+        that does not exist or is deleted."""
+        statement = (
+            select(Service.plan, *columns)
+            .outerjoin(table, table.service_id == Service.service_id)
+            .where(Service.service_id == service_id, Service.state != ServiceState.DELETED)
+            .order_by(table.id)
+        )
         with self.runtime.db.session() as session:
-            service = self._existing(session, data.service_id, lock=False)
-            plan = self.runtime.inventory.plans.get(service.plan)
-            return {
-                "success": True,
-                "service_id": service.service_id,
-                "backups": [presenters.backup_view(b) for b in service.backups],
-                "quota": presenters.quota(plan.backups if plan else 0, len(service.backups)),
-            }
+            rows = session.execute(statement).all()
+        if not rows:
+            raise not_found("unknown_service", f"There is no site for service {service_id}.")
+        return rows[0].plan, [row for row in rows if getattr(row, columns[0].key) is not None]
 
     # ---- domains -------------------------------------------------------------------------------------
 
@@ -577,15 +592,15 @@ class Lifecycle:
         return self.runtime.db.write(work)
 
     def domains(self, data: ServiceRef) -> dict:
-        with self.runtime.db.session() as session:
-            service = self._existing(session, data.service_id, lock=False)
-            plan = self.runtime.inventory.plans.get(service.plan)
-            return {
-                "success": True,
-                "service_id": service.service_id,
-                "domains": [presenters.domain_view(d) for d in service.domains],
-                "quota": presenters.quota(plan.domains if plan else 0, len(service.domains)),
-            }
+        columns = (Domain.domain, Domain.state, Domain.message, Domain.created_at)
+        plan_name, rows = self._listed(data.service_id, Domain, columns)
+        plan = self.runtime.inventory.plans.get(plan_name)
+        return {
+            "success": True,
+            "service_id": data.service_id,
+            "domains": [presenters.domain_view(row) for row in rows],
+            "quota": presenters.quota(plan.domains if plan else 0, len(rows)),
+        }
 
     # ---- proxy -----------------------------------------------------------------------------------------
 
