@@ -486,19 +486,13 @@ class Lifecycle:
         return None
 
     def backups(self, data: ServiceRef) -> dict:
-        plan_name, rows = self._listed(data.service_id, Backup, (Backup.name, Backup.state, Backup.created_at))
-        plan = self.runtime.inventory.plans.get(plan_name)
-        return {
-            "success": True,
-            "service_id": data.service_id,
-            "backups": [presenters.backup_view(row) for row in rows],
-            "quota": presenters.quota(plan.backups if plan else 0, len(rows)),
-        }
+        columns = (Backup.name, Backup.state, Backup.created_at)
+        return self._listing(data.service_id, "backups", Backup, columns, presenters.backup_view)
 
-    def _listed(self, service_id: int, table, columns: tuple) -> tuple[str, list]:
-        """The service's plan and its rows of `table` (backups or domains, oldest first) as plain rows, in one
-        statement without ORM objects: the two reads Paymenter's Overview makes on every view. 404 for a service
-        that does not exist or is deleted."""
+    def _listing(self, service_id: int, key: str, table, columns: tuple, view) -> dict:
+        """The answer of getbak or getdomain: the service's rows of `table` (oldest first, shown by `view`) under
+        `key`, and the plan's quota of the same name. One statement of plain rows, without ORM objects: the two
+        reads Paymenter's Overview makes on every view. 404 for a service that does not exist or is deleted."""
         statement = (
             select(Service.plan, *columns)
             .outerjoin(table, table.service_id == Service.service_id)
@@ -509,7 +503,14 @@ class Lifecycle:
             rows = session.execute(statement).all()
         if not rows:
             raise not_found("unknown_service", f"There is no site for service {service_id}.")
-        return rows[0].plan, [row for row in rows if getattr(row, columns[0].key) is not None]
+        listed = [row for row in rows if getattr(row, columns[0].key) is not None]
+        plan = self.runtime.inventory.plans.get(rows[0].plan)
+        return {
+            "success": True,
+            "service_id": service_id,
+            key: [view(row) for row in listed],
+            "quota": presenters.quota(getattr(plan, key) if plan else 0, len(listed)),
+        }
 
     # ---- domains -------------------------------------------------------------------------------------
 
@@ -593,14 +594,7 @@ class Lifecycle:
 
     def domains(self, data: ServiceRef) -> dict:
         columns = (Domain.domain, Domain.state, Domain.message, Domain.created_at)
-        plan_name, rows = self._listed(data.service_id, Domain, columns)
-        plan = self.runtime.inventory.plans.get(plan_name)
-        return {
-            "success": True,
-            "service_id": data.service_id,
-            "domains": [presenters.domain_view(row) for row in rows],
-            "quota": presenters.quota(plan.domains if plan else 0, len(rows)),
-        }
+        return self._listing(data.service_id, "domains", Domain, columns, presenters.domain_view)
 
     # ---- proxy -----------------------------------------------------------------------------------------
 
