@@ -49,8 +49,10 @@ def panel(server, tmp_path) -> Iterator[str]:
     if php is None:
         pytest.fail("php is not installed: scripts/install.sh --dev installs it from Debian")
     port = free_port()
+    php_tmp = tmp_path / "php-tmp"  # where each request compiles its views, and must remove them
+    php_tmp.mkdir()
     env = {"PATH": "/usr/bin:/bin", "PROXMOXWP_TEST_API_URL": server, "PROXMOXWP_TEST_API_TOKEN": TOKEN,
-           "PROXMOXWP_TEST_PUBLIC_IP": "203.0.113.10"}  # fmt: skip
+           "PROXMOXWP_TEST_PUBLIC_IP": "203.0.113.10", "TMPDIR": str(php_tmp)}  # fmt: skip
     serve = ROOT / "paymenter" / "tests" / "serve.php"
     proc = Process([php, "-S", f"127.0.0.1:{port}", str(serve)], env, tmp_path / "panel.log")
     base = f"http://127.0.0.1:{port}"
@@ -66,6 +68,9 @@ def panel(server, tmp_path) -> Iterator[str]:
         yield base
     finally:
         proc.stop()
+    # Every request, a page or a path with no route, removes what it wrote there.
+    left = sorted(p.name for p in php_tmp.iterdir())
+    assert not left, f"the panel's requests left {left} in {php_tmp}"
 
 
 @pytest.fixture

@@ -12,8 +12,10 @@
 use App\Helpers\ExtensionHelper;
 use App\Models\Service;
 use Illuminate\Http\Request;
+use Illuminate\Http\Response;
 use Paymenter\Extensions\Servers\ProxmoxWP\ProxmoxWP;
 use ProxmoxWP\Tests\PaymenterRuntime;
+use Symfony\Component\HttpKernel\Exception\HttpExceptionInterface;
 
 require __DIR__ . '/bootstrap.php';
 
@@ -41,5 +43,11 @@ $router->get('/services/{service}', function (Service $service) use ($extension)
 })->name('services.show');
 $router->getRoutes()->refreshNameLookups();
 
-$router->dispatch($request)->send();
-$runtime->stop();
+try {
+    $response = $router->dispatch($request);
+} catch (HttpExceptionInterface $e) {  // a path with no route (the browser's favicon): 404, as Laravel answers
+    $response = new Response('', $e->getStatusCode(), $e->getHeaders());
+} finally {
+    $runtime->stop();  // its compiled views go with it, whatever the request came to
+}
+$response->send();
