@@ -230,6 +230,11 @@ from ansible_collections.proxmoxwp.hosting.plugins.module_utils.proxmoxwp_addres
     net0,
     taken_address,
 )
+from ansible_collections.proxmoxwp.hosting.plugins.module_utils.proxmoxwp_create import (  # noqa: E402
+    CreateFailed,
+    create_container,
+    next_vmid,
+)
 from ansible_collections.proxmoxwp.hosting.plugins.module_utils.proxmoxwp_guests import (  # noqa: E402
     PROJECT_TAG,
     SUSPENDED_TAG,
@@ -255,7 +260,6 @@ from ansible_collections.proxmoxwp.hosting.plugins.module_utils.proxmoxwp_reloca
     relocation_argument_spec,
 )
 
-NEXTID_TRIES = 5
 JOB_TAG_PREFIX = "job-"
 CREATE_REQUIRED = ("node", "hostname", "ostemplate", "storage", "disk_gb", "network", "gateway")
 PVE_DEFAULTS = {"memory": 512, "swap": 512}
@@ -274,11 +278,6 @@ def wanted_tags(service_id, tags, suspended, job_id=None):
     if job_id is not None:
         out = {tag for tag in out if not tag.startswith(JOB_TAG_PREFIX)} | {f"{JOB_TAG_PREFIX}{job_id}"}
     return out
-
-
-def is_already_exists(exc):
-    text = " ".join([exc.pve_message or ""] + [str(v) for v in exc.errors.values()])
-    return "already exists" in text
 
 
 # ------------------------------------------------------------------- create
@@ -303,82 +302,47 @@ def create_at(module, client, result, ip):
     p = module.params
     service_id = p["service_id"]
     pinned = p["vmid"]
-    tags = wanted_tags(service_id, [], p["suspended"])
-    tries = 0
-    while True:
-        if pinned is not None:
-            vmid = pinned
-            taken = find_guest(client, vmid)
-            if taken is not None:
-                raise ModuleFailure(
-                    "vmid {} is already used by {} {!r} on {}".format(
-                        vmid, taken.get("type"), taken.get("name"), taken.get("node")
-                    )
+    if pinned is not None:
+        taken = find_guest(client, pinned)
+        if taken is not None:
+            raise ModuleFailure(
+                "vmid {} is already used by {} {!r} on {}".format(
+                    pinned, taken.get("type"), taken.get("name"), taken.get("node")
                 )
-        else:
-            vmid = as_int(client.get("/cluster/nextid"))
-        params = {
-            "vmid": vmid,
-            "ostemplate": p["ostemplate"],
-            "storage": p["storage"],
-            "rootfs": "{}:{}".format(p["storage"], p["disk_gb"]),
-            "hostname": p["hostname"],
-            "cores": p["cores"],
-            "memory": p["memory"],
-            "swap": p["swap"],
-            "unprivileged": p["unprivileged"],
-            "features": "nesting=1" if p["nesting"] else None,
-            "onboot": True if p["onboot"] is None else p["onboot"],
-            "net0": net0(p["bridge"], ip, p["network"], p["gateway"]),
-            "nameserver": p["nameserver"],
-            "ssh-public-keys": p["ssh_public_keys"],
-            "description": p["description"],
-            "tags": format_tags(tags),
-        }
-        result.update(created=True, changed=True, vmid=vmid, node=p["node"], ip=ip, hostname=p["hostname"])
-        after = {k: v for k, v in params.items() if v is not None and k not in ("ssh-public-keys",)}
-        after["disk_gb"] = p["disk_gb"]
-        result["diff"] = {"before": {}, "after": after}
-        if module.check_mode:
-            return
-        try:
-            upid = client.post("/nodes/{}/lxc".format(p["node"]), **params)
-        except PveApiError as exc:
-            if pinned is None and is_already_exists(exc) and tries < NEXTID_TRIES:
-                tries += 1
-                continue
-            raise
-        break
-    try:
-        client.wait_task(upid, f"create of CT {vmid} for service {service_id}")
-    except PveApiError as exc:
-        raise ModuleFailure(exc.message + remove_leftover(client, service_id, vmid)) from None
+            )
+    params = {
+        "ostemplate": p["ostemplate"],
+        "storage": p["storage"],
+        "rootfs": "{}:{}".format(p["storage"], p["disk_gb"]),
+        "hostname": p["hostname"],
+        "cores": p["cores"],
+        "memory": p["memory"],
+        "swap": p["swap"],
+        "unprivileged": p["unprivileged"],
+        "features": "nesting=1" if p["nesting"] else None,
+        "onboot": True if p["onboot"] is None else p["onboot"],
+        "net0": net0(p["bridge"], ip, p["network"], p["gateway"]),
+        "nameserver": p["nameserver"],
+        "ssh-public-keys": p["ssh_public_keys"],
+        "description": p["description"],
+        "tags": format_tags(wanted_tags(service_id, [], p["suspended"])),
+    }
+    vmid = pinned if pinned is not None or not module.check_mode else next_vmid(client)
+    result.update(created=True, changed=True, vmid=vmid, node=p["node"], ip=ip, hostname=p["hostname"])
+    after = {"vmid": vmid, **{k: v for k, v in params.items() if v is not None and k not in ("ssh-public-keys",)}}
+    after["disk_gb"] = p["disk_gb"]
+    result["diff"] = {"before": {}, "after": after}
+    if module.check_mode:
+        return
 
+    def owned(tags):
+        return PROJECT_TAG in tags and service_tag(service_id) in tags
 
-def remove_leftover(client, service_id, vmid):
-    """After a failed create: destroy the container if PVE left it; a sentence saying what happened."""
     try:
-        guest = find_guest(client, vmid)
-        if guest is None:
-            return ". No container was left behind."
-        tags = parse_tags(guest.get("tags"))
-        ours = (PROJECT_TAG in tags and service_tag(service_id) in tags) or guest.get("lock") == "create"
-        if guest.get("type") != "lxc" or not ours:
-            return f". vmid {vmid} now belongs to another guest, which was left alone."
-        client.run(
-            "DELETE",
-            "/nodes/{}/lxc/{}".format(guest["node"], vmid),
-            f"destroy of the half-created CT {vmid}",
-            purge=True,
-            force=True,
-            **{"destroy-unreferenced-disks": True},
-        )
-        return f". The half-created CT {vmid} was destroyed."
-    except PveApiError as exc:
-        return (
-            f". The half-created CT {vmid} is still there and could not be destroyed ({exc.message}); "
-            f"remove it by hand (pct unlock {vmid}; pct destroy {vmid} --purge)"
-        )
+        result["vmid"] = create_container(client, p["node"], params, f"for service {service_id}", owned, pinned)
+    except CreateFailed as exc:
+        raise ModuleFailure(str(exc)) from None
+    after["vmid"] = result["vmid"]
 
 
 # ---------------------------------------------------------------- reconcile
