@@ -76,7 +76,7 @@ CALLS = (
             need("SDN.Use", BRIDGE, "the bridge of net0 (PVE 8 and later)"),
             need("Sys.Modify", "/", "a privileged container (unprivileged: false)", optional=True),
         ),
-        "create a site's container",
+        "create a site's container or a member of the warm pool",
     ),
     Call(
         "GET",
@@ -97,10 +97,12 @@ CALLS = (
             need("VM.Config.CPU", VM, "cores"),
             need("VM.Config.Memory", VM, "memory, swap"),
             need("VM.Config.Options", VM, "onboot, tags, description"),
-            need("VM.Config.Network", VM, "net0 of a restored container, net0's firewall flag"),
+            need(
+                "VM.Config.Network", VM, "net0 of a restored container, net0's firewall flag, a pool member's hostname"
+            ),
             need("SDN.Use", BRIDGE, "net0 of a restored container, net0's firewall flag"),
         ),
-        "apply a plan, tag, suspend or restore a container; filter its net0",
+        "apply a plan, tag, suspend or restore a container; filter its net0; hand a pool member over to a site",
     ),
     Call(
         "PUT",
