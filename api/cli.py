@@ -11,6 +11,7 @@ import json
 import logging
 import sys
 import threading
+import time
 from importlib import metadata
 
 import click
@@ -156,6 +157,8 @@ def worker(concurrency: int | None) -> None:
         threading.Thread(target=_reconciler, args=(runtime, stop), name="reconciler", daemon=True).start()
     if runtime.settings.ssl_retry_seconds > 0:
         threading.Thread(target=_ssl_retrier, args=(runtime, stop), name="ssl-retrier", daemon=True).start()
+    if runtime.settings.pool_seconds > 0:
+        threading.Thread(target=_pool_keeper, args=(runtime, stop), name="pool-keeper", daemon=True).start()
     consumer = runtime.queue.huey.create_consumer(
         workers=concurrency or runtime.settings.workers,
         worker_type="thread",
@@ -206,6 +209,43 @@ def _ssl_retrier(runtime: Runtime, stop: threading.Event) -> None:
         except Exception:
             log.exception("certificate retry pass failed")
         if stop.wait(60.0):
+            return
+
+
+# How often the pool keeper looks whether a node is short of members (a look is two small queries), and the least
+# time between passes it starts for that, longer after a pass that could make none (a node without room).
+POOL_LOOK_SECONDS = 5.0
+POOL_REFILL_GAP_SECONDS = (10.0, 120.0)
+# How long `proxmoxwp pool fill|drain` waits for a worker's pass under way.
+POOL_WAIT_SECONDS = 900.0
+
+
+def _pool_keeper(runtime: Runtime, stop: threading.Event) -> None:
+    """Keep the warm pool (docs/pool.md): a whole pass every PROXMOXWP_POOL_SECONDS, and one soon after a node is
+    short of members (a site took one). Passes of all workers take turns (a lock); a pass already under way
+    elsewhere is enough."""
+    from api.pool.keeper import Keeper, has_members, shortfall
+
+    log = logging.getLogger("api.pool")
+    keeper = Keeper(runtime)
+    last, gap = None, POOL_REFILL_GAP_SECONDS[0]
+    while True:
+        try:
+            since = None if last is None else time.monotonic() - last
+            wanted = runtime.inventory.pool.size > 0 or has_members(runtime)
+            due = since is None or since >= runtime.settings.pool_seconds
+            short = since is not None and since >= gap and shortfall(runtime) > 0
+            if wanted and (due or short):
+                result = keeper.run()
+                if result.ran:
+                    last = time.monotonic()
+                    made_none = short and not result.made
+                    gap = POOL_REFILL_GAP_SECONDS[1 if made_none else 0]
+                    if result.made or result.removed or result.problems:
+                        log.info("pool pass: %s", result.as_dict())
+        except Exception:
+            log.exception("pool pass failed")
+        if stop.wait(POOL_LOOK_SECONDS):
             return
 
 
@@ -266,6 +306,76 @@ def reconcile(service_id: int | None, wait: bool, timeout: int) -> None:
         if not drift:
             click.echo("  no drift")
     sys.exit(1 if bad else 0)
+
+
+@main.group()
+def pool() -> None:
+    """The warm pool of containers waiting for new sites (docs/pool.md)."""
+
+
+@pool.command("status")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object.")
+def pool_status(as_json: bool) -> None:
+    """The pool's settings and its members as the API knows them (no call to the cluster)."""
+    from api.pool.members import listing, status
+
+    runtime = _runtime()
+    runtime.check()
+    shown = {**status(runtime), "members": listing(runtime)}
+    if as_json:
+        click.echo(json.dumps(shown))
+        return
+    state = "paused (proxmoxwp pool fill resumes it)" if shown["paused"] else "kept filled"
+    if not shown["size"]:
+        click.echo("pool: off (proxmoxwp_pool.size is 0 in the inventory)")
+    else:
+        click.echo(f"pool: {shown['size']} per node of plan {shown['plan']}, from {shown['image']}; {state}")
+    for member in shown["members"]:
+        owner = f" for service {member['service_id']}" if member["service_id"] else ""
+        click.echo(
+            f"  CT {member['vmid']} on {member['node']} ({member['ip'] or 'no address'}): {member['state']}{owner}, "
+            f"checked {member['checked_at'][:19]}"
+        )
+
+
+def _pool_pass(runtime: Runtime) -> None:
+    from api.pool.keeper import Keeper
+
+    result = Keeper(runtime).run(wait=POOL_WAIT_SECONDS)
+    if not result.ran:
+        raise click.ClickException(f"a worker's pool pass did not end within {POOL_WAIT_SECONDS:.0f} s; try again")
+    click.echo(f"checked {result.checked} members; removed {result.removed or 'none'}; made {result.made or 'none'}")
+    for vmid, reason in result.failed.items():
+        click.echo(f"  CT {vmid} failed its check and was removed: {reason}")
+    for problem in result.problems:
+        click.echo(f"  problem: {problem}")
+    if result.problems or result.failed:
+        sys.exit(1)
+
+
+@pool.command("fill")
+def pool_fill() -> None:
+    """Keep the pool filled again (after a drain) and fill it now: check every member, replace those not ready."""
+    from api.pool.members import set_paused
+
+    runtime = _runtime()
+    runtime.check()
+    Runtime.put_tools_on_path()
+    set_paused(runtime, False)
+    _pool_pass(runtime)
+
+
+@pool.command("drain")
+def pool_drain() -> None:
+    """Remove every member and keep the pool empty until `proxmoxwp pool fill`. Members already given to sites
+    being created stay theirs."""
+    from api.pool.members import set_paused
+
+    runtime = _runtime()
+    runtime.check()
+    Runtime.put_tools_on_path()
+    set_paused(runtime, True)
+    _pool_pass(runtime)
 
 
 @main.group()

@@ -89,6 +89,9 @@ class Settings(BaseSettings):
     # failure, at most ssl_retry_max_seconds; 0 = never on its own (POST /action/ssl-retry still does).
     ssl_retry_seconds: float = Field(default=600.0, ge=0, le=7 * 86400)
     ssl_retry_max_seconds: float = Field(default=86400.0, gt=0, le=30 * 86400)
+    # How often a worker checks every member of the warm pool (docs/pool.md); a node short of members is filled
+    # within seconds whatever this is. 0 = this worker keeps no pool.
+    pool_seconds: float = Field(default=300.0, ge=0, le=86400)
     max_events_per_job: int = Field(default=500, ge=10, le=100_000)
     secret_key: str | None = None
     max_wait_seconds: int = Field(default=60, ge=0, le=600)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import secrets
 import string
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
@@ -17,7 +18,8 @@ import idna
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from api.ansible_vars import read_variables
-from api.config import ConfigError
+from api.config import PROJECT_DIR, ConfigError
+from api.pve import init_collection_loader
 
 PLAN_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
@@ -28,6 +30,8 @@ API_VARIABLES = (
     "proxmoxwp_subdomain_prefix",
     "proxmoxwp_wordpress_admin_prefix",
     "proxmoxwp_wordpress_admin_user",  # replaced by the prefix: read only to say so
+    "proxmoxwp_pool",
+    "proxmoxwp_pve_ostemplate",
 )
 ADMIN_SUFFIX = 6  # letters and digits after the prefix and a dash: 36**6 logins per prefix
 
@@ -84,15 +88,35 @@ class Naming(BaseModel):
         return f"{self.admin_prefix}-{''.join(secrets.choice(alphabet) for _ in range(ADMIN_SUFFIX))}"
 
 
-class Inventory:
-    """Plans and naming as the playbooks see them on `localhost` of the inventory at `path`."""
+class PoolSpec(BaseModel):
+    """The warm pool's settings (`proxmoxwp_pool`, docs/pool.md): members per node, made at the size of `plan`."""
 
-    def __init__(self, path: Path, vault_password_file: Path | None = None) -> None:
+    model_config = ConfigDict(extra="forbid")
+
+    size: int = Field(default=0, ge=0, le=50)
+    plan: str = "basic"
+
+
+@dataclass(frozen=True)
+class PoolSettings:
+    size: int
+    plan: Plan | None  # None when the pool is off
+    plan_name: str
+    ostemplate: str  # the golden image members are made from (proxmoxwp_pve_ostemplate)
+
+
+class Inventory:
+    """Plans, naming and the warm pool as the playbooks see them on `localhost` of the inventory at `path`."""
+
+    def __init__(self, path: Path, vault_password_file: Path | None = None, project_dir: Path = PROJECT_DIR) -> None:
         self.path = path
         self.vault_password_file = vault_password_file
+        self.project_dir = project_dir
 
     @cached_property
     def variables(self) -> dict:
+        # the inventory's lookups (the lab's pool size comes from the environment) need Ansible's collection loader
+        init_collection_loader(self.project_dir)
         return read_variables(self.path, API_VARIABLES, self.vault_password_file)
 
     @cached_property
@@ -131,10 +155,29 @@ class Inventory:
             message = str(error["msg"]).removeprefix("Value error, ")
             raise ConfigError(f"PROXMOXWP_INVENTORY: {message}") from None
 
+    @cached_property
+    def pool(self) -> PoolSettings:
+        try:
+            spec = PoolSpec.model_validate(self.variables.get("proxmoxwp_pool") or {})
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            where = ".".join(str(part) for part in error["loc"])
+            raise ConfigError(f"PROXMOXWP_INVENTORY: proxmoxwp_pool.{where}: {error['msg']}") from None
+        ostemplate = str(self.variables.get("proxmoxwp_pve_ostemplate") or "")
+        if spec.size == 0:
+            return PoolSettings(0, None, spec.plan, ostemplate)
+        if spec.plan not in self.plans:
+            raise ConfigError(
+                f"PROXMOXWP_INVENTORY: proxmoxwp_pool.plan {spec.plan!r} is not a plan ({', '.join(self.plans)})"
+            )
+        if not ostemplate:
+            raise ConfigError("PROXMOXWP_INVENTORY: proxmoxwp_pool needs proxmoxwp_pve_ostemplate, the golden image")
+        return PoolSettings(spec.size, self.plans[spec.plan], spec.plan, ostemplate)
+
     def subdomain(self, service_id: int) -> str:
         """The site's name: `<prefix><service_id>.<base zone>` (the playbooks use the same rule)."""
         return f"{self.naming.subdomain_prefix}{service_id}.{self.naming.base_zone}"
 
     def check(self) -> None:
         """Load everything now so that a broken inventory fails at start, not at the first request."""
-        _ = self.plans, self.naming
+        _ = self.plans, self.naming, self.pool

@@ -20,6 +20,7 @@ from api.errors import ApiError, bad_request, conflict, not_found, unprocessable
 from api.jobs.kinds import KINDS, queue_job
 from api.jobs.secrets import forget_sealed
 from api.models import UNFINISHED, Backup, Domain, Job, JobState, Service, ServiceState
+from api.pool import members as pool_members
 from api.runtime import Runtime
 from api.schemas import (
     BackupRequest,
@@ -192,6 +193,12 @@ class Lifecycle:
             service.proxy_enabled = True
             password = secrets.token_urlsafe(18)
             key = login_links.site_key(self.runtime.secret_box, service)
+            # a member of the warm pool on the chosen node, if one is ready: the site takes it over (docs/pool.md)
+            member = pool_members.claim(
+                session, inventory.pool, self.runtime.pool_image, inventory.plans[data.plan], node, service.service_id
+            )
+            site_node = member.node if member is not None else node
+            service.node = site_node
             job = self._job(
                 session,
                 service,
@@ -203,7 +210,8 @@ class Lifecycle:
                     "subdomain": service.subdomain,
                     "admin_user": service.admin_user,
                     "login_key_id": login_links.key_id(key),
-                    **({"node": node} if node else {}),
+                    **({"node": site_node} if site_node else {}),
+                    **({"pool_vmid": member.vmid} if member else {}),
                 },
                 heading_to=ServiceState.ACTIVE,
                 sealed=self.runtime.secret_box.seal({"admin_password": password, "login_key": key.hex()}),

@@ -1,4 +1,4 @@
-"""The database: services, their domains and backups, jobs and job events."""
+"""The database: services, their domains and backups, jobs and job events, and the warm pool."""
 
 from __future__ import annotations
 
@@ -165,6 +165,38 @@ class Lock(Base):
     name: Mapped[str] = mapped_column(String(200), primary_key=True)
     holder: Mapped[str] = mapped_column(String(200))
     expires_at: Mapped[datetime]
+
+
+class PoolMember(Base):
+    """A container of the warm pool (docs/pool.md), as the workers' pool keeper made and last checked it. `ready`
+    members wait on their node; create-site takes one with a conditional update (`claimed`, with the service), so
+    no member goes to two sites; `removing` ones are being drained and are never given. A claimed member's row
+    goes when its creation ends: from then on the container is the site's."""
+
+    __tablename__ = "pool_members"
+    __table_args__ = (Index("ix_pool_members_state_node", "state", "node"),)
+
+    vmid: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    node: Mapped[str] = mapped_column(String(64))
+    ip: Mapped[str | None] = mapped_column(String(45))
+    # the tag of the golden image it was made from (img-<digest>)
+    image: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16), default="ready")
+    service_id: Mapped[int | None] = mapped_column(BigInteger)
+    made_at: Mapped[datetime] = mapped_column(default=utcnow)
+    checked_at: Mapped[datetime] = mapped_column(default=utcnow)
+    claimed_at: Mapped[datetime | None]
+
+
+class PoolControl(Base):
+    """Whether the pool keeper keeps the pool filled: `proxmoxwp pool drain` pauses it, `proxmoxwp pool fill`
+    resumes it. One row (id 1); no row is the default, filling."""
+
+    __tablename__ = "pool_control"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    paused: Mapped[bool] = mapped_column(Boolean, default=False)
+    changed_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class Job(Base):

@@ -21,7 +21,7 @@ from api.ansible_vars import read_variables
 from api.config import ConfigError, Settings
 from api.errors import unavailable
 from api.inventory import Plan
-from api.placement import GIB, MIB, Reserve, choose, maintenance_nodes, rooms
+from api.placement import GIB, MIB, Reserve, Room, choose, maintenance_nodes, rooms
 from api.pve import load_collections, pve_client
 
 log = logging.getLogger(__name__)
@@ -99,9 +99,9 @@ class Placer:
         api = dict(self.config.api, timeout=min(int(self.config.api.get("timeout") or READ_TIMEOUT), READ_TIMEOUT))
         return pve_client(self.settings, api)
 
-    def node_for(self, plan: Plan) -> str | None:
-        """The node a new site of `plan` goes on, or None when this inventory places nothing. ApiError 503
-        no_capacity when no allowed node has room, pve_unavailable when Proxmox VE does not answer."""
+    def rooms(self) -> list[Room] | None:
+        """The room on each allowed node, or None when this inventory places nothing. ApiError 503 pve_unavailable
+        when Proxmox VE does not answer or the settings are wrong."""
         try:
             config = self.config
             if config is None:
@@ -111,7 +111,14 @@ class Placer:
         except ConfigError as exc:  # the inventory's placement or connection settings: the operator's to mend
             log.error("placement: %s", exc)
             raise unavailable("pve_unavailable", UNREACHABLE) from None
-        found = rooms(resources, config.nodes, config.storage, config.reserve, maintenance_nodes(manager))
+        return rooms(resources, config.nodes, config.storage, config.reserve, maintenance_nodes(manager))
+
+    def node_for(self, plan: Plan) -> str | None:
+        """The node a new site of `plan` goes on, or None when this inventory places nothing. ApiError 503
+        no_capacity when no allowed node has room, pve_unavailable when Proxmox VE does not answer."""
+        found = self.rooms()
+        if found is None:
+            return None
         room = choose(found, plan.memory_mb * MIB, plan.disk_gb * GIB)
         seen = "; ".join(r.describe() for r in found)
         if room is None:

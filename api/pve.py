@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+from pathlib import Path
 from typing import Any
 
 from api.config import ConfigError, Settings
@@ -20,7 +21,12 @@ CLIENT = "ansible_collections.proxmoxwp.hosting.plugins.module_utils.proxmoxwp_p
 
 def load_collections(settings: Settings) -> None:
     """Ansible's collection loader, as ansible-playbook sets it up (once per process: Ansible warns otherwise)."""
-    _init_loader(str(settings.project_dir / "collections"))
+    init_collection_loader(settings.project_dir)
+
+
+def init_collection_loader(project_dir: Path) -> None:
+    """The same for a project directory: its `collections/` links the collection's name to the checkout."""
+    _init_loader(str(project_dir / "collections"))
 
 
 @functools.cache

@@ -38,11 +38,19 @@ class Runtime:
 
     @cached_property
     def inventory(self) -> Inventory:
-        return Inventory(self.settings.inventory, self.settings.vault_password_file)
+        return Inventory(self.settings.inventory, self.settings.vault_password_file, self.settings.project_dir)
 
     @cached_property
     def placer(self) -> Placer:
         return Placer(self.settings)
+
+    @cached_property
+    def pool_image(self) -> str:
+        """The tag of the golden image the warm pool's members are made from now (docs/pool.md); "" without a pool."""
+        from api.pool.images import image_tag
+
+        pool = self.inventory.pool
+        return image_tag(self.settings, pool.ostemplate) if pool.size else ""
 
     @cached_property
     def secret_box(self) -> SecretBox:

@@ -339,6 +339,16 @@ class DoctorCheck(BaseModel):
     fix: str = Field(description="How to fix it; empty when ok.")
 
 
+class PoolStatus(BaseModel):
+    size: int = Field(description="Members wanted per node (`proxmoxwp_pool.size`); 0: no pool.")
+    plan: str | None = Field(description="The plan members are made at; null without a pool.")
+    image: str | None = Field(description="The golden image members are made from; null without a pool.")
+    paused: bool = Field(description="`proxmoxwp pool drain` emptied it and keeps it empty until `pool fill`.")
+    ready: dict[str, int] = Field(description="Members waiting for a site, per node.")
+    claimed: dict[str, int] = Field(description="Members given to sites being created, per node.")
+    removing: dict[str, int] = Field(description="Members being removed, per node.")
+
+
 class Health(BaseModel):
     success: Literal[True] = True
     status: Literal["ok", "failing"] = Field(
@@ -348,3 +358,4 @@ class Health(BaseModel):
     waiters: int = Field(description="Requests waiting for their job (`wait`) now, in the process that answered.")
     max_waiters: int = Field(description="How many may wait at once in that process; more are refused (503).")
     checks: list[DoctorCheck] | None = Field(default=None, description="With deep=1: each check and what it found.")
+    pool: PoolStatus | None = Field(default=None, description="With deep=1: the warm pool (docs/pool.md).")

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from api import certificates
 from api.models import Backup, Certificate, Domain, Drift, Job, JobState, Service, ServiceState
+from api.pool import members as pool_members
 
 # set_stats keys that update the service record; everything a playbook reports is kept in the job.
 SERVICE_STATS = {"vmid": int, "node": str, "ip": str, "proxy_enabled": bool}
@@ -82,6 +83,12 @@ def _created(session: Session, service: Service, job: Job) -> None:
     service.proxy_enabled = service.proxy_enabled if service.proxy_enabled is not None else True
     certificates.record(session, service, job)
     _login_set_up(session, service, job)
+    pool_members.release(session, service.service_id)
+
+
+def _not_created(session: Session, service: Service, _job: Job) -> None:
+    """A member of the warm pool the creation took is gone with the run's undo, or is the clean-up's to remove."""
+    pool_members.release(session, service.service_id)
 
 
 def _deleted(session: Session, service: Service, _job: Job) -> None:
@@ -176,7 +183,15 @@ def record_drift(session: Session, service: Service, job: Job) -> None:
 KINDS: dict[str, Kind] = {
     kind.name: kind
     for kind in (
-        Kind("create", "site_create.yml", 1800, ServiceState.PROVISIONING, _created, cut_off_undo="cleanup"),
+        Kind(
+            "create",
+            "site_create.yml",
+            1800,
+            ServiceState.PROVISIONING,
+            _created,
+            on_failure=_not_created,
+            cut_off_undo="cleanup",
+        ),
         Kind("delete", "site_delete.yml", 900, ServiceState.DELETING, _deleted),
         # What a creation that was cut off may have left: its container, DNS record and proxy host. The site never
         # came up, so everything of the service goes; the service stays failed, with the creation's reason.

@@ -9,6 +9,7 @@ from api import schemas
 from api.auth import require_token
 from api.doctor import local
 from api.openapi import document, route
+from api.pool import members as pool_members
 
 bp = Blueprint("meta", __name__)
 
@@ -36,6 +37,7 @@ def health(data: schemas.HealthQuery):
         require_token()
         found = local.cheap(ctx.runtime, local.current_user())
         answer["checks"] = [asdict(finding) for finding in found]
+        answer["pool"] = pool_members.status(ctx.runtime)
         answer["status"] = "ok" if all(finding.ok for finding in found) else "failing"
     return jsonify(answer)
 
