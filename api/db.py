@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -73,6 +73,13 @@ class Database:
             yield session
         if session.info.pop(ERASE_AFTER_COMMIT, False):
             self.erase_freed()
+
+    @contextmanager
+    def rows(self) -> Iterator[Connection]:
+        """A read transaction on a Core connection, for the hot reads that want rows, not ORM objects
+        (api/reads.py)."""
+        with self.engine.connect() as connection, connection.begin():
+            yield connection
 
     def write(self, work: Callable[[Session], T], attempts: int = 3) -> T:
         """Run `work` in a write transaction, again if a concurrent writer won a race on a unique key."""

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from api import domain_dns, login_links, presenters, ssl_retry, validation
+from api import domain_dns, login_links, presenters, reads, ssl_retry, validation
 from api.certificates import site_names
 from api.errors import ApiError, bad_request, conflict, not_found, unprocessable
 from api.jobs.kinds import KINDS, queue_job
@@ -661,38 +661,11 @@ class Lifecycle:
     # ---- reads -----------------------------------------------------------------------------------------
 
     def status(self, data: ServiceRef) -> dict:
-        # one statement for the service, its usage and where it is heading; one for its last job
-        backups = select(func.count(Backup.id)).where(Backup.service_id == Service.service_id).scalar_subquery()
-        domains = select(func.count(Domain.id)).where(Domain.service_id == Service.service_id).scalar_subquery()
-        heading = self._heading_to_query(Service.service_id).scalar_subquery()
-        with self.runtime.db.session() as session:
-            row = session.execute(
-                select(Service, backups, domains, heading).where(Service.service_id == data.service_id)
-            ).one_or_none()
-            if row is None:
-                raise not_found("unknown_service", f"There is no site for service {data.service_id}.")
-            service, backups_used, domains_used, heading_to = row
-            last = session.get(Job, service.last_job_id) if service.last_job_id else None
-            if last is None:
-                last = session.scalar(
-                    select(Job).where(Job.service_id == service.service_id).order_by(Job.id.desc()).limit(1)
-                )
-            # the clean-up of a cut-off creation, unless a newer creation or deletion has taken over since
-            newest = session.scalar(
-                select(Job)
-                .where(Job.service_id == service.service_id, Job.kind.in_(("create", "delete", "cleanup")))
-                .order_by(Job.id.desc())
-                .limit(1)
-            )
-            return presenters.status_view(
-                service,
-                self.runtime.inventory.plans.get(service.plan),
-                heading_to,
-                last,
-                backups_used,
-                domains_used,
-                cleanup=newest if newest is not None and newest.kind == "cleanup" else None,
-            )
+        with self.runtime.db.rows() as connection:
+            found = reads.status(connection, data.service_id)
+        if found is None:
+            raise not_found("unknown_service", f"There is no site for service {data.service_id}.")
+        return presenters.status_view(found, self.runtime.inventory.plans.get(found.service.plan))
 
     def job(self, job_id: int) -> dict:
         if not 1 <= job_id <= JOB_ID_MAX:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from api import validation
-from api.certificates import site_names
 from api.inventory import Plan
 from api.models import UNFINISHED, Backup, Certificate, Domain, Drift, Job, JobState, Service
+from api.reads import Status
 
 
 def aware(moment: datetime | None) -> datetime | None:
@@ -95,31 +95,22 @@ def certificate_view(name: str, row: Certificate | None) -> dict:
     }
 
 
-def certificates_view(service: Service) -> list[dict]:
-    rows = {row.name: row for row in service.certificates}
-    return [certificate_view(name, rows.get(name)) for name in site_names(service)]
-
-
 def site_url(service: Service) -> str:
     return f"https://{service.subdomain}/"
 
 
-def status_view(
-    service: Service,
-    plan: Plan | None,
-    heading_to: str | None,
-    last_job: Job | None,
-    backups_used: int,
-    domains_used: int,
-    cleanup: Job | None = None,
-) -> dict:
+def status_view(found: Status, plan: Plan | None) -> dict:
+    """GET /status from the rows api/reads.py reads."""
+    service = found.service
+    certificates = {row.name: row for row in found.certificates}
+    names = [service.subdomain, *found.domains]  # in the order of certificates.site_names
     return {
         "success": True,
         "service_id": service.service_id,
         "subdomain": service.subdomain,
         "site_url": site_url(service),
         "state": service.state,
-        "heading_to": heading_to,
+        "heading_to": service.heading_to,
         "failure_reason": service.failure_reason,
         "plan": service.plan,
         "email": service.email,
@@ -128,13 +119,13 @@ def status_view(
         "ip": service.ip,
         "proxy_enabled": service.proxy_enabled,
         "quotas": {
-            "backups": quota(plan.backups if plan else 0, backups_used),
-            "domains": quota(plan.domains if plan else 0, domains_used),
+            "backups": quota(plan.backups if plan else 0, service.backups),
+            "domains": quota(plan.domains if plan else 0, service.domains),
         },
-        "last_job": job_view(last_job) if last_job else None,
-        "leftovers": leftovers_view(cleanup),
-        "drift": [drift_view(drift) for drift in service.drift],
-        "certificates": certificates_view(service),
+        "last_job": job_view(found.last_job) if found.last_job else None,
+        "leftovers": leftovers_view(found.cleanup),
+        "drift": [drift_view(drift) for drift in found.drift],
+        "certificates": [certificate_view(name, certificates.get(name)) for name in names],
     }
 
 
