@@ -173,12 +173,10 @@ def claim_the_lab(lab_cache: Path) -> None:
         handle.write(worker)
 
 
-@pytest.fixture(scope="session")
-def shared_lab(lab_cache, lab_dir, lab_rootfs, tmp_path_factory) -> Iterator[RunningLab]:
-    """The run's lab, up with the golden image; down at the end of the session whatever the outcome."""
-    claim_the_lab(lab_cache)
-    data_dir = tmp_path_factory.mktemp("shared-lab")
-    env = lab_environment(data_dir, lab_dir)
+@contextlib.contextmanager
+def running_lab(data_dir: Path, env: dict[str, str]) -> Iterator[RunningLab]:
+    """`proxmoxwp lab up` in `data_dir` with `env` (tests/labs.py lab_environment), checked and described; down at
+    the end whatever the outcome, with anything a failure left removed."""
     lab_files = data_dir / "lab"
     try:
         before = lab_command(env, "status", "--json")
@@ -220,3 +218,12 @@ def shared_lab(lab_cache, lab_dir, lab_rootfs, tmp_path_factory) -> Iterator[Run
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         remove_bridge(env["PROXMOXWP_LAB_BRIDGE"])
+
+
+@pytest.fixture(scope="session")
+def shared_lab(lab_cache, lab_dir, lab_rootfs, tmp_path_factory) -> Iterator[RunningLab]:
+    """The run's lab, up with the golden image; down at the end of the session whatever the outcome."""
+    claim_the_lab(lab_cache)
+    data_dir = tmp_path_factory.mktemp("shared-lab")
+    with running_lab(data_dir, lab_environment(data_dir, lab_dir)) as lab:
+        yield lab
