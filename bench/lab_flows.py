@@ -1,11 +1,14 @@
-"""Lab flow benchmark: create-site to the first 200 through the lab proxy, golden image against bare Debian, and
-the time of every other operation, all through the API of real labs (`proxmoxwp lab up`) in one run.
+"""Lab flow benchmark: create-site to the first 200 through the lab proxy, from a warm pool, from the golden image and
+from bare Debian, and the time of every other operation, all through the API of real labs (`proxmoxwp lab up`) in
+one run.
 
-Two labs run side by side, each in a data directory, on loopback ports, a bridge and a /24 of its own: the golden
-lab (its `images` directory holds the golden archive, which its `lab up` builds) and the bare lab (`lab up
---no-golden` with an empty `images` directory of its own, so sites install WordPress from Debian's packages). Both
-share one Debian rootfs cache, built by the first `lab up`. Each round creates one site per path, alternating which
-path goes first, and times the create-site request to the first 200 with the site's title through the lab proxy.
+Three labs run side by side, each in a data directory, on loopback ports, a bridge and a /24 of its own: the golden
+lab (its `images` directory holds the golden archive, which its `lab up` builds), the bare lab (`lab up
+--no-golden` with an empty `images` directory of its own, so sites install WordPress from Debian's packages) and
+the pool's lab (the golden image, one node, and a warm pool of one member: docs/pool.md). All share one Debian
+rootfs cache, built by the first `lab up`. Each round creates one site from the pool (once the member is ready; the
+pool is refilled before the next path, so no refill runs beside it), then one per other path, alternating which goes
+first, and times the create-site request to the first 200 with the site's title through the lab proxy.
 On the golden lab's site, every other operation is then timed from its request until its job succeeded AND the
 customer sees the result (the page down, up again, the backup listed, the name gone...). The table shows medians,
 the ratio bare / golden for create-to-200, and each operation relative to the golden create-to-200 of the same run.
@@ -67,9 +70,12 @@ class BenchError(Exception):
 class RunningLab:
     """One lab of this run: its environment, `lab up` / `lab down`, its API and what a visitor sees."""
 
-    def __init__(self, name: str, directory: Path, shared_cache: Path, images: Path, golden: bool) -> None:
+    def __init__(
+        self, name: str, directory: Path, shared_cache: Path, images: Path, golden: bool, pool: int = 0
+    ) -> None:
         self.name = name
         self.golden = golden
+        self.pool = pool
         self.data_dir = directory / name
         files = self.data_dir / "lab"
         files.mkdir(mode=0o700, parents=True)
@@ -87,6 +93,8 @@ class RunningLab:
             PROXMOXWP_LAB_NETWORK=str(free_subnet(SUBNET_POOL)),
             PROXMOXWP_PUBLIC_IPS="127.0.0.1/32",
         )
+        if pool:  # one node, whose worker keeps `pool` members ready (docs/pool.md)
+            env.update(PROXMOXWP_LAB_NODES="pve1", PROXMOXWP_LAB_POOL_SIZE=str(pool))
         self.env = env
         self.https_port = int(env["PROXMOXWP_LAB_HTTPS_PORT"])
         self.dns_port = int(env["PROXMOXWP_LAB_DNS_PORT"])
@@ -198,6 +206,17 @@ class RunningLab:
 
     def status(self, service_id: int) -> dict:
         return self.call("GET", f"/status?service_id={service_id}")[1]
+
+    def pool_ready(self) -> dict:
+        """Wait until the worker has every member of the pool ready (after `lab up`, or after a site took one)."""
+
+        def full() -> bool:
+            code, health = self.call("GET", "/health?deep=1")
+            return code == 200 and sum((health.get("pool") or {}).get("ready", {}).values()) >= self.pool
+
+        started = time.monotonic()
+        wait_for(full, timeout=CREATE_TIMEOUT, what=f"{self.name}: the pool to fill", interval=POLL, error=BenchError)
+        return {"seconds": time.monotonic() - started}
 
     # --- what a visitor sees ---
 
@@ -396,13 +415,27 @@ def main() -> int:
         labs.append(bare)
         print(f"lab up --no-golden (bare, rootfs cached) in {bare.data_dir}", flush=True)
         one_time["lab_up_bare"] = bare.up()
+        pooled = RunningLab("pool", directory, shared / "cache", shared / "images", golden=True, pool=1)
+        labs.append(pooled)
+        print(f"lab up (one node, a pool of one) in {pooled.data_dir}", flush=True)
+        one_time["lab_up_pool"] = pooled.up()
+        one_time["pool_first_fill"] = pooled.pool_ready()
 
-        create: dict[str, list[dict]] = {"golden": [], "bare": []}
+        create: dict[str, list[dict]] = {"pool": [], "golden": [], "bare": []}
         operations: list[dict[str, dict]] = []
         bare_deletes: list[dict] = []
         for round_ in range(1, options.rounds + 1):
             order = (golden, bare) if round_ % 2 else (bare, golden)
-            print(f"round {round_}: {' then '.join(lab.name for lab in order)}", flush=True)
+            print(f"round {round_}: pool, then {' then '.join(lab.name for lab in order)}", flush=True)
+            # the pool's member is taken, then the pool refilled before the other paths, so no refill runs beside them
+            pooled.pool_ready()
+            name, timing = pooled.create(4000 + round_)
+            stats = pooled.job_state(timing["job_id"]).get("stats") or {}
+            if stats.get("from_pool") is not True:
+                raise BenchError(f"pool: the site of round {round_} did not take the pool's member over: {stats}")
+            timing["subdomain"] = name
+            create["pool"].append(timing)
+            timing["refill"] = pooled.pool_ready()
             for lab in order:
                 service_id = (2000 if lab is golden else 3000) + round_
                 name, timing = lab.create(service_id)
@@ -419,10 +452,13 @@ def main() -> int:
 
         golden_create = median([t["seconds"] for t in create["golden"]])
         bare_create = median([t["seconds"] for t in create["bare"]])
+        pool_create = median([t["seconds"] for t in create["pool"]])
         operation_names = list(operations[0]) if operations else []
         summary = {
             "create_to_first_200": {
-                "golden": golden_create, "bare": bare_create, "ratio_bare_to_golden": bare_create / golden_create,
+                "pool": pool_create, "golden": golden_create, "bare": bare_create,
+                "ratio_bare_to_golden": bare_create / golden_create,
+                "ratio_pool_to_golden": pool_create / golden_create,
             },
             "operations": {
                 op: {"median_seconds": median([r[op]["seconds"] for r in operations]),
@@ -449,9 +485,9 @@ def main() -> int:
         }  # fmt: skip
 
         print("\n| flow | median (s) | rounds (s) | ratio |\n|---|---:|---|---:|")
-        for path in ("golden", "bare"):
+        for path in ("pool", "golden", "bare"):
             values = ", ".join(f"{t['seconds']:.1f}" for t in create[path])
-            ratio = 1.0 if path == "golden" else bare_create / golden_create
+            ratio = median([t["seconds"] for t in create[path]]) / golden_create
             print(f"| create → first 200, {path} | {median([t['seconds'] for t in create[path]]):.1f} | {values} | "
                   f"{ratio:.2f} |")  # fmt: skip
         print("\noperations on the golden lab's site, ratio = time / golden create → first 200 (the baseline)\n")
@@ -465,7 +501,9 @@ def main() -> int:
                   f"{op_summary['ratio_to_golden_create']:.2f} |")  # fmt: skip
         up_golden, up_bare = one_time["lab_up_golden"]["seconds"], one_time["lab_up_bare"]["seconds"]
         print(f"\none-time: lab up (golden, with rootfs and golden image) {up_golden:.0f} s, "
-              f"lab up --no-golden (rootfs cached) {up_bare:.0f} s")  # fmt: skip
+              f"lab up --no-golden (rootfs cached) {up_bare:.0f} s, lab up of the pool's lab "
+              f"{one_time['lab_up_pool']['seconds']:.0f} s and its first fill "
+              f"{one_time['pool_first_fill']['seconds']:.0f} s")  # fmt: skip
         print(f"machine CPU busy during the run: {result['shared_machine']['machine_cpu_busy_fraction']:.0%}; "
               f"other pytest processes: {'yes' if any(sharing.values()) else 'none seen'}")  # fmt: skip
         out = BENCH / "results" / f"lab_flows-{datetime.now(UTC):%Y-%m-%d-%H%M%S}.json"
