@@ -8,14 +8,52 @@ answers with "already exists"; the id is then asked for again. A create task tha
 but PVE may keep a half-made container locked `create`; that one is destroyed, never a guest of someone else.
 """
 
+from ansible_collections.proxmoxwp.hosting.plugins.module_utils.proxmoxwp_address import net0
 from ansible_collections.proxmoxwp.hosting.plugins.module_utils.proxmoxwp_guests import (
     as_int,
     find_guest,
+    format_tags,
     parse_tags,
 )
 from ansible_collections.proxmoxwp.hosting.plugins.module_utils.proxmoxwp_pve import PveApiError
 
 NEXTID_TRIES = 5
+
+
+def container_argument_spec():
+    """The options of a new container (doc fragment proxmoxwp.hosting.proxmoxwp_container)."""
+    return {
+        "storage": {"type": "str"},
+        "unprivileged": {"type": "bool", "default": True},
+        "nesting": {"type": "bool", "default": True},
+        "bridge": {"type": "str", "default": "vmbr0"},
+        "network": {"type": "str"},
+        "gateway": {"type": "str"},
+        "nameserver": {"type": "str"},
+        "ssh_public_keys": {"type": "str"},
+    }
+
+
+def container_params(p, ip, hostname, description, tags, onboot):
+    """The create request's parameters but the vmid: the module's params `p` (the options of a new container and
+    ostemplate, disk_gb, cores, memory, swap), the address, and what the caller names."""
+    return {
+        "ostemplate": p["ostemplate"],
+        "storage": p["storage"],
+        "rootfs": "{}:{}".format(p["storage"], p["disk_gb"]),
+        "hostname": hostname,
+        "cores": p["cores"],
+        "memory": p["memory"],
+        "swap": p["swap"],
+        "unprivileged": p["unprivileged"],
+        "features": "nesting=1" if p["nesting"] else None,
+        "onboot": onboot,
+        "net0": net0(p["bridge"], ip, p["network"], p["gateway"]),
+        "nameserver": p["nameserver"],
+        "ssh-public-keys": p["ssh_public_keys"],
+        "description": description,
+        "tags": format_tags(tags),
+    }
 
 
 class CreateFailed(Exception):

@@ -19,14 +19,16 @@ description:
   - If the create task fails, the module makes sure no half-made container is left (PVE normally removes it;
     one still listed is destroyed).
   - A container disk cannot shrink; a smaller O(disk_gb) fails before any change.
-  - O(ostemplate), O(storage), O(unprivileged), O(nesting), O(bridge), O(network), O(gateway), O(nameserver),
-    O(ssh_public_keys), O(description) and O(hostname) are used at creation only.
+  - O(ostemplate), O(description) and O(hostname) are used at creation only, as are the options of a new
+    container (O(storage), O(network), ...). Creating needs O(node), O(hostname), O(ostemplate), O(storage),
+    O(disk_gb), O(network) and O(gateway).
   - O(state=absent) removes every container of the service (live and archives), or only the one given as O(vmid),
     with its HA resource, its snapshots and its disks, stopping it first.
 version_added: "0.1.0"
 author: ProxmoxWP contributors (!UNKNOWN)
 extends_documentation_fragment:
   - proxmoxwp.hosting.proxmoxwp_api
+  - proxmoxwp.hosting.proxmoxwp_container
   - proxmoxwp.hosting.proxmoxwp_addresses
   - proxmoxwp.hosting.proxmoxwp_relocation
   - proxmoxwp.hosting.attributes
@@ -73,9 +75,6 @@ options:
       - OS template volume, for example C(local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst) (creation only).
       - Required to create.
     type: str
-  storage:
-    description: Storage of the root disk (creation only). Required to create.
-    type: str
   disk_gb:
     description:
       - Size of the root disk in GiB. Required to create.
@@ -91,38 +90,12 @@ options:
   swap:
     description: Swap in MiB. Reconciled on an existing container. Omitted, PVE's default (512) applies.
     type: int
-  unprivileged:
-    description: Create an unprivileged container (creation only).
-    type: bool
-    default: true
-  nesting:
-    description: Enable the C(nesting) feature (creation only; needed by systemd in recent distributions).
-    type: bool
-    default: true
   onboot:
     description:
       - Start the container when its node boots. Reconciled on an existing container when given.
       - Omitted, a new container gets V(true) and an existing one keeps its setting (a suspended site keeps
         V(false)).
     type: bool
-  bridge:
-    description: Bridge of C(net0) (creation only).
-    type: str
-    default: vmbr0
-  network:
-    description:
-      - Network of the containers in CIDR notation, for example C(10.77.0.0/16) (creation only). The container's
-        address is taken from it as O(addresses) says. Required to create.
-    type: str
-  gateway:
-    description: Default gateway of C(net0) (creation only). Required to create.
-    type: str
-  nameserver:
-    description: DNS server(s) of the container (creation only); PVE uses the host's when omitted.
-    type: str
-  ssh_public_keys:
-    description: Public SSH keys for root, one per line, OpenSSH format (creation only).
-    type: str
   description:
     description: Description (notes) of the container (creation only).
     type: str
@@ -227,11 +200,12 @@ from ansible_collections.proxmoxwp.hosting.plugins.module_utils.proxmoxwp_addres
     AddressPool,
     NoAddress,
     address_argument_spec,
-    net0,
     taken_address,
 )
 from ansible_collections.proxmoxwp.hosting.plugins.module_utils.proxmoxwp_create import (  # noqa: E402
     CreateFailed,
+    container_argument_spec,
+    container_params,
     create_container,
     next_vmid,
 )
@@ -310,23 +284,9 @@ def create_at(module, client, result, ip):
                     pinned, taken.get("type"), taken.get("name"), taken.get("node")
                 )
             )
-    params = {
-        "ostemplate": p["ostemplate"],
-        "storage": p["storage"],
-        "rootfs": "{}:{}".format(p["storage"], p["disk_gb"]),
-        "hostname": p["hostname"],
-        "cores": p["cores"],
-        "memory": p["memory"],
-        "swap": p["swap"],
-        "unprivileged": p["unprivileged"],
-        "features": "nesting=1" if p["nesting"] else None,
-        "onboot": True if p["onboot"] is None else p["onboot"],
-        "net0": net0(p["bridge"], ip, p["network"], p["gateway"]),
-        "nameserver": p["nameserver"],
-        "ssh-public-keys": p["ssh_public_keys"],
-        "description": p["description"],
-        "tags": format_tags(wanted_tags(service_id, [], p["suspended"])),
-    }
+    onboot = True if p["onboot"] is None else p["onboot"]
+    tags = wanted_tags(service_id, [], p["suspended"])
+    params = container_params(p, ip, p["hostname"], p["description"], tags, onboot)
     vmid = pinned if pinned is not None or not module.check_mode else next_vmid(client)
     result.update(created=True, changed=True, vmid=vmid, node=p["node"], ip=ip, hostname=p["hostname"])
     after = {"vmid": vmid, **{k: v for k, v in params.items() if v is not None and k not in ("ssh-public-keys",)}}
@@ -437,22 +397,15 @@ def main():
             vmid={"type": "int"},
             hostname={"type": "str"},
             ostemplate={"type": "str"},
-            storage={"type": "str"},
             disk_gb={"type": "int"},
             cores={"type": "int"},
             memory={"type": "int"},
             swap={"type": "int"},
-            unprivileged={"type": "bool", "default": True},
-            nesting={"type": "bool", "default": True},
             onboot={"type": "bool"},
-            bridge={"type": "str", "default": "vmbr0"},
-            network={"type": "str"},
-            gateway={"type": "str"},
-            nameserver={"type": "str"},
-            ssh_public_keys={"type": "str"},
             description={"type": "str"},
             suspended={"type": "bool"},
             job_id={"type": "int"},
+            **container_argument_spec(),
             **address_argument_spec(),
             **relocation_argument_spec(),
         ),

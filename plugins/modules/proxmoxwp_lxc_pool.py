@@ -25,6 +25,7 @@ version_added: "0.1.0"
 author: ProxmoxWP contributors (!UNKNOWN)
 extends_documentation_fragment:
   - proxmoxwp.hosting.proxmoxwp_api
+  - proxmoxwp.hosting.proxmoxwp_container
   - proxmoxwp.hosting.proxmoxwp_addresses
   - proxmoxwp.hosting.proxmoxwp_relocation
   - proxmoxwp.hosting.attributes
@@ -71,9 +72,6 @@ options:
       - The golden image the members are made from. Required for O(state=present).
       - O(state=claimed) - when given, a member made from another image is not handed over.
     type: str
-  storage:
-    description: Storage of a new member's root disk. Required for O(state=present).
-    type: str
   disk_gb:
     description: Size of a new member's root disk in GiB; a site takes it over only if its plan's disk is as large.
     type: int
@@ -86,30 +84,6 @@ options:
   swap:
     description: Swap of a new member in MiB.
     type: int
-  unprivileged:
-    description: Make unprivileged members.
-    type: bool
-    default: true
-  nesting:
-    description: Enable the C(nesting) feature (systemd in recent distributions needs it).
-    type: bool
-    default: true
-  bridge:
-    description: Bridge of C(net0).
-    type: str
-    default: vmbr0
-  network:
-    description: Network of the containers in CIDR notation. Required for O(state=present).
-    type: str
-  gateway:
-    description: Default gateway of C(net0). Required for O(state=present).
-    type: str
-  nameserver:
-    description: DNS server(s) of a new member; PVE uses the host's when omitted.
-    type: str
-  ssh_public_keys:
-    description: Public SSH keys for root, one per line, OpenSSH format.
-    type: str
 notes:
   - A member holds its address while it waits; the site that takes it over keeps that address (docs/pool.md).
   - Members are not HA resources and start on boot only if they were running; a site's HA resource is made when it
@@ -182,11 +156,12 @@ from ansible_collections.proxmoxwp.hosting.plugins.module_utils.proxmoxwp_addres
     AddressPool,
     NoAddress,
     address_argument_spec,
-    net0,
     taken_address,
 )
 from ansible_collections.proxmoxwp.hosting.plugins.module_utils.proxmoxwp_create import (  # noqa: E402
     CreateFailed,
+    container_argument_spec,
+    container_params,
     create_container,
 )
 from ansible_collections.proxmoxwp.hosting.plugins.module_utils.proxmoxwp_guests import (  # noqa: E402
@@ -257,23 +232,8 @@ def fill(module, client, result):
 
 
 def make_member(client, p, ip, image):
-    params = {
-        "ostemplate": p["ostemplate"],
-        "storage": p["storage"],
-        "rootfs": "{}:{}".format(p["storage"], p["disk_gb"]),
-        "hostname": MEMBER_HOSTNAME,
-        "cores": p["cores"],
-        "memory": p["memory"],
-        "swap": p["swap"],
-        "unprivileged": p["unprivileged"],
-        "features": "nesting=1" if p["nesting"] else None,
-        "onboot": True,
-        "net0": net0(p["bridge"], ip, p["network"], p["gateway"]),
-        "nameserver": p["nameserver"],
-        "ssh-public-keys": p["ssh_public_keys"],
-        "description": f"ProxmoxWP warm pool member, made from {p['ostemplate']}; a new site takes it over.",
-        "tags": format_tags([PROJECT_TAG, POOL_TAG, image]),
-    }
+    description = f"ProxmoxWP warm pool member, made from {p['ostemplate']}; a new site takes it over."
+    params = container_params(p, ip, MEMBER_HOSTNAME, description, [PROJECT_TAG, POOL_TAG, image], True)
     try:
         return create_container(client, p["node"], params, f"for the pool on {p['node']}", is_member)
     except CreateFailed as exc:
@@ -368,18 +328,11 @@ def main():
             hostname={"type": "str"},
             description={"type": "str"},
             ostemplate={"type": "str"},
-            storage={"type": "str"},
             disk_gb={"type": "int"},
             cores={"type": "int"},
             memory={"type": "int"},
             swap={"type": "int"},
-            unprivileged={"type": "bool", "default": True},
-            nesting={"type": "bool", "default": True},
-            bridge={"type": "str", "default": "vmbr0"},
-            network={"type": "str"},
-            gateway={"type": "str"},
-            nameserver={"type": "str"},
-            ssh_public_keys={"type": "str"},
+            **container_argument_spec(),
             **address_argument_spec(),
             **relocation_argument_spec(),
         ),
