@@ -338,9 +338,15 @@ def pool_status(as_json: bool) -> None:
         )
 
 
-def _pool_pass(runtime: Runtime) -> None:
+def _pool_pass(keep_filled: bool) -> None:
+    """Keep the pool filled or empty from now on, then do one pass that makes it so."""
     from api.pool.keeper import Keeper
+    from api.pool.members import set_paused
 
+    runtime = _runtime()
+    runtime.check()
+    Runtime.put_tools_on_path()
+    set_paused(runtime, not keep_filled)
     result = Keeper(runtime).run(wait=POOL_WAIT_SECONDS)
     if not result.ran:
         raise click.ClickException(f"a worker's pool pass did not end within {POOL_WAIT_SECONDS:.0f} s; try again")
@@ -356,26 +362,14 @@ def _pool_pass(runtime: Runtime) -> None:
 @pool.command("fill")
 def pool_fill() -> None:
     """Keep the pool filled again (after a drain) and fill it now: check every member, replace those not ready."""
-    from api.pool.members import set_paused
-
-    runtime = _runtime()
-    runtime.check()
-    Runtime.put_tools_on_path()
-    set_paused(runtime, False)
-    _pool_pass(runtime)
+    _pool_pass(keep_filled=True)
 
 
 @pool.command("drain")
 def pool_drain() -> None:
     """Remove every member and keep the pool empty until `proxmoxwp pool fill`. Members already given to sites
     being created stay theirs."""
-    from api.pool.members import set_paused
-
-    runtime = _runtime()
-    runtime.check()
-    Runtime.put_tools_on_path()
-    set_paused(runtime, True)
-    _pool_pass(runtime)
+    _pool_pass(keep_filled=False)
 
 
 @main.group()

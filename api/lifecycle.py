@@ -184,7 +184,6 @@ class Lifecycle:
             if place:
                 raise _PlaceFirst
             service.email, service.plan, service.public_ip = data.email, data.plan, data.public_ip
-            service.node = node
             if service.state in (None, ServiceState.DELETED) or not service.admin_user:
                 # chosen once per site: a failed creation tried again may find WordPress installed with it
                 service.admin_user = inventory.naming.new_admin_user()

@@ -29,7 +29,7 @@ from api.jobs import locks
 from api.jobs.runner import PlaybookRun
 from api.models import PoolMember
 from api.placement import GIB, MIB
-from api.pool.members import CLAIMED, READY, REMOVING, now, paused
+from api.pool.members import CLAIMED, READY, REMOVING, now, paused, ready_by_node
 from api.runtime import Runtime
 from api.waiting import TimedOut, wait_for
 
@@ -71,14 +71,7 @@ def shortfall(runtime: Runtime) -> int:
         return 0
     if not pool.size or config is None or paused(runtime):
         return 0
-    with runtime.db.session() as session:
-        ready = dict(
-            session.execute(
-                select(PoolMember.node, func.count())
-                .where(PoolMember.state == READY, PoolMember.image == runtime.pool_image)
-                .group_by(PoolMember.node)
-            ).all()
-        )
+    ready = ready_by_node(runtime)
     return sum(max(pool.size - ready.get(node, 0), 0) for node in config.nodes)
 
 
@@ -176,14 +169,7 @@ class Keeper:
         if rooms is None:
             result.problems.append("the inventory has no Proxmox VE connection (proxmoxwp_pve_api)")
             return
-        with self.runtime.db.session() as session:
-            ready = dict(
-                session.execute(
-                    select(PoolMember.node, func.count())
-                    .where(PoolMember.state == READY, PoolMember.image == image)
-                    .group_by(PoolMember.node)
-                ).all()
-            )
+        ready = ready_by_node(self.runtime)
         largest = max(self.runtime.inventory.plans.values(), key=lambda p: (p.memory_mb, p.disk_gb))
         assert pool.plan is not None
         for room in rooms:

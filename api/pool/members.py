@@ -74,9 +74,24 @@ def release(session: Session, service_id: int) -> None:
     )
 
 
+PAUSED = select(PoolControl.paused).where(PoolControl.id == 1)
+
+
 def paused(runtime: Runtime) -> bool:
     with runtime.db.session() as session:
-        return bool(session.scalar(select(PoolControl.paused).where(PoolControl.id == 1)))
+        return bool(session.scalar(PAUSED))
+
+
+def ready_by_node(runtime: Runtime) -> dict[str, int]:
+    """Ready members of the current golden image, per node."""
+    with runtime.db.session() as session:
+        return dict(
+            session.execute(
+                select(PoolMember.node, func.count())
+                .where(PoolMember.state == READY, PoolMember.image == runtime.pool_image)
+                .group_by(PoolMember.node)
+            ).all()
+        )
 
 
 def set_paused(runtime: Runtime, value: bool) -> None:
@@ -96,7 +111,7 @@ def status(runtime: Runtime) -> dict:
     with runtime.db.session() as session:
         by = (PoolMember.state, PoolMember.node)
         rows = session.execute(select(*by, func.count()).group_by(*by)).all()
-        is_paused = bool(session.scalar(select(PoolControl.paused).where(PoolControl.id == 1)))
+        is_paused = bool(session.scalar(PAUSED))
     counts: dict[str, dict[str, int]] = {}
     for state, node, count in rows:
         counts.setdefault(state, {})[node] = count
