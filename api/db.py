@@ -20,6 +20,7 @@ SQLITE_BUSY_MS = 30_000
 # How long the checkpoint that erases cleared secrets waits for readers (it holds the write lock meanwhile).
 ERASE_BUSY_MS = 200
 ERASE_AFTER_COMMIT = "proxmoxwp_erase_after_commit"
+READ_WITHOUT_TRANSACTION = "proxmoxwp_read_without_transaction"
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,10 @@ def _sqlite_transactions(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _begin(connection) -> None:
-        immediate = connection.get_execution_options().get("proxmoxwp_write", False)
+        options = connection.get_execution_options()
+        if options.get(READ_WITHOUT_TRANSACTION, False):
+            return
+        immediate = options.get("proxmoxwp_write", False)
         connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
@@ -64,6 +68,11 @@ class Database:
         self.is_sqlite = url.startswith("sqlite:")
         self._read = sessionmaker(self.engine, expire_on_commit=False)
         self._write = sessionmaker(self.engine.execution_options(proxmoxwp_write=True), expire_on_commit=False)
+        # No BEGIN and ROLLBACK around the hot reads (a round trip each on PostgreSQL): SQLite's connections run
+        # in autocommit mode with BEGIN only where a transaction is wanted (_sqlite_transactions).
+        self._reads = self.engine.execution_options(
+            **({READ_WITHOUT_TRANSACTION: True} if self.is_sqlite else {"isolation_level": "AUTOCOMMIT"})
+        )
 
     @contextmanager
     def session(self, write: bool = False) -> Iterator[Session]:
@@ -76,9 +85,10 @@ class Database:
 
     @contextmanager
     def rows(self) -> Iterator[Connection]:
-        """A read transaction on a Core connection, for the hot reads that want rows, not ORM objects
-        (api/reads.py)."""
-        with self.engine.connect() as connection, connection.begin():
+        """A Core connection for the hot reads that want rows, not ORM objects (api/reads.py), without a
+        transaction: each statement reads a snapshot of its own. /status reads all it shows in one statement,
+        except a site's domains and drift, which at worst show one a job added or removed in between."""
+        with self._reads.connect() as connection:
             yield connection
 
     def write(self, work: Callable[[Session], T], attempts: int = 3) -> T:

@@ -506,8 +506,8 @@ class Lifecycle:
             .where(Service.service_id == service_id, Service.state != ServiceState.DELETED)
             .order_by(table.id)
         )
-        with self.runtime.db.session() as session:
-            rows = session.execute(statement).all()
+        with self.runtime.db.rows() as connection:
+            rows = connection.execute(statement).all()
         if not rows:
             raise not_found("unknown_service", f"There is no site for service {service_id}.")
         listed = [row for row in rows if getattr(row, columns[0].key) is not None]

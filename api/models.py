@@ -90,6 +90,8 @@ class Service(Base):
 
 class Domain(Base):
     __tablename__ = "domains"
+    # every /status and getdomain reads a site's domains in the order they were attached
+    __table_args__ = (Index("ix_domains_service_id", "service_id", "id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     service_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("services.service_id", ondelete="CASCADE"))
@@ -201,7 +203,12 @@ class PoolControl(Base):
 
 class Job(Base):
     __tablename__ = "jobs"
-    __table_args__ = (Index("ix_jobs_service_state", "service_id", "state"), Index("ix_jobs_state", "state"))
+    # every /status reads a site's newest jobs (ix_jobs_service_newest), the worker the unfinished ones
+    __table_args__ = (
+        Index("ix_jobs_service_state", "service_id", "state"),
+        Index("ix_jobs_service_newest", "service_id", "id"),
+        Index("ix_jobs_state", "state"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     service_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("services.service_id", ondelete="CASCADE"))

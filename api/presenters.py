@@ -102,7 +102,7 @@ def site_url(service: Service) -> str:
 def status_view(found: Status, plan: Plan | None) -> dict:
     """GET /status from the rows api/reads.py reads."""
     service = found.service
-    certificates = {row.name: row for row in found.certificates}
+    certificates = found.certificates
     names = [service.subdomain, *found.domains]  # in the order of certificates.site_names
     return {
         "success": True,

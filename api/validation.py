@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 
@@ -90,6 +91,9 @@ def _idna_problem(exc: Exception) -> str:
     return "is not a valid (internationalised) domain name"
 
 
+# Every /status shows each name in Unicode too: the names are few and decoding one costs more than the rest of its
+# view.
+@functools.lru_cache(maxsize=4096)
 def unicode_domain(ascii_name: str) -> str:
     try:
         return idna.decode(ascii_name)

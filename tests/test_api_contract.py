@@ -22,7 +22,7 @@ from conftest import OTHER_TOKEN, TOKEN, runs, wait_job
 from sqlalchemy.exc import OperationalError
 
 from api.jobs.engine import claim, finish
-from api.models import Base, JobState
+from api.models import Base, Drift, JobState, Service
 
 pytestmark = pytest.mark.db
 
@@ -508,6 +508,38 @@ def test_status_answers_the_whole_record(api, runtime):
     }
     assert set(body["last_job"]) == JOB_KEYS
     assert body["last_job"]["kind"] == "create" and body["last_job"]["state"] == "succeeded"
+
+
+def test_status_shows_each_name_certificate_and_drift_in_order(api, runtime):
+    """/status reads a site, its job and its subdomain's certificate joined, and its domains (each with its
+    certificate, or none yet) and its drift only when it has some: every part shows up, in its order."""
+    active_site(api, runtime, plan="premium")
+    names = ("b.example.com", "a.example.com")
+    added = [api.post("/action/setdomain", {"service_id": 17, "domain": name}) for name in names]
+    assert [answer.status_code for answer in added] == [202, 202]
+    issued = {"name": "wp17.sites.example.net", "ssl": "active", "ssl_error": ""}
+    settle(runtime, added[0].get_json()["job_id"], stats={"domain_state": "active", "certificates": [
+        issued, {"name": "b.example.com", "ssl": "error", "ssl_error": "the name does not point here"},
+    ]})  # fmt: skip
+    with runtime.db.session(write=True) as session:
+        session.add(Drift(service_id=17, key="container", what="the container", expected="running", found="stopped"))
+
+    body = api.get("/status", service_id=17).get_json()
+    assert [(c["name"], c["state"]) for c in body["certificates"]] == [
+        ("wp17.sites.example.net", "active"),
+        ("b.example.com", "error"),
+        ("a.example.com", "none"),  # attached after b.example.com, its certificate not asked for yet
+    ]
+    assert body["certificates"][1]["message"] == "the name does not point here"
+    assert [(d["key"], d["found"]) for d in body["drift"]] == [("container", "stopped")]
+    assert body["quotas"]["domains"]["used"] == 2
+    settled, newest = (answer.get_json()["job_id"] for answer in added)
+    assert body["last_job"]["id"] == settled and body["last_job"]["state"] == "succeeded"
+
+    # a recorded last job that is gone (pruned) gives way to the newest
+    with runtime.db.session(write=True) as session:
+        session.get(Service, 17).last_job_id = 10**9
+    assert api.get("/status", service_id=17).get_json()["last_job"]["id"] == newest
 
 
 def test_backups_make_list_rollback_delete(api, runtime):
