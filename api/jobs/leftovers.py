@@ -11,8 +11,22 @@ from __future__ import annotations
 import psutil
 
 
-def terminate_run_processes(marker: str, grace: float = 5.0) -> int:
-    """Stop every process whose command line contains `marker`, and their children; return how many."""
+def terminate_run_processes(marker: str, grace: float = 5.0, rounds: int = 5) -> int:
+    """Stop every process whose command line contains `marker`, and their children; return how many.
+
+    Looked for again after each round: ansible-playbook may fork a worker for its next task while the round ends
+    it, and that child (with the marker in its command line) was not there when the round looked."""
+    stopped = 0
+    for _ in range(rounds):
+        found = _processes_of(marker)
+        if not found:
+            break
+        _terminate(list(found.values()), grace)
+        stopped += len(found)
+    return stopped
+
+
+def _processes_of(marker: str) -> dict[int, psutil.Process]:
     found: dict[int, psutil.Process] = {}
     for proc in psutil.process_iter(["cmdline"]):
         try:
@@ -22,8 +36,12 @@ def terminate_run_processes(marker: str, grace: float = 5.0) -> int:
                     found[child.pid] = child
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue
+    return found
+
+
+def _terminate(processes: list[psutil.Process], grace: float) -> None:
     alive = []
-    for proc in found.values():
+    for proc in processes:
         try:
             proc.terminate()
             alive.append(proc)
@@ -36,4 +54,3 @@ def terminate_run_processes(marker: str, grace: float = 5.0) -> int:
         except psutil.NoSuchProcess:
             continue
     psutil.wait_procs(still_alive, timeout=grace)
-    return len(found)
