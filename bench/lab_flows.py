@@ -12,6 +12,9 @@ first, and times the create-site request to the first 200 with the site's title 
 On the golden lab's site, every other operation is then timed from its request until its job succeeded AND the
 customer sees the result (the page down, up again, the backup listed, the name gone...). The table shows medians,
 the ratio bare / golden for create-to-200, and each operation relative to the golden create-to-200 of the same run.
+Each job's time is split into its calls to the cluster and the edge (the tasks of the modules that talk to Proxmox
+VE, NPM and DNS, from the task events the worker stored) and the rest, its overhead. First of all, with no lab up,
+it runs bench/api_load.py (--api-rounds), so that one run gives the whole table of bench/README.md.
 One-time costs (`lab up` of each lab) are reported apart. Both labs are taken down at the end, also on error or
 Ctrl-C, and the temporary directory is removed unless --keep.
 
@@ -28,6 +31,7 @@ import platform
 import re
 import secrets
 import signal
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -37,6 +41,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from contextlib import closing
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -60,7 +65,11 @@ LAB_UP_TIMEOUT = 1800.0
 LAB_DOWN_TIMEOUT = 300.0
 CREATE_TIMEOUT = 1200.0  # the bare path installs ~60 packages from the mirror
 OPERATION_TIMEOUT = 600.0
-POLL = 0.5
+POLL = 0.2
+# The modules whose tasks are the calls to the cluster and the edge (Proxmox VE, NPM, DNS): a job's overhead is its
+# time less theirs (docs: bench/README.md, "Job overhead"). proxmoxwp_files runs in the site's container.
+CALL_MODULES = "proxmoxwp.hosting.proxmoxwp_"
+NOT_CALLS = ("proxmoxwp.hosting.proxmoxwp_files",)
 
 
 class BenchError(Exception):
@@ -207,6 +216,21 @@ class RunningLab:
     def status(self, service_id: int) -> dict:
         return self.call("GET", f"/status?service_id={service_id}")[1]
 
+    def calls_seconds(self, job_id: int) -> float:
+        """The seconds the job's tasks spent in the modules that call the cluster and the edge, from the task
+        events the worker stored (each with its module and duration) in the lab's database."""
+        database = self.data_dir / "private" / "proxmoxwp.sqlite3"
+        with closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as connection:
+            rows = connection.execute("SELECT data FROM job_events WHERE job_id = ? AND event = 'runner_on_ok'",
+                                      (job_id,)).fetchall()  # fmt: skip
+        total = 0.0
+        for (data,) in rows:
+            summary = json.loads(data or "{}")
+            action = summary.get("action") or ""
+            if action.startswith(CALL_MODULES) and action not in NOT_CALLS:
+                total += float(summary.get("duration") or 0)
+        return total
+
     def pool_ready(self) -> dict:
         """Wait until the worker has every member of the pool ready (after `lab up`, or after a site took one)."""
 
@@ -276,8 +300,10 @@ class RunningLab:
             f"visible {marks['visible']:.1f} s)",
             flush=True,
         )
+        calls = self.calls_seconds(job_id)
         return {"seconds": seconds, "job_seconds": marks["job"], "visible_seconds": marks["visible"],
-                "job_duration_seconds": marks["job_duration_seconds"], "job_id": job_id}  # fmt: skip
+                "job_duration_seconds": marks["job_duration_seconds"], "job_id": job_id,
+                "calls_seconds": calls, "overhead_seconds": marks["job_duration_seconds"] - calls}  # fmt: skip
 
     def create(self, service_id: int) -> tuple[str, dict]:
         """create-site → the first 200 with the site's title through the proxy; the subdomain and the timing."""
@@ -380,6 +406,19 @@ def cpu_busy() -> tuple[float, float]:
     return sum(fields) - idle, sum(fields)
 
 
+def api_load(rounds: int, directory: Path) -> dict:
+    """bench/api_load.py with `rounds` rounds, waiting for a quiet machine before each measurement: its result."""
+    out = directory / "api_load"
+    argv = [sys.executable, str(BENCH / "api_load.py"), "--rounds", str(rounds), "--wait-quiet", "30",
+            "--output", str(out)]  # fmt: skip
+    print(f"API reads: {' '.join(argv[1:])}", flush=True)
+    done = subprocess.run(argv, cwd=ROOT, stdin=subprocess.DEVNULL, timeout=1800, check=False)
+    written = sorted(out.glob("api_load-*.json"))
+    if done.returncode != 0 or not written:
+        raise BenchError(f"api_load.py exited with {done.returncode}")
+    return json.loads(written[-1].read_text())
+
+
 def median(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
@@ -388,6 +427,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=1, help="sites per path (and operation runs), default 1")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (labs' files and logs)")
+    parser.add_argument("--api-rounds", type=int, default=3,
+                        help="rounds of bench/api_load.py run first, in the same run (default 3; 0: none)")  # fmt: skip
     options = parser.parse_args()
     if os.geteuid() != 0:
         print("error: the lab needs root", file=sys.stderr)
@@ -403,6 +444,8 @@ def main() -> int:
         (shared / "images").mkdir()
         bare_images = directory / "bare-images"
         bare_images.mkdir()
+        # first, on the machine with no lab up: the API's reads against the baseline (bench/api_load.py)
+        api_reads = api_load(options.api_rounds, directory) if options.api_rounds else None
         busy0 = cpu_busy()
         sharing = {"at_start": others_running()}
         load = {"at_start": os.getloadavg()}
@@ -462,9 +505,16 @@ def main() -> int:
             },
             "operations": {
                 op: {"median_seconds": median([r[op]["seconds"] for r in operations]),
-                     "ratio_to_golden_create": median([r[op]["seconds"] for r in operations]) / golden_create}
+                     "ratio_to_golden_create": median([r[op]["seconds"] for r in operations]) / golden_create,
+                     "job_median_seconds": median([r[op]["job_duration_seconds"] for r in operations]),
+                     "calls_median_seconds": median([r[op]["calls_seconds"] for r in operations]),
+                     "overhead_median_seconds": median([r[op]["overhead_seconds"] for r in operations])}
                 for op in operation_names
             },
+            "create_overhead_median_seconds": {
+                path: median([t["overhead_seconds"] for t in create[path]]) for path in create
+            },
+            "api_reads": api_reads,
             "bare_delete_median_seconds": median([t["seconds"] for t in bare_deletes]),
             "one_time_seconds": {k: v["seconds"] for k, v in one_time.items()},
         }  # fmt: skip
@@ -490,15 +540,25 @@ def main() -> int:
             ratio = median([t["seconds"] for t in create[path]]) / golden_create
             print(f"| create → first 200, {path} | {median([t['seconds'] for t in create[path]]):.1f} | {values} | "
                   f"{ratio:.2f} |")  # fmt: skip
-        print("\noperations on the golden lab's site, ratio = time / golden create → first 200 (the baseline)\n")
-        print("| operation | median (s) | rounds (s) | job succeeded (s) | ratio |\n|---|---:|---|---:|---:|")
+        print(
+            "\noperations on the golden lab's site: request → visible and job succeeded (median), the job's own "
+            "time, its calls to the cluster and the edge, its overhead (job − calls); ratio = time / golden create\n"
+        )
+        print("| operation | median (s) | rounds (s) | job (s) | calls (s) | overhead (s) | ratio |\n"
+              "|---|---:|---|---:|---:|---:|---:|")  # fmt: skip
         for op in operation_names:
             runs = [r[op] for r in operations]
             values = ", ".join(format(r["seconds"], ".1f") for r in runs)
-            job = median([r["job_seconds"] for r in runs])
-            op_summary = summary["operations"][op]
-            print(f"| {op} | {op_summary['median_seconds']:.1f} | {values} | {job:.1f} | "
-                  f"{op_summary['ratio_to_golden_create']:.2f} |")  # fmt: skip
+            o = summary["operations"][op]
+            print(f"| {op} | {o['median_seconds']:.1f} | {values} | {o['job_median_seconds']:.1f} | "
+                  f"{o['calls_median_seconds']:.1f} | {o['overhead_median_seconds']:.1f} | "
+                  f"{o['ratio_to_golden_create']:.2f} |")  # fmt: skip
+        if api_reads:
+            print("\nAPI reads at 16 connections against the bare Flask baseline, same run (bench/api_load.py)\n")
+            print("| endpoint | req/s | p99 ms | ratio | CPU ratio |\n|---|---:|---:|---:|---:|")
+            for row in api_reads["summary"]:
+                print(f"| {row['endpoint']} | {row['requests_per_second']:.0f} | {row['p99_ms']:.1f} | "
+                      f"{row['ratio_to_baseline']:.3f} | {row['cpu_ratio_to_baseline']:.3f} |")  # fmt: skip
         up_golden, up_bare = one_time["lab_up_golden"]["seconds"], one_time["lab_up_bare"]["seconds"]
         print(f"\none-time: lab up (golden, with rootfs and golden image) {up_golden:.0f} s, "
               f"lab up --no-golden (rootfs cached) {up_bare:.0f} s, lab up of the pool's lab "

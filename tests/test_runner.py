@@ -171,10 +171,13 @@ def test_tasks_done_counts_each_included_task_each_time_and_a_looped_task_once(t
     """What a job's progress counts (docs/jobs.md, Progress): a task that ran, on any number of hosts. A looped
     task is one, however many items; a file included in a loop counts its tasks once per item."""
     done: list[int] = []
+    modules: dict[str, str] = {}
 
     def counted(record: dict) -> None:
         if "tasks_done" in record:
             done.append(record["tasks_done"])
+        if record["event"] == "runner_on_ok":
+            modules[record["task"]] = record["data"].get("action")
 
     (tmp_path / "steps").write_text("3")
     result = make_run(tmp_path, "include_loop.yml", {"test_control_dir": str(tmp_path)}, on_event=counted).run()
@@ -182,6 +185,8 @@ def test_tasks_done_counts_each_included_task_each_time_and_a_looped_task_once(t
     # the include, 3 × the step's 2 tasks, the loop, the skipped wait, the last task
     assert result.tasks_done == 10
     assert done == list(range(1, 11)), "one more with each task that ends, never two results for one task"
+    # each result names its module (bench/lab_flows.py tells the cluster's and the edge's calls from the rest by it)
+    assert modules["End the run"] == "ansible.builtin.debug"
 
 
 def test_secrets_of_the_environment_reach_the_playbook_but_no_file_of_the_run(tmp_path, monkeypatch):

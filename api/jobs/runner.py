@@ -141,6 +141,9 @@ def summarise_event(event: dict) -> dict:
             summary[key] = data.get(key) or {}
     if data.get("duration") is not None:
         summary["duration"] = data["duration"]
+        # the module that ran (never its arguments): which part of a job's time the cluster or the edge took
+        if data.get("task_action"):
+            summary["action"] = data["task_action"]
     return summary
 
 
