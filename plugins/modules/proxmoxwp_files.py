@@ -8,9 +8,9 @@ module: proxmoxwp_files
 short_description: Hold a set of directories, files and links to what is given, in one step
 description:
   - Makes each directory of O(directories), writes each file of O(files) whose content, owner, group or mode
-    differ, and points each link of O(links) at its source, all in one run of the module on the host. It is what
-    the role C(proxmoxwp.hosting.wordpress) writes a site's configuration with it, in one round trip instead of
-    a C(template) or C(copy) task per file (each a few round trips of its own).
+    differ, and points each link of O(links) at its source, all in one run of the module on the host. The role
+    C(proxmoxwp.hosting.wordpress) writes a site's configuration with it, in one round trip instead of a
+    C(template) or C(copy) task per file (each a few round trips of its own).
   - A file is replaced atomically (written beside it, then renamed), so a reader never sees half of it.
   - It reports the paths it changed, and the services that must take a change (each entry's O(files[].service)),
     so that the playbook notifies only the handlers of what changed.
@@ -35,11 +35,11 @@ options:
         description: The directory's absolute path.
         type: path
         required: true
-      owner:
+      owner: &owner
         description: Its owner.
         type: str
         default: root
-      group:
+      group: &group
         description: Its group.
         type: str
         default: root
@@ -61,14 +61,8 @@ options:
         description: The whole content of the file. Never logged.
         type: str
         required: true
-      owner:
-        description: Its owner.
-        type: str
-        default: root
-      group:
-        description: Its group.
-        type: str
-        default: root
+      owner: *owner
+      group: *group
       mode:
         description: Its mode, in octal.
         type: str
