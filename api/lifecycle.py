@@ -493,25 +493,18 @@ class Lifecycle:
         return None
 
     def backups(self, data: ServiceRef) -> dict:
-        columns = (Backup.name, Backup.state, Backup.created_at)
-        return self._listing(data.service_id, "backups", Backup, columns, presenters.backup_view)
+        return self._listing(data.service_id, "backups", presenters.backup_view)
 
-    def _listing(self, service_id: int, key: str, table, columns: tuple, view) -> dict:
-        """The answer of getbak or getdomain: the service's rows of `table` (oldest first, shown by `view`) under
-        `key`, and the plan's quota of the same name. One statement of plain rows, without ORM objects: the two
-        reads Paymenter's Overview makes on every view. 404 for a service that does not exist or is deleted."""
-        statement = (
-            select(Service.plan, *columns)
-            .outerjoin(table, table.service_id == Service.service_id)
-            .where(Service.service_id == service_id, Service.state != ServiceState.DELETED)
-            .order_by(table.id)
-        )
+    def _listing(self, service_id: int, key: str, view) -> dict:
+        """The answer of getbak or getdomain: the service's backups or domains (`key`, oldest first, shown by `view`)
+        and the plan's quota of the same name, from one prebuilt statement of rows (api/reads.py). 404 for a service
+        that does not exist or is deleted."""
         with self.runtime.db.rows() as connection:
-            rows = connection.execute(statement).all()
-        if not rows:
+            found = reads.listing(connection, service_id, key)
+        if found is None:
             raise not_found("unknown_service", f"There is no site for service {service_id}.")
-        listed = [row for row in rows if getattr(row, columns[0].key) is not None]
-        plan = self.runtime.inventory.plans.get(rows[0].plan)
+        plan_name, listed = found
+        plan = self.runtime.inventory.plans.get(plan_name)
         return {
             "success": True,
             "service_id": service_id,
@@ -600,8 +593,7 @@ class Lifecycle:
         return self.runtime.db.write(work)
 
     def domains(self, data: ServiceRef) -> dict:
-        columns = (Domain.domain, Domain.state, Domain.message, Domain.created_at)
-        return self._listing(data.service_id, "domains", Domain, columns, presenters.domain_view)
+        return self._listing(data.service_id, "domains", presenters.domain_view)
 
     # ---- proxy -----------------------------------------------------------------------------------------
 

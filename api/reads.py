@@ -20,7 +20,7 @@ from typing import Any
 
 from sqlalchemy import BigInteger, Connection, and_, bindparam, func, or_, select
 
-from api.models import UNFINISHED, Backup, Certificate, Domain, Drift, Job, Service
+from api.models import UNFINISHED, Backup, Certificate, Domain, Drift, Job, Service, ServiceState
 
 SERVICE_ID = bindparam("service_id", type_=BigInteger)
 # Jobs whose newest says whether a cut-off creation's clean-up is the site's last word (presenters.leftovers_view).
@@ -104,6 +104,32 @@ DOMAINS = (
     .order_by(Domain.id)
 )
 DRIFT = select(*Drift.__table__.c).where(Drift.service_id == SERVICE_ID).order_by(Drift.id)
+
+
+def _listing(table, columns: tuple) -> Any:
+    """The service's plan and its rows of `table` (oldest first) in one statement: one row with the columns None when
+    it has none, no row for a service that does not exist or is deleted."""
+    return (
+        select(Service.plan, *columns)
+        .outerjoin(table, table.service_id == Service.service_id)
+        .where(Service.service_id == SERVICE_ID, Service.state != ServiceState.DELETED)
+        .order_by(table.id)
+    )
+
+
+# what getbak and getdomain show, the two reads Paymenter's Overview makes beside /status on every view
+LISTINGS = {
+    "backups": _listing(Backup, (Backup.name, Backup.state, Backup.created_at)),
+    "domains": _listing(Domain, (Domain.domain, Domain.state, Domain.message, Domain.created_at)),
+}
+
+
+def listing(connection: Connection, service_id: int, key: str) -> tuple[str, list[Any]] | None:
+    """The service's plan and its backups or domains (`key`); None for a service that does not exist or is deleted."""
+    rows = connection.execute(LISTINGS[key], {"service_id": service_id}).all()
+    if not rows:
+        return None
+    return rows[0].plan, [row for row in rows if row[1] is not None]
 
 
 @dataclass(frozen=True)
