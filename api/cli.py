@@ -214,40 +214,36 @@ def _ssl_retrier(runtime: Runtime, stop: threading.Event) -> None:
             return
 
 
-# How often the pool keeper looks whether a node is short of members (a look is two small queries), and the least
-# time between passes it starts for that, longer after a pass that could make none (a node without room).
-POOL_LOOK_SECONDS = 5.0
-POOL_REFILL_GAP_SECONDS = (10.0, 120.0)
 # How long `proxmoxwp pool fill|drain` waits for a worker's pass under way.
 POOL_WAIT_SECONDS = 900.0
 
 
 def _pool_keeper(runtime: Runtime, stop: threading.Event) -> None:
     """Keep the warm pool (docs/pool.md): a whole pass every PROXMOXWP_POOL_SECONDS, and one soon after a node is
-    short of members (a site took one). Passes of all workers take turns (a lock); a pass already under way
-    elsewhere is enough."""
-    from api.pool.keeper import Keeper, has_members, shortfall
+    short of members (a site took one), once the creations under way have ended (api/pool/schedule.py). Passes of
+    all workers take turns (a lock); a pass already under way elsewhere is enough."""
+    from api.pool.keeper import Keeper, creating, has_members, shortfall
+    from api.pool.schedule import LOOK_SECONDS, KeeperSchedule
 
     log = logging.getLogger("api.pool")
     keeper = Keeper(runtime)
-    last, gap = None, POOL_REFILL_GAP_SECONDS[0]
+    schedule = KeeperSchedule(
+        pool_seconds=runtime.settings.pool_seconds,
+        wanted=lambda: runtime.inventory.pool.size > 0 or has_members(runtime),
+        short=lambda: shortfall(runtime) > 0,
+        creating=lambda: creating(runtime),
+    )
     while True:
         try:
-            since = None if last is None else time.monotonic() - last
-            wanted = runtime.inventory.pool.size > 0 or has_members(runtime)
-            due = since is None or since >= runtime.settings.pool_seconds
-            short = since is not None and since >= gap and shortfall(runtime) > 0
-            if wanted and (due or short):
+            if schedule.due(time.monotonic()):
                 result = keeper.run()
                 if result.ran:
-                    last = time.monotonic()
-                    made_none = short and not result.made
-                    gap = POOL_REFILL_GAP_SECONDS[1 if made_none else 0]
+                    schedule.ran(time.monotonic(), made=len(result.made))
                     if result.made or result.removed or result.problems:
                         log.info("pool pass: %s", result.as_dict())
         except Exception:
             log.exception("pool pass failed")
-        if stop.wait(POOL_LOOK_SECONDS):
+        if stop.wait(LOOK_SECONDS):
             return
 
 

@@ -83,6 +83,14 @@ class TestRacingForTheLastMember:
         assert "pool_vmid" not in api.get(f"/jobs/{created.get_json()['job_id']}").get_json()["job"]["params"]
         assert rows(runtime) == [(901, "ready", None)]
 
+    def test_a_creation_under_way_holds_the_keeper_back(self, runtime, api):
+        from api.pool.keeper import creating
+
+        assert not creating(runtime)
+        created = api.post("/create-site", {"service_id": 704, **CREATE})
+        assert created.status_code == 202
+        assert creating(runtime), "no worker runs: the creation is queued"
+
 
 @pytest.mark.cluster
 class TestTheKeeper:

@@ -27,7 +27,7 @@ from api.errors import ApiError
 from api.inventory import PoolSettings
 from api.jobs import locks
 from api.jobs.runner import PlaybookRun
-from api.models import PoolMember
+from api.models import UNFINISHED, Job, PoolMember
 from api.placement import GIB, MIB
 from api.pool.members import CLAIMED, READY, REMOVING, now, paused, ready_by_node
 from api.runtime import Runtime
@@ -73,6 +73,15 @@ def shortfall(runtime: Runtime) -> int:
         return 0
     ready = ready_by_node(runtime)
     return sum(max(pool.size - ready.get(node, 0), 0) for node in config.nodes)
+
+
+CREATING = select(Job.id).where(Job.kind == "create", Job.state.in_(UNFINISHED)).limit(1)
+
+
+def creating(runtime: Runtime) -> bool:
+    """A site's creation is queued or running (the keeper lets it have the CPUs first)."""
+    with runtime.db.session() as session:
+        return session.execute(CREATING).first() is not None
 
 
 def has_members(runtime: Runtime) -> bool:
