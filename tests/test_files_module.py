@@ -76,3 +76,32 @@ def test_it_writes_what_differs_reports_it_once_and_never_shows_a_content(tmp_pa
     assert (site / "conf.d" / "pool.conf").read_text() == "workers = 8\n"
     assert (site / "conf.d" / "pool.conf").stat().st_ino != before, "replaced by a rename, never written in place"
     assert oct((site / "wp-config.php").stat().st_mode & 0o777) == "0o640"
+
+
+def test_the_hosts_log_never_holds_a_content(tmp_path, monkeypatch, capsys):
+    """Ansible logs each invocation to the host's journal or syslog, masking no_log values in the text of each
+    parameter; a content of several lines (wp-config.php) is there with its newlines escaped, and must not show."""
+    import importlib
+    import syslog
+
+    import pytest
+    from ansible.module_utils import basic
+    from ansible.module_utils.testing import patch_module_args
+
+    from api.pve import init_collection_loader
+
+    init_collection_loader(ROOT)
+    files = importlib.import_module("ansible_collections.proxmoxwp.hosting.plugins.modules.proxmoxwp_files")
+    logged: list[str] = []
+    monkeypatch.setattr(basic, "has_journal", False)
+    monkeypatch.setattr(syslog, "openlog", lambda *args: None)
+    monkeypatch.setattr(syslog, "syslog", lambda priority, message: logged.append(message))
+    config = tmp_path / "wp-config.php"
+    content = f"<?php\ndefine( 'DB_PASSWORD', '{SECRET}' );\ndefine( \"AUTH_KEY\", 'k\\\\ey' );\n"
+    args = {"files": [{"path": str(config), "content": content, "mode": "0640"}], "_ansible_check_mode": True}
+    with patch_module_args(args), pytest.raises(SystemExit):
+        files.main()
+    answer = json.loads(capsys.readouterr().out)
+    assert answer["changed"] and answer["changed_paths"] == [str(config)], answer
+    assert len(logged) == 1 and "Invoked with" in logged[0] and str(config) in logged[0], logged
+    assert SECRET not in logged[0] and "k\\\\ey" not in logged[0], logged[0]

@@ -335,6 +335,13 @@ def assert_hardened(lab: RunningLab, service_id: int, name: str, admin: str) -> 
     assert ":3306 " not in attach(lab, service_id, "ss", "-Htln"), "MariaDB listens on its unix socket only"
     assert "passwordauthentication no" in attach(lab, service_id, "sshd", "-T").splitlines()
 
+    # Ansible logs each module's invocation to the container's journal: none of the site's secrets may be there.
+    secrets = json.loads(attach(lab, service_id, "cat", "/etc/proxmoxwp/wordpress-secrets.json"))
+    secrets["login_key"] = attach(lab, service_id, "cat", "/etc/proxmoxwp/wordpress-login-key").strip()
+    journal = attach(lab, service_id, "journalctl", "--no-pager", "--output", "verbose")
+    assert "Invoked with" in journal, "the journal holds the modules' invocations"
+    assert not [name for name, value in secrets.items() if value in journal], "no secret is in the journal"
+
 
 def wordpress_logins(lab: RunningLab, service_id: int) -> list[str]:
     """The logins WordPress has in the site's container."""

@@ -133,9 +133,26 @@ import os  # noqa: E402
 import tempfile  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+from ansible.module_utils.common.parameters import remove_values  # noqa: E402
 from ansible.module_utils.common.text.converters import to_bytes  # noqa: E402
 
 OWNERSHIP = dict(owner=dict(type="str", default="root"), group=dict(type="str", default="root"))
+
+
+class FilesModule(AnsibleModule):
+    """AnsibleModule, with the contents kept out of the host's log as well.
+
+    Ansible logs each module's invocation to the host's journal (or syslog). It masks no_log values there by
+    searching for them in the text of each parameter, and the text of a list shows each string as Python writes it,
+    its newlines as \\n: a content of more than one line (wp-config.php, with the database password and the salts)
+    was not found, so it was logged whole. The escaped forms are masked too.
+    """
+
+    def log(self, msg, log_args=None):
+        self.no_log_values.update([repr(value)[1:-1] for value in self.no_log_values if isinstance(value, str)])
+        if log_args:
+            log_args = {name: remove_values(value, self.no_log_values) for name, value in log_args.items()}
+        super().log(remove_values(msg, self.no_log_values), log_args=log_args)
 
 
 def attributes(module, path, entry, changed):
@@ -199,7 +216,7 @@ def hold_link(module, entry):
 
 
 def main():
-    module = AnsibleModule(
+    module = FilesModule(
         argument_spec=dict(
             directories=dict(
                 type="list",
