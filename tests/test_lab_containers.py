@@ -122,6 +122,23 @@ def test_bad_names_are_refused_before_anything_is_made(name, lab_containers, lab
     assert after == before
 
 
+@pytest.mark.parametrize("hwaddr", ["BC:24:11:00:00", "01:24:11:00:00:01", "BC:24:11:00:00:0G", "bc-24-11-00-00-01"])
+def test_a_bad_mac_address_is_refused_before_anything_is_made(hwaddr, lab_containers, lab_dir, lab_ssh_key):
+    before = sorted(lab_containers.lxcpath.iterdir()) if lab_containers.lxcpath.exists() else []
+    with pytest.raises(BuildHostError, match="invalid MAC address"):
+        lab_containers.create(
+            "web",
+            source=lab_dir,  # never looked at: the settings are checked first
+            ip_cidr="10.231.255.10/24",
+            gateway="10.231.255.1",
+            bridge="pwptnone",
+            authorized_key=lab_ssh_key.public,
+            hwaddr=hwaddr,
+        )
+    after = sorted(lab_containers.lxcpath.iterdir()) if lab_containers.lxcpath.exists() else []
+    assert after == before
+
+
 @pytest.mark.parametrize("overlay", [True, False], ids=["overlay", "copy"])
 def test_stop_and_destroy_leave_nothing_behind(overlay, lab_containers, lab_rootfs, lab_bridge, lab_ssh_key):
     name = f"gone-{'overlay' if overlay else 'copy'}"

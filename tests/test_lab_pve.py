@@ -220,11 +220,17 @@ def test_stop_start_reboot_and_shutdown_change_the_real_container(pve, real, lab
     assert real.state(102) == "RUNNING" and real.pid(102) not in (None, before)
     wait_ssh(ip, timeout=SSH_TIMEOUT)
 
+    # PVE made net0's MAC address with the container and keeps it: every start has it, so the neighbours that knew
+    # the container reach it at once
+    hwaddr = dict(p.split("=", 1) for p in pve.ok("GET", ct(102, "/config"))["net0"].split(","))["hwaddr"]
+    mac = "cat /sys/class/net/eth0/address"
+    assert ssh(ip, lab_ssh_key, ["sh", "-c", mac]).stdout.strip().upper() == hwaddr
     pve.done("POST", ct(102, "/status/stop"))
     assert real.state(102) == "STOPPED" and pve.status(102)["status"] == "stopped"
     pve.done("POST", ct(102, "/status/start"))
     assert real.state(102) == "RUNNING" and pve.status(102)["status"] == "running"
     wait_ssh(ip, timeout=SSH_TIMEOUT)  # systemd must be up to halt on a shutdown request
+    assert ssh(ip, lab_ssh_key, ["sh", "-c", mac]).stdout.strip().upper() == hwaddr
     pve.done("POST", ct(102, "/status/shutdown"), timeout=30)
     assert real.state(102) == "STOPPED" and pve.status(102)["status"] == "stopped"
 

@@ -47,6 +47,7 @@ NAME = re.compile(r"^[a-z][a-z0-9-]{0,62}$")  # also a valid hostname
 # A domain name the kernel takes as its host name (at most 64 characters).
 LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 HOSTNAME = re.compile(rf"^(?=.{{1,64}}$){LABEL}(\.{LABEL})*$")
+MAC = re.compile(r"^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$")
 AUTHORIZED_KEY = re.compile(r"^(ssh-[a-z0-9-]+|ecdsa-sha2-[a-z0-9-]+|sk-[a-z0-9@.-]+) [A-Za-z0-9+/=]+( [^\n]*)?$")
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 30.0
@@ -92,6 +93,7 @@ class Containers:
         autostart: bool = False,
         idmap: IdMap | None = None,
         disk_bytes: int | None = None,
+        hwaddr: str | None = None,
     ) -> ContainerInfo:
         """Make the stopped container `name` at `ip_cidr` (ADDRESS/PREFIX) on `bridge`, routed by `gateway`.
 
@@ -105,7 +107,7 @@ class Containers:
         """
         check_name(name)
         settings = _settings(
-            name, ip_cidr, gateway, bridge, nameservers, hostname, memory_mb, swap_mb, cores, autostart
+            name, ip_cidr, gateway, bridge, nameservers, hostname, memory_mb, swap_mb, cores, autostart, hwaddr
         )
         keys = _check_authorized_keys(authorized_key) if authorized_key is not None else None
         source = Path(source).absolute()
@@ -149,16 +151,19 @@ class Containers:
         swap_mb: int | None = None,
         cores: int | None = None,
         autostart: bool = False,
+        hwaddr: str | None = None,
     ) -> None:
         """Rewrite the stopped container's LXC config and its host name, hosts and resolv.conf from these settings.
 
         Proxmox VE does this at every start, from its own record of the container; the lab's PVE does the same.
         `hostname` may be a domain name: /etc/hostname gets its first label, /etc/hosts both (Debian's way).
         `nameservers` default to the host's; limits not given are not set; `autostart` marks it for lxc-autostart.
+        `hwaddr` keeps eth0's MAC address from one start to the next, as PVE's net0 does; without it LXC makes a new
+        one at every start, and neighbours that knew the old one reach the container only once their entry expires.
         """
         self._require(name)
         settings = _settings(
-            name, ip_cidr, gateway, bridge, nameservers, hostname, memory_mb, swap_mb, cores, autostart
+            name, ip_cidr, gateway, bridge, nameservers, hostname, memory_mb, swap_mb, cores, autostart, hwaddr
         )
         if self.state(name) != "STOPPED":
             raise BuildHostError(f"container {name} is running: its configuration changes only while it is stopped")
@@ -181,6 +186,7 @@ class Containers:
             settings.hostname,
             settings.autostart,
             idmap,
+            settings.hwaddr,
         )
         partial = directory / "config.partial"
         partial.write_text(config.render())
@@ -478,6 +484,7 @@ class _Settings:
     nameservers: list[str]
     limits: Limits
     autostart: bool
+    hwaddr: str | None
 
 
 def _settings(
@@ -491,6 +498,7 @@ def _settings(
     swap_mb: int | None,
     cores: int | None,
     autostart: bool,
+    hwaddr: str | None = None,
 ) -> _Settings:
     address = _parse_address(ip_cidr)
     router = _parse_gateway(gateway, address)
@@ -499,7 +507,16 @@ def _settings(
         raise BuildHostError(f"invalid host name {hostname!r}: a domain name of at most 64 characters")
     servers = check_nameservers(nameservers) if nameservers is not None else host_nameservers()
     limits = Limits(memory_mb, swap_mb, cores)
-    return _Settings(hostname or name, address, router, bridge, servers, limits, autostart)
+    return _Settings(hostname or name, address, router, bridge, servers, limits, autostart, _check_hwaddr(hwaddr))
+
+
+def _check_hwaddr(hwaddr: str | None) -> str | None:
+    """A unicast MAC address (six hex pairs, the group bit of the first clear), as PVE's net0 takes it; or None."""
+    if hwaddr is None:
+        return None
+    if not MAC.fullmatch(hwaddr) or int(hwaddr[:2], 16) & 1:
+        raise BuildHostError(f"invalid MAC address {hwaddr!r}: expected a unicast address such as BC:24:11:00:00:01")
+    return hwaddr.upper()
 
 
 def _write_identity(root: Path, settings: _Settings, owner: int) -> None:

@@ -105,6 +105,7 @@ class ContainerConfig:
     hostname: str | None = None  # the kernel's host name (lxc.uts.name); the name when None
     autostart: bool = False  # lxc.start.auto: started by lxc-autostart, PVE's `onboot`
     idmap: IdMap | None = None  # an unprivileged container's id map (None: privileged)
+    hwaddr: str | None = None  # eth0's MAC address (None: a new random one at every start)
 
     def render(self) -> str:
         """The config file's text.
@@ -126,6 +127,7 @@ class ContainerConfig:
             f"lxc.net.0.link = {self.bridge}",
             "lxc.net.0.flags = up",
             "lxc.net.0.name = eth0",
+            *([f"lxc.net.0.hwaddr = {self.hwaddr}"] if self.hwaddr else []),
             f"lxc.net.0.ipv4.address = {self.address}",
             f"lxc.net.0.ipv4.gateway = {self.gateway}",
             "lxc.apparmor.profile = unconfined",

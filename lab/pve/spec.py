@@ -37,6 +37,9 @@ class GuestSpec:
     onboot: bool
     unprivileged: bool = True  # PVE creates containers unprivileged unless told otherwise
     disk_bytes: int | None = None  # the rootfs size (None: not given)
+    # net0's MAC address: PVE makes one when the container is made and keeps it, so a restart does not make the
+    # neighbours (the controller, the proxy) wait for their old entry to expire before they reach it again
+    hwaddr: str | None = None
 
     def settings(self, bridge: str) -> dict[str, Any]:
         """Containers.create/configure's keyword arguments, plugged into `bridge` (the lab's, whatever net0 names:
@@ -51,6 +54,7 @@ class GuestSpec:
             "swap_mb": self.swap_mb,
             "cores": self.cores,
             "autostart": self.onboot,
+            "hwaddr": self.hwaddr,
         }
 
     @property
@@ -81,6 +85,7 @@ def guest_spec(vmid: int, config: dict[str, Any]) -> GuestSpec:
         onboot=_true(config.get("onboot", 0)),
         unprivileged=_true(config.get("unprivileged", 1)),
         disk_bytes=rootfs_bytes(config.get("rootfs")),
+        hwaddr=net.get("hwaddr") or None,
     )
 
 
