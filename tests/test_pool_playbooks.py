@@ -5,7 +5,10 @@ over leaving the site a container of its own, and draining that never touches a 
 from __future__ import annotations
 
 import pytest
+import yaml
 from sites import cluster, run_playbook, site_inventory
+
+from lab.ports import free_port
 
 pytestmark = pytest.mark.cluster
 
@@ -79,6 +82,25 @@ def test_a_node_fills_to_its_count_and_a_site_takes_a_member_over_as_if_made_for
     assert [(m["vmid"], m["ready"], m["reason"]) for m in checked.stats["pool_members"]] == [(max(pool), True, "")]
 
 
+def test_a_member_taken_over_is_removed_with_the_rest_when_the_creation_fails(play, pve, edge_peers):
+    made = play("pool_fill.yml", pool_node="pve1", pool_count=1)
+    member = made.stats["pool_made"][0]["vmid"]
+    # HA is given to a member while WordPress is set up in it: its failure still undoes the whole creation
+    refusal = "cfs-lock 'domain-ha' error: got lock timeout"
+    pve.call(lambda: pve.pve.fail_http("POST", "/cluster/ha/resources", 500, refusal, None))
+    failed = play("site_create.yml", False, service_id=SERVICE, plan="basic", public_ip=PUBLIC_IP, pool_vmid=member)
+    assert not failed.ok
+    assert "The pool's container could not be made the site's" in failed.message and refusal in failed.message
+    assert member not in cluster(pve), "the member it took over is removed, as a container made for it would be"
+    subdomain = edge_peers.subdomain(SERVICE)
+    assert edge_peers.addresses(subdomain) == [] and subdomain not in edge_peers.hosts()
+
+    pve.call(pve.pve.clear_faults)
+    retried = play("site_create.yml", service_id=SERVICE, plan="basic", public_ip=PUBLIC_IP, pool_vmid=member)
+    assert retried.stats["from_pool"] is False, "the member is gone: the retry makes the site's container"
+    assert cluster(pve)[retried.stats["vmid"]]["ha"] == "started"
+
+
 def test_a_member_that_cannot_be_taken_over_is_left_and_the_site_gets_its_own(play, pve):
     made = play("pool_fill.yml", pool_node="pve1", pool_count=1)
     member = made.stats["pool_made"][0]["vmid"]
@@ -120,3 +142,25 @@ def test_members_of_an_older_image_are_not_ready_and_draining_never_touches_a_si
     everything = play("pool_drain.yml")
     assert len(everything.stats["pool_removed"]) == 1 and members(pve) == {}
     assert play("pool_drain.yml").changed == 0
+
+
+def test_the_check_looks_inside_each_running_member_and_says_which_it_could_not(tmp_path, pve_api, edge_peers, pve):
+    """With WordPress on, the check logs in to every running member. Here the members' addresses are on loopback and
+    their SSH port is one nothing listens on: each is not ready, and the check says why instead of failing."""
+    inventory = site_inventory(
+        tmp_path, pve_api, edge_peers.settings,
+        proxmoxwp_ct_network="127.0.0.0/8", proxmoxwp_ct_gateway="127.0.0.1",
+        proxmoxwp_ct_addresses={"ranges": ["127.0.0.100-127.0.0.101"], "exclude": []},
+    )  # fmt: skip
+    made = run_playbook(inventory, tmp_path / "runs", "pool_fill.yml", pool_node="pve1", pool_count=2)
+    assert made.ok, made.message
+    with_wordpress = {
+        "proxmoxwp_wordpress_install": True,
+        "proxmoxwp_ct_ssh": {"user": "root", "port": free_port(), "private_key_file": "", "timeout": 5},
+    }
+    (inventory / "group_vars" / "all" / "zz_wordpress.yml").write_text(yaml.safe_dump(with_wordpress))
+    checked = run_playbook(inventory, tmp_path / "runs", "pool_check.yml")
+    assert checked.ok, f"{checked.failed_task}: {checked.message}"
+    reasons = {m["vmid"]: (m["ready"], m["reason"]) for m in checked.stats["pool_members"]}
+    assert sorted(reasons) == sorted(members(pve)) and len(reasons) == 2
+    assert all(not ready and reason.startswith("it does not answer over SSH: ") for ready, reason in reasons.values())

@@ -149,6 +149,16 @@ vmid:
   description: The service's container after the run (the member handed over, or the one the service had).
   returned: state is claimed and the service has a container
   type: int
+node:
+  description: The node of the member handed over.
+  returned: state is claimed and claimed is true
+  type: str
+  sample: pve1
+ip:
+  description: The address of the member handed over, which the site keeps (without its prefix).
+  returned: state is claimed and claimed is true
+  type: str
+  sample: 10.77.1.9
 """
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
@@ -167,6 +177,7 @@ from ansible_collections.proxmoxwp.hosting.plugins.module_utils.proxmoxwp_create
 from ansible_collections.proxmoxwp.hosting.plugins.module_utils.proxmoxwp_guests import (  # noqa: E402
     PROJECT_TAG,
     as_int,
+    container_ip,
     destroy_container,
     find_guest,
     format_tags,
@@ -279,7 +290,7 @@ def claim(module, client, result):
     config = client.get(path) or {}
     # the member's own tags go: from now on it is the site's container, as one made for it would be
     kept = [t for t in parse_tags(config.get("tags")) if t != POOL_TAG and not t.startswith(IMAGE_TAG_PREFIX)]
-    result.update(claimed=True, changed=True, vmid=vmid)
+    result.update(claimed=True, changed=True, vmid=vmid, node=entry["node"], ip=container_ip(config))
     if module.check_mode:
         return
     try:
@@ -295,7 +306,8 @@ def claim(module, client, result):
     except PveApiError as exc:
         if "detected modified configuration" in exc.message:  # PVE's words when the digest no longer matches
             result.update(claimed=False, changed=False, reason=f"CT {vmid} was changed meanwhile: {exc.message}")
-            result.pop("vmid")
+            for key in ("vmid", "node", "ip"):
+                result.pop(key)
             return
         raise
 
