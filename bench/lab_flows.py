@@ -216,20 +216,27 @@ class RunningLab:
     def status(self, service_id: int) -> dict:
         return self.call("GET", f"/status?service_id={service_id}")[1]
 
-    def calls_seconds(self, job_id: int) -> float:
-        """The seconds the job's tasks spent in the modules that call the cluster and the edge, from the task
-        events the worker stored (each with its module and duration) in the lab's database."""
+    def job_split(self, job_id: int) -> dict[str, float]:
+        """From the task events the worker stored in the lab's database (each with its module, start and duration):
+        the seconds the job's tasks spent in the modules that call the cluster and the edge (`calls_seconds`), and
+        the seconds from the job's start to its first task's (`first_task_seconds`: the worker, ansible-runner and
+        ansible-playbook starting, the inventory and the playbook read)."""
         database = self.data_dir / "private" / "proxmoxwp.sqlite3"
         with closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as connection:
             rows = connection.execute("SELECT data FROM job_events WHERE job_id = ? AND event = 'runner_on_ok'",
                                       (job_id,)).fetchall()  # fmt: skip
-        total = 0.0
+            (started,) = connection.execute("SELECT started_at FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        total, first = 0.0, None
         for (data,) in rows:
             summary = json.loads(data or "{}")
             action = summary.get("action") or ""
             if action.startswith(CALL_MODULES) and action not in NOT_CALLS:
                 total += float(summary.get("duration") or 0)
-        return total
+            if summary.get("start"):
+                start = datetime.fromisoformat(summary["start"])
+                first = start if first is None else min(first, start)
+        job_start = datetime.fromisoformat(started).replace(tzinfo=UTC)
+        return {"calls_seconds": total, "first_task_seconds": (first - job_start).total_seconds() if first else None}
 
     def pool_ready(self) -> dict:
         """Wait until the worker has every member of the pool ready (after `lab up`, or after a site took one)."""
@@ -300,10 +307,10 @@ class RunningLab:
             f"visible {marks['visible']:.1f} s)",
             flush=True,
         )
-        calls = self.calls_seconds(job_id)
+        split = self.job_split(job_id)
         return {"seconds": seconds, "job_seconds": marks["job"], "visible_seconds": marks["visible"],
-                "job_duration_seconds": marks["job_duration_seconds"], "job_id": job_id,
-                "calls_seconds": calls, "overhead_seconds": marks["job_duration_seconds"] - calls}  # fmt: skip
+                "job_duration_seconds": marks["job_duration_seconds"], "job_id": job_id, **split,
+                "overhead_seconds": marks["job_duration_seconds"] - split["calls_seconds"]}  # fmt: skip
 
     def create(self, service_id: int) -> tuple[str, dict]:
         """create-site → the first 200 with the site's title through the proxy; the subdomain and the timing."""
@@ -332,6 +339,12 @@ class RunningLab:
         times["mkbak"] = self.timed("mkbak", "/action/mkbak", sid, listed, OPERATION_TIMEOUT)
         bak = self.call("GET", f"/action/getbak?service_id={service_id}")[1]["backups"][0]["name"]
         times["rollback"] = self.timed("rollback", "/action/rollback", {**sid, "bak": bak}, up, OPERATION_TIMEOUT)
+
+        def unlisted(_answer: dict) -> bool:
+            code, listing = self.call("GET", f"/action/getbak?service_id={service_id}")
+            return code == 200 and bak not in {b.get("name") for b in listing.get("backups", [])}
+
+        times["delbak"] = self.timed("delbak", "/action/delbak", {**sid, "bak": bak}, unlisted, OPERATION_TIMEOUT)
         for action, visible in (("stop", down), ("start", up), ("restart", up), ("reset", up)):
             body = {**sid, "action": action}
             times[f"power {action}"] = self.timed(f"power {action}", "/action/power", body, visible, OPERATION_TIMEOUT)
@@ -508,7 +521,9 @@ def main() -> int:
                      "ratio_to_golden_create": median([r[op]["seconds"] for r in operations]) / golden_create,
                      "job_median_seconds": median([r[op]["job_duration_seconds"] for r in operations]),
                      "calls_median_seconds": median([r[op]["calls_seconds"] for r in operations]),
-                     "overhead_median_seconds": median([r[op]["overhead_seconds"] for r in operations])}
+                     "overhead_median_seconds": median([r[op]["overhead_seconds"] for r in operations]),
+                     "visible_median_seconds": median([r[op]["visible_seconds"] for r in operations]),
+                     "first_task_median_seconds": median([r[op]["first_task_seconds"] or 0 for r in operations])}
                 for op in operation_names
             },
             "create_overhead_median_seconds": {
@@ -544,14 +559,15 @@ def main() -> int:
             "\noperations on the golden lab's site: request → visible and job succeeded (median), the job's own "
             "time, its calls to the cluster and the edge, its overhead (job − calls); ratio = time / golden create\n"
         )
-        print("| operation | median (s) | rounds (s) | job (s) | calls (s) | overhead (s) | ratio |\n"
-              "|---|---:|---|---:|---:|---:|---:|")  # fmt: skip
+        print("| operation | median (s) | rounds (s) | visible (s) | job (s) | calls (s) | overhead (s) | "
+              "to first task (s) | ratio |\n|---|---:|---|---:|---:|---:|---:|---:|---:|")  # fmt: skip
         for op in operation_names:
             runs = [r[op] for r in operations]
             values = ", ".join(format(r["seconds"], ".1f") for r in runs)
             o = summary["operations"][op]
-            print(f"| {op} | {o['median_seconds']:.1f} | {values} | {o['job_median_seconds']:.1f} | "
-                  f"{o['calls_median_seconds']:.1f} | {o['overhead_median_seconds']:.1f} | "
+            print(f"| {op} | {o['median_seconds']:.1f} | {values} | {o['visible_median_seconds']:.1f} | "
+                  f"{o['job_median_seconds']:.1f} | {o['calls_median_seconds']:.1f} | "
+                  f"{o['overhead_median_seconds']:.1f} | {o['first_task_median_seconds']:.2f} | "
                   f"{o['ratio_to_golden_create']:.2f} |")  # fmt: skip
         if api_reads:
             print("\nAPI reads at 16 connections against the bare Flask baseline, same run (bench/api_load.py)\n")

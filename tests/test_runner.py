@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import threading
+from datetime import datetime
 from pathlib import Path
 
 import psutil
@@ -58,6 +59,10 @@ def test_failure_names_the_task_host_and_message(tmp_path):
     assert result.message == "storage 'drbd1' is not online on node pve-test-1"
     assert "Never reached" not in {event["task"] for event in events}
     assert result.changed == 0, "the run changed nothing before it failed"
+    # each task's module, start and duration are kept (a job's timeline: bench/lab_flows.py), never its arguments
+    done = [event["data"] for event in events if event["event"] in ("runner_on_ok", "runner_on_failed")]
+    assert done and all({"action", "start", "duration"} <= set(data) for data in done), done
+    assert all(datetime.fromisoformat(data["start"]).tzinfo is not None for data in done)
 
 
 def test_a_task_that_failed_after_acting_counts_as_a_change(tmp_path):

@@ -144,6 +144,9 @@ def summarise_event(event: dict) -> dict:
         # the module that ran (never its arguments): which part of a job's time the cluster or the edge took
         if data.get("task_action"):
             summary["action"] = data["task_action"]
+        # when it began on its host: the job's timeline, and how long the job took to reach its first task
+        if data.get("start"):
+            summary["start"] = data["start"]
     return summary
 
 
