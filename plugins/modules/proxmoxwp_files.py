@@ -149,10 +149,10 @@ class FilesModule(AnsibleModule):
     """
 
     def log(self, msg, log_args=None):
-        self.no_log_values.update([repr(value)[1:-1] for value in self.no_log_values if isinstance(value, str)])
+        hidden = self.no_log_values | {repr(value)[1:-1] for value in self.no_log_values if isinstance(value, str)}
         if log_args:
-            log_args = {name: remove_values(value, self.no_log_values) for name, value in log_args.items()}
-        super().log(remove_values(msg, self.no_log_values), log_args=log_args)
+            log_args = {name: remove_values(value, hidden) for name, value in log_args.items()}
+        super().log(remove_values(msg, hidden), log_args=log_args)
 
 
 def attributes(module, path, entry, changed):
