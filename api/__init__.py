@@ -9,6 +9,7 @@ from flask import Flask
 from api.config import DEFAULT_THREADS, Settings, load_settings
 from api.errors import register_error_handlers
 from api.lifecycle import Lifecycle
+from api.read_gate import ReadGate
 from api.runtime import Runtime
 from api.waiting import Places
 
@@ -40,5 +41,7 @@ def create_app(settings: Settings | None = None, *, check: bool = True, threads:
     register_error_handlers(app)
     for blueprint in (meta.bp, sites.bp, actions.bp, jobs.bp):
         app.register_blueprint(blueprint)
+    if runtime.db.is_sqlite:
+        app.wsgi_app = ReadGate(app.wsgi_app)  # type: ignore[method-assign]
     logging.getLogger("api").setLevel(logging.INFO)
     return app

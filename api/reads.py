@@ -1,15 +1,16 @@
-"""`GET /status` as prebuilt statements of plain rows: the read Paymenter makes on every client-area page.
+"""`GET /status`, getbak and getdomain as prebuilt statements of plain rows: the reads Paymenter makes on every
+client-area page.
 
 Through the ORM, a status cost six statements, each with the ORM's per-statement work (identity map, loaders, lazy
 loads of the service's domains, certificates and drift): about six times the CPU of an empty Flask request
-(bench/README.md). Here the statements are built once, at import, with bound parameters, so SQLAlchemy finds their
-compiled form by a memoized cache key, and they run on a Core connection: rows, no objects.
+(bench/README.md). Here each statement is built once, at import, compiled once per database dialect and run on the
+driver's cursor (api/prepared.py): rows, no objects, and none of SQLAlchemy's per-execution work.
 
-Most sites have no custom domain and no drift, so one statement answers for them: the service with its counts, its
-job, the clean-up of a cut-off creation and its subdomain's certificate, joined. The domains (with their
-certificates) and the drift are read only when the counts say there are some. One statement is also one snapshot,
-so it needs no transaction. The answer is the same (tests/test_api_contract.py); the presenters read rows as they
-read objects, by attribute.
+A status is one statement unless the site has drift: the service with its counts, its job, the clean-up of a
+cut-off creation and its subdomain's certificate, joined, with one row per custom domain and its certificate. One
+statement is one snapshot, so it needs no transaction, and one round trip. The drift, which few sites have, is read
+only when the count says there is some. The answer is the same (tests/test_api_contract.py); the presenters read rows
+as they read objects, by attribute.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 from sqlalchemy import BigInteger, Connection, and_, bindparam, func, or_, select
 
 from api.models import UNFINISHED, Backup, Certificate, Domain, Drift, Job, Service, ServiceState
+from api.prepared import Prepared
 
 SERVICE_ID = bindparam("service_id", type_=BigInteger)
 # Jobs whose newest says whether a cut-off creation's clean-up is the site's last word (presenters.leftovers_view).
@@ -65,6 +67,11 @@ JOB_LIFECYCLE = ("id", "kind", "state", "message")
 
 # the job recorded as the site's last, or its newest when none is (or the one recorded is gone)
 _RECORDED_JOB = select(Job.id).where(Job.id == Service.last_job_id).scalar_subquery()
+_CUSTOM = Domain.__table__.alias("custom")
+_CUSTOM_CERTIFICATE = Certificate.__table__.alias("custom_certificate")
+# One row per custom domain, in the order they were attached, each with its certificate's columns (None before one
+# is asked); one row with the domain None for a site without any. The service's columns repeat on every row: a site
+# has a few domains at most, and one statement is one snapshot and one round trip.
 SERVICE = (
     select(
         *Service.__table__.c,
@@ -80,6 +87,8 @@ SERVICE = (
         *_prefixed(_SHOWN, "shown_", JOB_SHOWN),
         *_prefixed(_LIFECYCLE, "lifecycle_", JOB_LIFECYCLE),
         *_prefixed(_OWN_CERTIFICATE, "certificate_"),
+        _CUSTOM.c.domain.label("custom_domain"),
+        *_prefixed(_CUSTOM_CERTIFICATE, "custom_certificate_"),
     )
     .select_from(
         Service.__table__.outerjoin(_SHOWN, _SHOWN.c.id == func.coalesce(_RECORDED_JOB, _newest_job()))
@@ -88,20 +97,16 @@ SERVICE = (
             _OWN_CERTIFICATE,
             and_(_OWN_CERTIFICATE.c.service_id == Service.service_id, _OWN_CERTIFICATE.c.name == Service.subdomain),
         )
-    )
-    .where(Service.service_id == SERVICE_ID)
-)
-# the custom domains in the order they were attached, each with its certificate's columns (None before one is asked)
-DOMAINS = (
-    select(Domain.domain, *_prefixed(Certificate.__table__, "certificate_"))
-    .select_from(
-        Domain.__table__.outerjoin(
-            Certificate.__table__,
-            and_(Certificate.service_id == Domain.service_id, Certificate.name == Domain.domain),
+        .outerjoin(_CUSTOM, _CUSTOM.c.service_id == Service.service_id)
+        .outerjoin(
+            _CUSTOM_CERTIFICATE,
+            and_(
+                _CUSTOM_CERTIFICATE.c.service_id == _CUSTOM.c.service_id, _CUSTOM_CERTIFICATE.c.name == _CUSTOM.c.domain
+            ),
         )
     )
-    .where(Domain.service_id == SERVICE_ID)
-    .order_by(Domain.id)
+    .where(Service.service_id == SERVICE_ID)
+    .order_by(_CUSTOM.c.id)
 )
 DRIFT = select(*Drift.__table__.c).where(Drift.service_id == SERVICE_ID).order_by(Drift.id)
 
@@ -124,12 +129,17 @@ LISTINGS = {
 }
 
 
+_LISTINGS = {key: Prepared(statement) for key, statement in LISTINGS.items()}
+
+
 def listing(connection: Connection, service_id: int, key: str) -> tuple[str, list[Any]] | None:
     """The service's plan and its backups or domains (`key`); None for a service that does not exist or is deleted."""
-    rows = connection.execute(LISTINGS[key], {"service_id": service_id}).all()
+    prepared = _LISTINGS[key]
+    rows = prepared.rows(connection, service_id=service_id)
     if not rows:
         return None
-    return rows[0].plan, [row for row in rows if row[1] is not None]
+    first = prepared.keys[1]
+    return rows[0]["plan"], [SimpleNamespace(**row) for row in rows if row[first] is not None]
 
 
 @dataclass(frozen=True)
@@ -144,34 +154,51 @@ class Status:
     drift: list[Any]
 
 
-def _part(row: dict, prefix: str) -> SimpleNamespace | None:
+_SERVICE = Prepared(SERVICE)
+_DRIFT = Prepared(DRIFT)
+
+
+def _prefixed_keys(keys: tuple[str, ...], prefix: str) -> tuple[tuple[str, str], ...]:
+    return tuple((key, key[len(prefix) :]) for key in keys if key.startswith(prefix))
+
+
+# each joined table's columns in a row: (key in the row, name without the prefix)
+_PARTS = {
+    prefix: _prefixed_keys(_SERVICE.keys, prefix)
+    for prefix in ("shown_", "lifecycle_", "certificate_", "custom_certificate_")
+}
+
+
+def _part(row: dict, prefix: str, keys: tuple[tuple[str, str], ...]) -> SimpleNamespace | None:
     """The columns of one joined table, by their names without the prefix; None when the join found no row."""
     if row[prefix + "id"] is None:
         return None
-    return SimpleNamespace(**{key[len(prefix) :]: value for key, value in row.items() if key.startswith(prefix)})
+    return SimpleNamespace(**{name: row[key] for key, name in keys})
 
 
 def status(connection: Connection, service_id: int) -> Status | None:
-    params = {"service_id": service_id}
-    found = connection.execute(SERVICE, params).mappings().first()
-    if found is None:
+    rows = _SERVICE.rows(connection, service_id=service_id)
+    if not rows:
         return None
+    found = rows[0]
     service = SimpleNamespace(**found)
-    lifecycle = _part(found, "lifecycle_")
-    own = _part(found, "certificate_")
+    lifecycle = _part(found, "lifecycle_", _PARTS["lifecycle_"])
+    own = _part(found, "certificate_", _PARTS["certificate_"])
     certificates = {own.name: own} if own is not None else {}
     domains: list[str] = []
-    if found["domains"]:
-        for row in connection.execute(DOMAINS, params).mappings():
-            domains.append(row["domain"])
-            certificate = _part(row, "certificate_")
+    for row in rows:
+        if row["custom_domain"] is not None:
+            domains.append(row["custom_domain"])
+            certificate = _part(row, "custom_certificate_", _PARTS["custom_certificate_"])
             if certificate is not None:
                 certificates[certificate.name] = certificate
     return Status(
         service=service,
-        last_job=_part(found, "shown_"),
+        last_job=_part(found, "shown_", _PARTS["shown_"]),
         cleanup=lifecycle if lifecycle is not None and lifecycle.kind == "cleanup" else None,
         domains=domains,
         certificates=certificates,
-        drift=list(connection.execute(DRIFT, params)) if found["drifts"] else [],
+        drift=[SimpleNamespace(**row) for row in _DRIFT.rows(connection, service_id=service_id)]
+        if found["drifts"]
+        else [],
     )
