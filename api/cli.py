@@ -97,10 +97,19 @@ def serve(bind: str, workers: int, threads: int) -> None:
     from gunicorn.app.base import BaseApplication
 
     from api import create_app
+    from api.listen import AddressInUse, check_free, tcp_address
 
     settings = load_settings()
     Runtime(settings).check(need_tokens=True)
     settings.waiter_limit(threads)  # a limit that takes every thread stops here, not in each gunicorn worker
+    address = tcp_address(bind)
+    # a socket per worker (api/listen.py); port 0 would give each worker a port of its own
+    reuse_port = address is not None and address[1] != 0 and workers > 1
+    if reuse_port:
+        try:
+            check_free(*address)
+        except (AddressInUse, OSError) as exc:
+            raise click.ClickException(f"cannot listen on {bind}: {exc}") from None
 
     class _Gunicorn(BaseApplication):
         def load_config(self) -> None:
@@ -109,6 +118,7 @@ def serve(bind: str, workers: int, threads: int) -> None:
                 "workers": workers,
                 "threads": threads,
                 "worker_class": "gthread",
+                "reuse_port": reuse_port,
                 "accesslog": "-",
                 "errorlog": "-",
                 "timeout": 700,

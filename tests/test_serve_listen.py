@@ -1,0 +1,33 @@
+"""How `proxmoxwp serve` listens (api/listen.py): a socket per gunicorn worker, after making sure no other process
+listens on the address, which SO_REUSEPORT alone would let it share.
+
+That connections kept open are spread over the workers is measured by bench/api_load.py (bench/README.md): a test
+that opens connections one by one saw them spread over the workers with one shared socket too."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+
+from conftest import BIN
+
+
+def test_serve_refuses_an_address_another_process_listens_on(runtime, process_env):
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        started = subprocess.run(
+            [str(BIN / "proxmoxwp"), "serve", "--bind", f"127.0.0.1:{port}", "--workers", "2"],
+            env=process_env, capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+    assert started.returncode == 1, started.stderr
+    refused = f"cannot listen on 127.0.0.1:{port}: 127.0.0.1:{port} is in use by another process"
+    assert started.stderr.strip() == f"Error: {refused}"
+
+
+def test_serve_listens_with_a_socket_per_worker_and_answers(start_server):
+    base = start_server("--workers", "2")
+    port = int(base.rsplit(":", 1)[1])
+    listening = subprocess.run(
+        ["ss", "-Hltn", f"sport = :{port}"], capture_output=True, text=True, timeout=30, check=True
+    ).stdout.splitlines()
+    assert len(listening) == 2, listening  # one socket per worker, both on the address
