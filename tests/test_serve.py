@@ -1,15 +1,19 @@
-"""How `proxmoxwp serve` listens (api/listen.py): a socket per gunicorn worker, after making sure no other process
-listens on the address, which SO_REUSEPORT alone would let it share.
+"""How `proxmoxwp serve` runs the API: a socket per gunicorn worker (api/listen.py), after making sure no other
+process listens on the address, which SO_REUSEPORT alone would let it share; and each worker's objects from its start
+left out of the garbage collector's full passes.
 
 That connections kept open are spread over the workers is measured by bench/api_load.py (bench/README.md): a test
 that opens connections one by one saw them spread over the workers with one shared socket too."""
 
 from __future__ import annotations
 
+import gc
 import socket
 import subprocess
 
 from conftest import BIN
+
+from api.cli import _served_app
 
 
 def test_serve_refuses_an_address_another_process_listens_on(runtime, process_env):
@@ -31,3 +35,12 @@ def test_serve_listens_with_a_socket_per_worker_and_answers(start_server):
         ["ss", "-Hltn", f"sport = :{port}"], capture_output=True, text=True, timeout=30, check=True
     ).stdout.splitlines()
     assert len(listening) == 2, listening  # one socket per worker, both on the address
+
+
+def test_a_workers_objects_from_its_start_are_left_out_of_full_collections(app):
+    before = gc.get_freeze_count()
+    try:
+        assert _served_app(app) is app
+        assert gc.get_freeze_count() > before + 10_000  # the app, its inventory and every module imported
+    finally:
+        gc.unfreeze()
