@@ -11,13 +11,14 @@ import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from conftest import wait_until
 from sqlalchemy import Column, Integer, MetaData, Table, func, select
 from sqlalchemy.exc import DBAPIError
 
 from api import reads
 from api.models import Backup, Certificate, Domain, Drift, Job, JobState, Service, ServiceState
 from api.prepared import Prepared
-from api.read_gate import HOT_READS, ReadGate
+from api.read_gate import HOT_READS, ReadGate, Turns
 
 pytestmark = pytest.mark.db
 
@@ -160,3 +161,25 @@ def test_the_hot_reads_take_turns_on_sqlite_and_every_other_request_runs_at_once
     assert both("/health") == [[b"met"], [b"met"]]
     # the two hot reads never meet: the first waits out the barrier alone, then the second does
     assert [type(outcome) for outcome in both("/status")] == [threading.BrokenBarrierError] * 2
+
+
+def test_turns_are_taken_in_the_order_they_were_asked_for():
+    turns, order = Turns(), []
+
+    def take(name: str) -> None:
+        with turns:
+            order.append(name)
+
+    with turns:
+        callers = []
+        for number, name in enumerate(("first", "second", "third"), start=1):
+            caller = threading.Thread(target=take, args=(name,))
+            caller.start()
+            callers.append(caller)
+            wait_until(lambda number=number: turns.waiting == number, 30, what=f"{name} waiting for its turn")
+    # the turn was handed to `first` on leaving: coming back at once, this thread queues behind the others
+    take("again")
+    for caller in callers:
+        caller.join(timeout=30)
+    assert order == ["first", "second", "third", "again"]
+    assert turns.waiting == 0
