@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import abc
-import errno
 import json
 import os
 import socket
@@ -19,6 +18,7 @@ import psutil
 
 from api.build_host.locks import exclusive
 from api.build_host.network import bridge_exists, ensure_bridge, remove_bridge
+from api.listen import AddressInUse, check_free
 from api.waiting import holds_within
 from lab.pve.netfilter import remove_tables
 from lab.supervisor.layout import Lab, LabError, parse_bind, proxmoxwp_command
@@ -209,18 +209,13 @@ class ApiPart(ProcessPart):
         """Bind the address for a moment (no traffic): taken, or not an address of this machine?"""
         host, port = parse_bind(lab.bind)
         try:
-            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            check_free(host, port)
+        except AddressInUse:
+            raise LabError(f"{lab.bind} is already in use by another program") from None
         except socket.gaierror as exc:
             raise LabError(f"the API address {lab.bind}: {exc.strerror}") from None
-        family, _type, _proto, _name, address = infos[0]
-        with socket.socket(family, socket.SOCK_STREAM) as sock:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                sock.bind(address)
-            except OSError as exc:
-                if exc.errno == errno.EADDRINUSE:
-                    raise LabError(f"{lab.bind} is already in use by another program") from None
-                raise LabError(f"the API cannot listen on {lab.bind}: {exc.strerror}") from None
+        except OSError as exc:
+            raise LabError(f"the API cannot listen on {lab.bind}: {exc.strerror}") from None
 
     def check(self, lab: Lab) -> PartStatus:
         status = super().check(lab)
