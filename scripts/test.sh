@@ -359,10 +359,12 @@ leftovers() {
     [[ $mount == "$SCRATCH"* ]] && printf 'mount %s\n' "$mount"
   done </proc/mounts
   losetup --list --noheadings --output NAME,BACK-FILE 2>/dev/null | grep -F -- "$SCRATCH" | sed 's/^/loop device /'
-  for table in $(nft --json list tables ip 2>/dev/null | python3 -c 'import json,sys
+  # the NAT table of a bridge (family ip) and the sites' firewall on it (families inet and bridge, lab/pve)
+  for table in $(nft --json list tables 2>/dev/null | python3 -c 'import json,sys
 for e in json.load(sys.stdin).get("nftables", []):
-    name = e.get("table", {}).get("name", "")
-    if name.startswith(("proxmoxwp_pwpt", "proxmoxwp_pwpe")): print(name)'); do
+    table = e.get("table", {})
+    if table.get("name", "").startswith(tuple(f"proxmoxwp_{kind}pwp{t}" for kind in ("", "fw_") for t in "te")):
+        print(table["family"] + "/" + table["name"])' 2>/dev/null); do
     printf 'nftables table %s\n' "$table"
   done
   for link in $(ip -o link show type bridge 2>/dev/null | awk -F': ' '{print $2}' | grep -E '^pwp[te]'); do
@@ -381,7 +383,8 @@ temporary_entries() {
 
 check_nothing_left() {
   local found
-  found=$(leftovers)
+  # what an earlier run left (one killed before its teardown) is reported at the start, not blamed on this one
+  found=$(comm -13 <(printf '%s\n' "${LEFT_BEFORE[@]}" | LC_ALL=C sort) <(leftovers | LC_ALL=C sort))
   if [[ -n $found ]]; then
     echo "test.sh: the run left these behind:" >&2
     printf '  %s\n' "$found" >&2
@@ -445,6 +448,12 @@ SCRATCH=$(mktemp -d "${TMPDIR:-/tmp}/proxmoxwp-test.XXXXXX") || exit 1
 chmod 755 "$SCRATCH" # the postgres user reaches its data directory inside
 export PYTEST_DEBUG_TEMPROOT="$SCRATCH"
 mapfile -t TMP_BEFORE < <(temporary_entries)
+mapfile -t LEFT_BEFORE < <(leftovers)
+if [[ ${#LEFT_BEFORE[@]} -gt 0 ]]; then
+  echo "test.sh: an earlier run left these behind (a run killed before its teardown); this run does not touch them:" >&2
+  printf '  %s\n' "${LEFT_BEFORE[@]}" >&2
+  echo "  remove them by hand: ip link delete BRIDGE; nft delete table FAMILY NAME" >&2
+fi
 DEBIAN_SECONDS=0
 PASS_NAMES=()
 PASS_TIMES=()
