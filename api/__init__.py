@@ -8,6 +8,7 @@ from flask import Flask
 
 from api.config import DEFAULT_THREADS, Settings, load_settings
 from api.errors import register_error_handlers
+from api.json_provider import OrjsonProvider
 from api.lifecycle import Lifecycle
 from api.read_gate import ReadGate
 from api.runtime import Runtime
@@ -36,6 +37,7 @@ def create_app(settings: Settings | None = None, *, check: bool = True, threads:
         runtime.check(need_tokens=True)
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = 64 * 1024
+    app.json = OrjsonProvider(app)
     app.json.sort_keys = False
     app.extensions["proxmoxwp"] = Extension(runtime, threads)
     register_error_handlers(app)

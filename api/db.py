@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from api.prepared import Reader
 from api.private_files import private_sqlite_file, sqlite_path
+from api.read_answers import Answers
 
 T = TypeVar("T")
 
@@ -20,7 +23,6 @@ SQLITE_BUSY_MS = 30_000
 # How long the checkpoint that erases cleared secrets waits for readers (it holds the write lock meanwhile).
 ERASE_BUSY_MS = 200
 ERASE_AFTER_COMMIT = "proxmoxwp_erase_after_commit"
-READ_WITHOUT_TRANSACTION = "proxmoxwp_read_without_transaction"
 
 log = logging.getLogger(__name__)
 
@@ -54,10 +56,7 @@ def _sqlite_transactions(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _begin(connection) -> None:
-        options = connection.get_execution_options()
-        if options.get(READ_WITHOUT_TRANSACTION, False):
-            return
-        immediate = options.get("proxmoxwp_write", False)
+        immediate = connection.get_execution_options().get("proxmoxwp_write", False)
         connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
@@ -68,11 +67,11 @@ class Database:
         self.is_sqlite = url.startswith("sqlite:")
         self._read = sessionmaker(self.engine, expire_on_commit=False)
         self._write = sessionmaker(self.engine.execution_options(proxmoxwp_write=True), expire_on_commit=False)
-        # No BEGIN and ROLLBACK around the hot reads (a round trip each on PostgreSQL): SQLite's connections run
-        # in autocommit mode with BEGIN only where a transaction is wanted (_sqlite_transactions).
-        self._reads = self.engine.execution_options(
-            **({READ_WITHOUT_TRANSACTION: True} if self.is_sqlite else {"isolation_level": "AUTOCOMMIT"})
-        )
+        # No BEGIN and ROLLBACK around PostgreSQL's hot reads (a round trip each). SQLite's connections all run in
+        # autocommit mode, with BEGIN only where a transaction is wanted (_sqlite_transactions).
+        self._reads = self.engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._reader: Reader | None = None  # SQLite's, taken from the pool once and kept (`rows`)
+        self._reader_lock = threading.Lock()
 
     @contextmanager
     def session(self, write: bool = False) -> Iterator[Session]:
@@ -84,12 +83,24 @@ class Database:
             self.erase_freed()
 
     @contextmanager
-    def rows(self) -> Iterator[Connection]:
-        """A Core connection for the hot reads that want rows, not ORM objects (api/reads.py), without a
-        transaction: each statement reads a snapshot of its own. /status reads all it shows in one statement,
-        except a site's domains and drift, which at worst show one a job added or removed in between."""
-        with self._reads.connect() as connection:
-            yield connection
+    def rows(self) -> Iterator[Reader]:
+        """A driver connection for the hot reads' prepared statements (api/reads.py), without a transaction: each
+        statement reads a snapshot of its own. /status reads all it shows in one statement, except a site's drift,
+        which at worst shows one a job added or removed in between.
+
+        On SQLite the hot reads of a process share one connection of their own, one read at a time (they take turns
+        anyway, api/read_gate.py): a checkout from the pool and its return cost more than the read itself. Its
+        connection runs in autocommit mode, so between reads it holds no snapshot and no lock. It comes with the
+        answers given on it, forgotten here when another connection has committed since (api/read_answers.py)."""
+        if not self.is_sqlite:
+            with self._reads.connect() as connection:
+                yield Reader(connection.dialect, connection.connection)
+            return
+        with self._reader_lock:
+            if self._reader is None or not self._reader.connection.is_valid:
+                self._reader = Reader(self.engine.dialect, self.engine.raw_connection(), Answers())
+            self._reader.answers.refresh(self._reader)
+            yield self._reader
 
     def write(self, work: Callable[[Session], T], attempts: int = 3) -> T:
         """Run `work` in a write transaction, again if a concurrent writer won a race on a unique key."""
@@ -134,6 +145,10 @@ class Database:
         return not busy
 
     def dispose(self) -> None:
+        with self._reader_lock:
+            if self._reader is not None:
+                self._reader.connection.close()
+                self._reader = None
         self.engine.dispose()
 
 

@@ -21,6 +21,7 @@ from api.jobs.kinds import KINDS, queue_job
 from api.jobs.secrets import forget_sealed
 from api.models import UNFINISHED, Backup, Domain, Job, JobState, Service, ServiceState
 from api.pool import members as pool_members
+from api.read_answers import remembered
 from api.runtime import Runtime
 from api.schemas import (
     BackupRequest,
@@ -499,18 +500,22 @@ class Lifecycle:
         """The answer of getbak or getdomain: the service's backups or domains (`key`, oldest first, shown by `view`)
         and the plan's quota of the same name, from one prebuilt statement of rows (api/reads.py). 404 for a service
         that does not exist or is deleted."""
-        with self.runtime.db.rows() as connection:
-            found = reads.listing(connection, service_id, key)
-        if found is None:
-            raise not_found("unknown_service", f"There is no site for service {service_id}.")
-        plan_name, listed = found
-        plan = self.runtime.inventory.plans.get(plan_name)
-        return {
-            "success": True,
-            "service_id": service_id,
-            key: [view(row) for row in listed],
-            "quota": presenters.quota(getattr(plan, key) if plan else 0, len(listed)),
-        }
+
+        def answer() -> dict:
+            found = reads.listing(reader, service_id, key)
+            if found is None:
+                raise not_found("unknown_service", f"There is no site for service {service_id}.")
+            plan_name, listed = found
+            plan = self.runtime.inventory.plans.get(plan_name)
+            return {
+                "success": True,
+                "service_id": service_id,
+                key: [view(row) for row in listed],
+                "quota": presenters.quota(getattr(plan, key) if plan else 0, len(listed)),
+            }
+
+        with self.runtime.db.rows() as reader:
+            return remembered(reader, (key, service_id), answer)
 
     # ---- domains -------------------------------------------------------------------------------------
 
@@ -652,11 +657,14 @@ class Lifecycle:
     # ---- reads -----------------------------------------------------------------------------------------
 
     def status(self, data: ServiceRef) -> dict:
-        with self.runtime.db.rows() as connection:
-            found = reads.status(connection, data.service_id)
-        if found is None:
-            raise not_found("unknown_service", f"There is no site for service {data.service_id}.")
-        return presenters.status_view(found, self.runtime.inventory.plans.get(found.service.plan))
+        def answer() -> dict:
+            found = reads.status(reader, data.service_id)
+            if found is None:
+                raise not_found("unknown_service", f"There is no site for service {data.service_id}.")
+            return presenters.status_view(found, self.runtime.inventory.plans.get(found.service.plan))
+
+        with self.runtime.db.rows() as reader:
+            return remembered(reader, ("status", data.service_id), answer)
 
     def job(self, job_id: int) -> dict:
         if not 1 <= job_id <= JOB_ID_MAX:

@@ -94,6 +94,9 @@ def route(
         )
     )
 
+    model = body or query
+    waits = model is not None and "wait" in model.model_fields  # a request that may hold a thread for its job
+
     def decorate(view: Callable) -> Callable:
         @functools.wraps(view)
         def wrapper(**kwargs):
@@ -103,7 +106,7 @@ def route(
                 kwargs["data"] = body.model_validate(_json_body(), context=_context())
             elif query is not None:
                 kwargs["data"] = query.model_validate(_query(), context=_context())
-            if getattr(kwargs.get("data"), "wait", 0) > 0:
+            if waits and kwargs["data"].wait > 0:
                 # A waiting request holds a server thread: take one of the process's waiter places before
                 # anything is done, so that a refused request changed nothing and other requests keep threads.
                 waiters = current_app.extensions["proxmoxwp"].waiters
@@ -170,10 +173,12 @@ def _unique_keys(pairs: list[tuple[str, object]]) -> dict:
 
 
 def _query() -> dict:
-    for key in request.args:
-        if len(request.args.getlist(key)) > 1:
+    query: dict[str, str] = {}
+    for key, value in request.args.items(multi=True):
+        if key in query:
             raise bad_request("duplicate_key", f"The query string has {_named(key)} more than once.")
-    return request.args.to_dict(flat=True)
+        query[key] = value
+    return query
 
 
 def _named(key: str) -> str:

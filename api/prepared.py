@@ -11,14 +11,46 @@ the driver says is lost is invalidated, so the pool does not hand it out again.
 
 from __future__ import annotations
 
+import operator
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, Select
+from sqlalchemy import Select
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.pool import PoolProxiedConnection
+
+if TYPE_CHECKING:
+    from api.read_answers import Answers
+
+_TYPE_CODE = operator.itemgetter(1)  # of a column in a cursor's description (PEP 249)
+
+
+@dataclass(frozen=True)
+class Reader:
+    """What a prepared statement runs on: a pooled driver connection and the dialect it speaks (api/db.py
+    `Database.rows`); on SQLite, with the answers given on it while the database has not changed."""
+
+    dialect: Dialect
+    connection: PoolProxiedConnection
+    answers: Answers | None = None
+
+    def fetch(self, sql: str, arguments: Sequence[Any] | dict[str, Any] = ()) -> tuple[Sequence, list]:
+        """`sql` run on the driver's cursor: the columns' description and every row. A driver error is raised as
+        SQLAlchemy raises it (an OperationalError is the API's 503); a connection the driver says is lost is
+        invalidated, so the pool does not hand it out again."""
+        cursor = self.connection.cursor()
+        try:
+            cursor.execute(sql, arguments)
+            return cursor.description, cursor.fetchall()
+        except self.dialect.loaded_dbapi.Error as exc:
+            if self.dialect.is_disconnect(exc, self.connection.dbapi_connection, cursor):
+                self.connection.invalidate(exc)
+            raise DBAPIError.instance(sql, arguments, exc, self.dialect.loaded_dbapi.Error) from exc
+        finally:
+            cursor.close()
 
 
 @dataclass(frozen=True)
@@ -44,8 +76,8 @@ class Prepared:
         self._processors: dict[tuple, list[tuple[int, Callable[[Any], Any]]]] = {}
         self._lock = threading.Lock()
 
-    def rows(self, connection: Connection, **params: Any) -> list[dict[str, Any]]:
-        dialect = connection.dialect
+    def rows(self, reader: Reader, **params: Any) -> list[dict[str, Any]]:
+        dialect = reader.dialect
         compiled = self._compiled.get(dialect.name) or self._compile(dialect)
         if params.keys() != compiled.parameters:
             raise TypeError(f"the statement takes the parameters {sorted(compiled.parameters)}, not {sorted(params)}")
@@ -56,21 +88,10 @@ class Prepared:
         arguments: Sequence[Any] | dict[str, Any] = (
             values if compiled.positions is None else tuple(values[name] for name in compiled.positions)
         )
-        proxied = connection.connection
-        cursor = proxied.cursor()
-        try:
-            cursor.execute(compiled.sql, arguments)
-            description = cursor.description
-            fetched = cursor.fetchall()
-        except dialect.loaded_dbapi.Error as exc:
-            if dialect.is_disconnect(exc, proxied.dbapi_connection, cursor):
-                connection.invalidate(exc)
-            raise DBAPIError.instance(compiled.sql, arguments, exc, dialect.loaded_dbapi.Error) from exc
-        finally:
-            cursor.close()
+        description, fetched = reader.fetch(compiled.sql, arguments)
         if len(description) != len(self.keys):
             raise RuntimeError(f"the driver returned {len(description)} columns for {len(self.keys)} selected")
-        signature = (dialect.name, *(column[1] for column in description))
+        signature = (dialect.name, *map(_TYPE_CODE, description))
         processors = self._processors.get(signature)
         if processors is None:
             processors = self._processors.setdefault(signature, self._find_processors(dialect, description))

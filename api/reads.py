@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import BigInteger, Connection, and_, bindparam, func, or_, select
+from sqlalchemy import BigInteger, and_, bindparam, func, or_, select
 
 from api.models import UNFINISHED, Backup, Certificate, Domain, Drift, Job, Service, ServiceState
-from api.prepared import Prepared
+from api.prepared import Prepared, Reader
 
 SERVICE_ID = bindparam("service_id", type_=BigInteger)
 # Jobs whose newest says whether a cut-off creation's clean-up is the site's last word (presenters.leftovers_view).
@@ -132,10 +132,10 @@ LISTINGS = {
 _LISTINGS = {key: Prepared(statement) for key, statement in LISTINGS.items()}
 
 
-def listing(connection: Connection, service_id: int, key: str) -> tuple[str, list[Any]] | None:
+def listing(reader: Reader, service_id: int, key: str) -> tuple[str, list[Any]] | None:
     """The service's plan and its backups or domains (`key`); None for a service that does not exist or is deleted."""
     prepared = _LISTINGS[key]
-    rows = prepared.rows(connection, service_id=service_id)
+    rows = prepared.rows(reader, service_id=service_id)
     if not rows:
         return None
     first = prepared.keys[1]
@@ -176,8 +176,8 @@ def _part(row: dict, prefix: str, keys: tuple[tuple[str, str], ...]) -> SimpleNa
     return SimpleNamespace(**{name: row[key] for key, name in keys})
 
 
-def status(connection: Connection, service_id: int) -> Status | None:
-    rows = _SERVICE.rows(connection, service_id=service_id)
+def status(reader: Reader, service_id: int) -> Status | None:
+    rows = _SERVICE.rows(reader, service_id=service_id)
     if not rows:
         return None
     found = rows[0]
@@ -198,7 +198,5 @@ def status(connection: Connection, service_id: int) -> Status | None:
         cleanup=lifecycle if lifecycle is not None and lifecycle.kind == "cleanup" else None,
         domains=domains,
         certificates=certificates,
-        drift=[SimpleNamespace(**row) for row in _DRIFT.rows(connection, service_id=service_id)]
-        if found["drifts"]
-        else [],
+        drift=[SimpleNamespace(**row) for row in _DRIFT.rows(reader, service_id=service_id)] if found["drifts"] else [],
     )

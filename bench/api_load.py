@@ -31,6 +31,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from importlib.metadata import version
@@ -320,6 +321,33 @@ class Target:
     expect: str  # "2xx" or a status
     with_ids: bool
     token: bool
+    # run in a thread beside the load until the event is set (a stream of commits, for instance)
+    beside: Callable[[threading.Event], None] | None = None
+
+
+def committing(database_url: str, ids: list[int], every: float) -> Callable[[threading.Event], None]:
+    """A commit every `every` seconds that changes nothing an answer shows (a service's updated_at): each one makes
+    the API forget the answers it kept (api/read_answers.py), so the reads beside it are read anew."""
+
+    def run(stop: threading.Event) -> None:
+        from sqlalchemy import update
+
+        from api.db import Database
+        from api.models import Service
+
+        database, rng = Database(database_url), random.Random(2)
+        try:
+            while not stop.wait(every):
+                with database.session(write=True) as session:
+                    session.execute(
+                        update(Service)
+                        .where(Service.service_id == rng.choice(ids))
+                        .values(updated_at=datetime.now(UTC))
+                    )
+        finally:
+            database.dispose()
+
+    return run
 
 
 @dataclass
@@ -485,10 +513,19 @@ def load(target: Target, ids: list[int], ids_file: Path, options, seconds: float
         own_cpu_seconds(),
         busy_cpu_seconds(),
     )
-    if options.tool == "wrk":
-        result = wrk_load(target, ids_file, options, seconds, env)
-    else:
-        result = python_load(target, ids, options, seconds)
+    stop = threading.Event()
+    beside = threading.Thread(target=target.beside, args=(stop,), daemon=True) if target.beside else None
+    if beside is not None:
+        beside.start()
+    try:
+        if options.tool == "wrk":
+            result = wrk_load(target, ids_file, options, seconds, env)
+        else:
+            result = python_load(target, ids, options, seconds)
+    finally:
+        stop.set()
+        if beside is not None:
+            beside.join(timeout=30)
     result.server_cpu_seconds = target.server.cpu_seconds() - server_before
     result.tool_cpu_seconds = own_cpu_seconds() - own_before
     busy = busy_cpu_seconds() - busy_before
@@ -634,6 +671,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=1, help="measure every endpoint this many times (1)")
     parser.add_argument("--connections", type=int, default=16, help="concurrent keep-alive clients (16)")
     parser.add_argument("--wrk-threads", type=int, default=1, help="wrk threads (1)")
+    parser.add_argument(
+        "--commit-every-ms",
+        type=int,
+        default=10,
+        metavar="MS",
+        help="also measure the reads with a commit every MS milliseconds beside them, which makes the API read every "
+        "answer anew (10; 0: not)",
+    )
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers of both servers (2)")
     parser.add_argument("--threads", type=int, default=8, help="threads per worker of both servers (8)")
     parser.add_argument(
@@ -755,6 +800,14 @@ def main(argv: list[str] | None = None) -> int:
             Target("GET /status", api, "/status?service_id=", "200", with_ids=True, token=True),
             Target("GET /action/getbak", api, "/action/getbak?service_id=", "200", with_ids=True, token=True),
         ]
+        if options.commit_every_ms:
+            # the same reads while the database changes all the time: nearly every answer is read anew
+            every = options.commit_every_ms / 1000
+            targets += [
+                Target(f"{target.name}, commits", api, target.path, "200", with_ids=True, token=True,
+                       beside=committing(settings.database_url, ids, every))
+                for target in targets[1:]
+            ]  # fmt: skip
         names = [t.name for t in targets]
         print(
             f"load: {options.tool}, {options.connections} connections, {options.duration} s per endpoint, "

@@ -1,5 +1,6 @@
 """The machinery of the hot reads (/status, getbak, getdomain): statements run on the driver's cursor
-(api/prepared.py) and the gate that makes them take turns in a server process on SQLite (api/read_gate.py).
+(api/prepared.py), the gate that makes them take turns in a server process on SQLite (api/read_gate.py), and the
+answers SQLite's server processes keep until the database changes (api/read_answers.py).
 
 What the endpoints answer is tests/test_api_contract.py; here, that a prepared statement gives exactly what
 SQLAlchemy gives for it, on SQLite and (pass 2) on PostgreSQL, and that its failures are SQLAlchemy's.
@@ -18,6 +19,7 @@ from sqlalchemy.exc import DBAPIError
 from api import reads
 from api.models import Backup, Certificate, Domain, Drift, Job, JobState, Service, ServiceState
 from api.prepared import Prepared
+from api.read_answers import Answers
 from api.read_gate import HOT_READS, ReadGate, Turns
 
 pytestmark = pytest.mark.db
@@ -71,12 +73,13 @@ def site(runtime) -> int:
     ids=["status", "drift", *reads.LISTINGS],
 )
 def test_a_prepared_statement_gives_what_sqlalchemy_gives(runtime, site, statement):
-    with runtime.db.rows() as connection:
+    with runtime.db.engine.connect() as connection:
         expected = [dict(row) for row in connection.execute(statement, {"service_id": site}).mappings()]
+    with runtime.db.rows() as reader:
         prepared = Prepared(statement)
-        found = prepared.rows(connection, service_id=site)
-        again = prepared.rows(connection, service_id=site)  # compiled and typed once, then reused
-        none = prepared.rows(connection, service_id=999)
+        found = prepared.rows(reader, service_id=site)
+        again = prepared.rows(reader, service_id=site)  # compiled and typed once, then reused
+        none = prepared.rows(reader, service_id=999)
     assert found == expected and again == expected
     assert len(found) >= 2 and none == []
     assert [{key: type(value) for key, value in row.items()} for row in found] == [
@@ -85,8 +88,8 @@ def test_a_prepared_statement_gives_what_sqlalchemy_gives(runtime, site, stateme
 
 
 def test_the_status_statement_reads_every_part_in_one_go(runtime, site):
-    with runtime.db.rows() as connection:
-        found = reads.status(connection, site)
+    with runtime.db.rows() as reader:
+        found = reads.status(reader, site)
     assert found.service.subdomain == "wp41.sites.example.net" and found.service.proxy_enabled is True
     assert found.service.heading_to == ServiceState.STOPPED and found.service.backups == 2
     assert found.last_job.kind == "create" and found.last_job.params["nested"] == [1, "two"]
@@ -99,23 +102,23 @@ def test_the_status_statement_reads_every_part_in_one_go(runtime, site):
 
 def test_wrong_parameters_are_refused_before_anything_runs(runtime):
     prepared = Prepared(reads.DRIFT)
-    with runtime.db.rows() as connection:
+    with runtime.db.rows() as reader:
         with pytest.raises(TypeError, match=r"takes the parameters \['service_id'\], not \[\]"):
-            prepared.rows(connection)
+            prepared.rows(reader)
         with pytest.raises(TypeError, match=r"not \['service', 'service_id'\]"):
-            prepared.rows(connection, service_id=1, service=2)
+            prepared.rows(reader, service_id=1, service=2)
 
 
 def test_a_driver_error_is_raised_as_sqlalchemy_raises_it(runtime):
     missing = Table("no_such_table", MetaData(), Column("id", Integer), Column("service_id", Integer))
     statement = select(missing.c.id).where(missing.c.service_id == reads.SERVICE_ID)
-    with runtime.db.rows() as connection, pytest.raises(DBAPIError) as by_sqlalchemy:
+    with runtime.db.engine.connect() as connection, pytest.raises(DBAPIError) as by_sqlalchemy:
         connection.execute(statement, {"service_id": 1})
-    with runtime.db.rows() as connection:
+    with runtime.db.rows() as reader:
         with pytest.raises(DBAPIError) as prepared:
-            Prepared(statement).rows(connection, service_id=1)
+            Prepared(statement).rows(reader, service_id=1)
         # the connection is still good for the next read
-        assert Prepared(select(func.count(Service.service_id).label("services"))).rows(connection) == [{"services": 0}]
+        assert Prepared(select(func.count(Service.service_id).label("services"))).rows(reader) == [{"services": 0}]
     assert type(prepared.value) is type(by_sqlalchemy.value)  # an OperationalError is the API's 503
     assert type(prepared.value.orig) is type(by_sqlalchemy.value.orig)
 
@@ -183,3 +186,57 @@ def test_turns_are_taken_in_the_order_they_were_asked_for():
         caller.join(timeout=30)
     assert order == ["first", "second", "third", "again"]
     assert turns.waiting == 0
+
+
+def statements_run(app) -> list[str]:
+    """The statements the app's hot-read connection runs from now on (SQLite's trace of it)."""
+    database = app.extensions["proxmoxwp"].runtime.db
+    run: list[str] = []
+    with database.rows() as reader:
+        reader.connection.dbapi_connection.set_trace_callback(run.append)
+    return run
+
+
+@pytest.mark.parametrize(("path", "key"), [("/status", "state"), ("/action/getbak", "backups")])
+def test_an_answer_is_kept_until_anything_is_committed_and_then_read_anew(app, api, runtime, site, path, key):
+    first = api.get(path, service_id=site)
+    assert first.status_code == 200
+    run = statements_run(app) if runtime.db.is_sqlite else None
+    assert api.get(path, service_id=site).get_json() == first.get_json()
+    if run is not None:  # SQLite keeps answers: only its count of commits was read
+        assert run and all("data_version" in statement for statement in run), run
+
+    # a change another connection commits (the worker's, another server process's) is in the next answer
+    with runtime.db.session(write=True) as session:
+        session.get(Service, site).state = ServiceState.STOPPED
+        session.add(Backup(service_id=site, name="BAK0403-3", state="present", created_at=MOMENT))
+    changed = api.get(path, service_id=site).get_json()
+    assert changed[key] != first.get_json()[key]
+    if path == "/status":
+        assert changed["state"] == "stopped"
+    else:
+        assert [backup["name"] for backup in changed["backups"]][-1] == "BAK0403-3"
+    # a commit that changes nothing the answer shows reads it anew all the same, and answers the same
+    with runtime.db.session(write=True) as session:
+        session.add(Service(service_id=43, email="o@example.com", plan="basic", public_ip="203.0.113.10",
+                            subdomain="wp43.example.net", admin_user="admin43", state=ServiceState.ACTIVE))  # fmt: skip
+    assert api.get(path, service_id=site).get_json() == changed
+
+
+def test_an_unknown_site_is_not_kept_as_unknown(api, runtime):
+    assert api.get("/status", service_id=42).status_code == 404
+    with runtime.db.session(write=True) as session:
+        session.add(Service(service_id=42, email="o@example.com", plan="basic", public_ip="203.0.113.10",
+                            subdomain="wp42.example.net", admin_user="admin42", state=ServiceState.ACTIVE))  # fmt: skip
+    assert api.get("/status", service_id=42).status_code == 200
+
+
+def test_the_oldest_answer_is_forgotten_first_beyond_the_limit():
+    answers = Answers(limit=2)
+    made: list[str] = []
+
+    def make(key: str):
+        return lambda: made.append(key) or key.upper()
+
+    assert [answers.get(key, make(key)) for key in ("a", "b", "a", "c", "b", "a")] == ["A", "B", "A", "C", "B", "A"]
+    assert made == ["a", "b", "c", "a"]  # "c" pushed "a" out, the oldest; "b" was still there

@@ -27,7 +27,8 @@ def proxmoxwp(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
 def create_active(api, service_id: int, plan: str = "basic") -> None:
     answer = api.post("/create-site", {"service_id": service_id, **CREATE, "plan": plan})
     assert answer.status_code == 202, answer.get_json()
-    assert wait_job(api, answer.get_json()["job_id"])["state"] == "succeeded"
+    created = wait_job(api, answer.get_json()["job_id"])
+    assert created["state"] == "succeeded", created  # its message and failed task say why
 
 
 def job(api, job_id: int) -> dict:
