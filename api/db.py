@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
 
@@ -71,6 +71,7 @@ class Database:
         # autocommit mode, with BEGIN only where a transaction is wanted (_sqlite_transactions).
         self._reads = self.engine.execution_options(isolation_level="AUTOCOMMIT")
         self._reader: Reader | None = None  # SQLite's, taken from the pool once and kept (`rows`)
+        self._answers = Answers()  # what was read on it while nothing was committed (`kept`)
         self._reader_lock = threading.Lock()
 
     @contextmanager
@@ -90,17 +91,25 @@ class Database:
 
         On SQLite the hot reads of a process share one connection of their own, one read at a time (they take turns
         anyway, api/read_gate.py): a checkout from the pool and its return cost more than the read itself. Its
-        connection runs in autocommit mode, so between reads it holds no snapshot and no lock. It comes with the
-        answers given on it, forgotten here when another connection has committed since (api/read_answers.py)."""
+        connection runs in autocommit mode, so between reads it holds no snapshot and no lock. The answers read on it
+        are forgotten here when another connection has committed since (`kept`)."""
         if not self.is_sqlite:
             with self._reads.connect() as connection:
                 yield Reader(connection.dialect, connection.connection)
             return
         with self._reader_lock:
             if self._reader is None or not self._reader.connection.is_valid:
-                self._reader = Reader(self.engine.dialect, self.engine.raw_connection(), Answers())
-            self._reader.answers.refresh(self._reader)
+                self._reader, self._answers = Reader(self.engine.dialect, self.engine.raw_connection()), Answers()
+            self._answers.refresh(self._reader)
             yield self._reader
+
+    def kept(self, key: Hashable, read: Callable[[Reader], T]) -> T:
+        """`read(reader)` on the hot reads' connection (`rows`); on SQLite, what it gave for `key` before, as long as
+        nothing has been committed since (api/read_answers.py)."""
+        with self.rows() as reader:
+            if not self.is_sqlite:
+                return read(reader)
+            return self._answers.get(key, lambda: read(reader))
 
     def write(self, work: Callable[[Session], T], attempts: int = 3) -> T:
         """Run `work` in a write transaction, again if a concurrent writer won a race on a unique key."""

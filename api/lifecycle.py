@@ -21,7 +21,7 @@ from api.jobs.kinds import KINDS, queue_job
 from api.jobs.secrets import forget_sealed
 from api.models import UNFINISHED, Backup, Domain, Job, JobState, Service, ServiceState
 from api.pool import members as pool_members
-from api.read_answers import remembered
+from api.prepared import Reader
 from api.runtime import Runtime
 from api.schemas import (
     BackupRequest,
@@ -501,7 +501,7 @@ class Lifecycle:
         and the plan's quota of the same name, from one prebuilt statement of rows (api/reads.py). 404 for a service
         that does not exist or is deleted."""
 
-        def answer() -> dict:
+        def answer(reader: Reader) -> dict:
             found = reads.listing(reader, service_id, key)
             if found is None:
                 raise not_found("unknown_service", f"There is no site for service {service_id}.")
@@ -514,8 +514,7 @@ class Lifecycle:
                 "quota": presenters.quota(getattr(plan, key) if plan else 0, len(listed)),
             }
 
-        with self.runtime.db.rows() as reader:
-            return remembered(reader, (key, service_id), answer)
+        return self.runtime.db.kept((key, service_id), answer)
 
     # ---- domains -------------------------------------------------------------------------------------
 
@@ -657,14 +656,13 @@ class Lifecycle:
     # ---- reads -----------------------------------------------------------------------------------------
 
     def status(self, data: ServiceRef) -> dict:
-        def answer() -> dict:
+        def answer(reader: Reader) -> dict:
             found = reads.status(reader, data.service_id)
             if found is None:
                 raise not_found("unknown_service", f"There is no site for service {data.service_id}.")
             return presenters.status_view(found, self.runtime.inventory.plans.get(found.service.plan))
 
-        with self.runtime.db.rows() as reader:
-            return remembered(reader, ("status", data.service_id), answer)
+        return self.runtime.db.kept(("status", data.service_id), answer)
 
     def job(self, job_id: int) -> dict:
         if not 1 <= job_id <= JOB_ID_MAX:

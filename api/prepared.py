@@ -15,15 +15,12 @@ import operator
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import Select
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import PoolProxiedConnection
-
-if TYPE_CHECKING:
-    from api.read_answers import Answers
 
 _TYPE_CODE = operator.itemgetter(1)  # of a column in a cursor's description (PEP 249)
 
@@ -31,11 +28,10 @@ _TYPE_CODE = operator.itemgetter(1)  # of a column in a cursor's description (PE
 @dataclass(frozen=True)
 class Reader:
     """What a prepared statement runs on: a pooled driver connection and the dialect it speaks (api/db.py
-    `Database.rows`); on SQLite, with the answers given on it while the database has not changed."""
+    `Database.rows`)."""
 
     dialect: Dialect
     connection: PoolProxiedConnection
-    answers: Answers | None = None
 
     def fetch(self, sql: str, arguments: Sequence[Any] | dict[str, Any] = ()) -> tuple[Sequence, list]:
         """`sql` run on the driver's cursor: the columns' description and every row. A driver error is raised as

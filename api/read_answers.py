@@ -50,8 +50,3 @@ class Answers:
             del self._kept[next(iter(self._kept))]
         self._kept[key] = answer
         return answer
-
-
-def remembered(reader: Reader, key: Hashable, make: Callable[[], T]) -> T:
-    """`make()`, or what it gave before on this reader's connection while nothing has changed since."""
-    return make() if reader.answers is None else reader.answers.get(key, make)

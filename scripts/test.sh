@@ -371,7 +371,7 @@ for e in json.load(sys.stdin).get("nftables", []):
     printf 'bridge %s\n' "$link"
   done
   # temporary files of the product outside the run's directory (a killed worker's, for instance)
-  comm -13 <(printf '%s\n' "${TMP_BEFORE[@]}") <(temporary_entries) | sed 's/^/temporary file /'
+  temporary_entries | sed 's/^/temporary file /'
 }
 
 temporary_entries() {
@@ -447,12 +447,12 @@ trap 'exit 129' HUP
 SCRATCH=$(mktemp -d "${TMPDIR:-/tmp}/proxmoxwp-test.XXXXXX") || exit 1
 chmod 755 "$SCRATCH" # the postgres user reaches its data directory inside
 export PYTEST_DEBUG_TEMPROOT="$SCRATCH"
-mapfile -t TMP_BEFORE < <(temporary_entries)
 mapfile -t LEFT_BEFORE < <(leftovers)
 if [[ ${#LEFT_BEFORE[@]} -gt 0 ]]; then
-  echo "test.sh: an earlier run left these behind (a run killed before its teardown); this run does not touch them:" >&2
+  echo "test.sh: these were on the machine before this run (a run killed before its teardown leaves them);" \
+    "this run does not touch them:" >&2
   printf '  %s\n' "${LEFT_BEFORE[@]}" >&2
-  echo "  remove them by hand: ip link delete BRIDGE; nft delete table FAMILY NAME" >&2
+  echo "  remove them by hand once nothing uses them (ip link delete BRIDGE; nft delete table FAMILY NAME)" >&2
 fi
 DEBIAN_SECONDS=0
 PASS_NAMES=()
