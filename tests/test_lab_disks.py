@@ -28,9 +28,10 @@ def test_a_site_on_a_small_plan_has_its_disk_grows_on_upgrade_and_refuses_a_smal
     lab = shared_lab
     sid = {"service_id": SERVICE_ID}
     body = {**sid, "email": f"owner{SERVICE_ID}@example.com", "plan": "small", "public_ip": PUBLIC_IP}
-    lab.job(lab.call("POST", "/create-site", json=body))
+    created = lab.job(lab.call("POST", "/create-site", json=body))
     name = lab.site(SERVICE_ID)["subdomain"]
-    assert lab.title(name) == TITLE
+    # on failure: what a second visit answers (a late proxy, or none at all) and the job's attempts and times
+    assert lab.title(name) == TITLE, (lab.visit(name)[0], created)
     assert root_gib(lab) == pytest.approx(1, abs=0.1), "the plan's 1 GiB, as df shows it inside"
     assert attach(lab, SERVICE_ID, "cat", "/proc/self/uid_map").split() == ["0", "100000", "65536"]
 
